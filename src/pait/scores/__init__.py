@@ -1,0 +1,13 @@
+"""Pruning scores, registered by name. Higher score = more important; masks keep the top k.
+
+Every score has the signature ``fn(model, batches, params, **options) -> dict[str, Tensor]``:
+``model`` maps images to class scores (encoder then frozen head), ``batches`` is an iterable of
+``(images, int_labels)``, ``params`` maps names to the parameters to score. Scores keep no state.
+"""
+
+from __future__ import annotations
+
+from pait.scores.registry import SCORES, ScoreFn, get_score, register_score
+from pait.scores import basic as _basic  # noqa: F401  (registers magnitude, random)
+
+__all__ = ["SCORES", "ScoreFn", "get_score", "register_score"]
