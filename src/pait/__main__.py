@@ -1,0 +1,5 @@
+import sys
+
+from pait.cli import main
+
+sys.exit(main())

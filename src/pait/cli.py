@@ -1,0 +1,42 @@
+"""The ``pait`` command. Each subcommand is a module in ``pait.commands`` defining
+``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``; they are found automatically."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+import pait.commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand of ``pait.commands``."""
+    parser = argparse.ArgumentParser(
+        prog="pait",
+        description="Prune pretrained vision encoders on one source task; measure source and transfer accuracy.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for info in sorted(pkgutil.iter_modules(pait.commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"pait.commands.{info.name}")
+        name = info.name.replace("_", "-")
+        cmd = sub.add_parser(name, help=module.HELP, description=module.__doc__,
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``pait`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("pait: interrupted; finished stages are kept and a rerun resumes", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of ``pait``: one module each (see ``pait.cli``)."""
