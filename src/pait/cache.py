@@ -1,0 +1,95 @@
+"""Stage cache, open_lth style: config -> hash -> directory -> skip if done.
+
+A stage's directory appears only complete: outputs are written into a temporary sibling directory
+that is renamed into place at the end, so a killed run leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Plain JSON data of a (nested) dataclass / tuple / dict config."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def config_key(config: Any) -> str:
+    """Hash of the canonical JSON of all fields (defaults included) plus the schema version."""
+    payload = json.dumps({"schema": SCHEMA_VERSION, "config": to_jsonable(config)}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class StageStore:
+    """Directories ``root/<stage>/<key>/`` holding each finished stage's outputs and its config.json."""
+
+    def __init__(self, root: str | Path, log_path: str | Path | None = None) -> None:
+        self.root = Path(root)
+        self.log_path = Path(log_path) if log_path else None
+
+    def path(self, stage: str, config: Any) -> Path:
+        return self.root / stage / config_key(config)
+
+    def done(self, stage: str, config: Any) -> bool:
+        return self.path(stage, config).is_dir()
+
+    @contextmanager
+    def writing(self, stage: str, config: Any) -> Iterator[Path]:
+        """Yield a temporary directory to fill; on success it becomes the stage's directory."""
+        final = self.path(stage, config)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
+        try:
+            yield tmp
+            write_atomic(tmp / "config.json", json.dumps(to_jsonable(config), indent=1, sort_keys=True).encode())
+            try:
+                os.rename(tmp, final)
+            except OSError:  # a duplicate of this stage finished first: keep that one
+                if not final.is_dir():
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)
+            self._log(stage, final.name)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def _log(self, stage: str, key: str) -> None:
+        """Append one line per computed (not reused) stage; tests count recomputation with it."""
+        if self.log_path is None:
+            return
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "a") as f:
+            f.write(json.dumps({"stage": stage, "key": key, "time": time.time()}) + "\n")

@@ -1,0 +1,33 @@
+"""Run an experiment grid from a YAML config: encoders x scores x sparsities x source tasks.
+
+Every stage is cached under a hash of its configuration; rerunning skips finished stages, and a
+killed run resumes where it stopped. Results go to OUT/NAME/results.parquet, then the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from pait.config import load_config
+from pait.configs import config_path
+from pait.experiment import run_dir, run_grid
+from pait.report import build_report
+
+HELP = "run an experiment grid from a config (YAML path or shipped name)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="YAML config file, or a shipped config name such as 'demo'")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="config overrides, e.g. finetune.epochs=2 sparsities=[0.5]")
+    parser.add_argument("--out", default="runs", help="root folder for run outputs and the stage cache")
+    parser.add_argument("--no-report", action="store_true", help="skip writing figures and the report")
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(config_path(args.config), args.overrides)
+    run_grid(config, args.out, show_progress=not args.quiet)
+    if not args.no_report:
+        print(f"report: {build_report(run_dir(config, args.out))}")
+    return 0

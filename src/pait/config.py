@@ -1,0 +1,131 @@
+"""Frozen experiment configuration, loaded from YAML/dicts with every unknown key refused."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Masked re-training on the source task: SGD on MSE to one-hot, multistep schedule, BN frozen."""
+
+    epochs: int = 90
+    lr: float = 5e-5
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    milestones: tuple[int, ...] = (30, 60, 80)
+    gamma: float = 0.1
+    batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """An encoder by registry name, an optional weights file and an optional input size override."""
+
+    name: str
+    weights: str | None = None
+    input_size: int | None = None
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """A task suite by name with its options, and how its images are split."""
+
+    name: str = "embedded"
+    options: dict[str, Any] = field(default_factory=dict)
+    protocol: str = "heldout"
+    calib_per_class: int = 50
+    eval_per_class: int = 50
+    split_seed: int = 0
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """The grid: encoders x scores x sparsities x sources, each unit evaluated on every task."""
+
+    name: str
+    encoders: tuple[EncoderConfig, ...]
+    suite: SuiteConfig = SuiteConfig()
+    scores: tuple[str, ...] = ("magnitude",)
+    sparsities: tuple[float, ...] = (0.36, 0.4752, 0.5904, 0.6642, 0.738, 0.7852, 0.8322)
+    sources: tuple[str, ...] | None = None
+    finetune: FinetuneConfig = FinetuneConfig()
+    ridge_alpha: float = 1.0
+    score_batch_size: int = 32
+    eval_batch_size: int = 128
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    save_weights: bool = False  # keep each unit's re-trained weights (needed by `pait landscape`)
+
+
+class ConfigError(ValueError):
+    """A configuration that names an unknown key or holds a value of the wrong type."""
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(names))}")
+    return cls(**{k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()})
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        hint = next(a for a in args if a is not type(None))
+        return _coerce(hint, value, where)
+    if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and isinstance(value, str) and hint is EncoderConfig:
+            return EncoderConfig(name=value)
+        return _build(hint, value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        return tuple(_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, str, bool) and not (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config") -> ExperimentConfig:
+    """An ExperimentConfig from plain data; unknown keys and wrong types raise ConfigError."""
+    return _build(ExperimentConfig, data, where)
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
+    """Read a YAML config and apply ``key.sub=value`` overrides (values parsed as YAML)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"cannot read config {path}: {err}") from None
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        node = data
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = yaml.safe_load(raw)
+    return config_from_dict(data, where=str(path))

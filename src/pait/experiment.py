@@ -1,0 +1,101 @@
+"""The grid: expand a config into units, run each unit's cached stages, gather the results table."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from pait.cache import StageStore, config_key, to_jsonable, write_atomic
+from pait.config import EncoderConfig, ExperimentConfig
+from pait.masks import check_sparsity
+from pait.pipeline import Context, prepare, unit_stage
+from pait.scores import get_score
+
+RESULT_COLUMNS = ["encoder", "score", "sparsity", "source", "target", "is_source", "stage", "accuracy", "loss",
+                  "seed", "protocol", "suite", "unit"]
+STAGE_NAMES = ("unpruned", "pruned", "retrained")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One grid point: an encoder pruned with one score at one sparsity on one source task."""
+
+    encoder: EncoderConfig
+    score: str
+    sparsity: float
+    source: str
+
+
+def validate(config: ExperimentConfig) -> None:
+    """Refuse bad names and values before any heavy work starts."""
+    for s in config.sparsities:
+        check_sparsity(s)
+    for score in config.scores:
+        get_score(score)
+    if not config.encoders:
+        raise ValueError("the config names no encoder")
+
+
+def expand(config: ExperimentConfig, tasks: list[str]) -> list[Unit]:
+    """Units in run order: encoder, source, score, sparsity (so scores are reused across sparsities)."""
+    sources = list(config.sources) if config.sources is not None else tasks
+    unknown = [s for s in sources if s not in tasks]
+    if unknown:
+        raise ValueError(f"source task(s) {', '.join(unknown)} not in the suite; its tasks: {', '.join(tasks)}")
+    return [Unit(e, score, sp, src) for e in config.encoders for src in sources for score in config.scores
+            for sp in config.sparsities]
+
+
+def unit_rows(ctx: Context, unit: Unit, metrics: dict) -> list[dict]:
+    """Rows of the results table for one unit: every task x {unpruned, pruned, retrained}."""
+    rows = []
+    base = {"encoder": unit.encoder.name, "score": unit.score, "sparsity": unit.sparsity, "source": unit.source,
+            "seed": ctx.config.seed, "protocol": ctx.config.suite.protocol, "suite": ctx.config.suite.name,
+            "unit": config_key(unit)}
+    stages = {"unpruned": ctx.unpruned, "pruned": metrics["pruned"], "retrained": metrics["retrained"]}
+    for target in ctx.splits:
+        for stage in STAGE_NAMES:
+            acc, loss = stages[stage][target]
+            rows.append({**base, "target": target, "is_source": target == unit.source, "stage": stage,
+                         "accuracy": acc, "loss": loss})
+    return rows
+
+
+def run_dir(config: ExperimentConfig, out_root: str | Path) -> Path:
+    return Path(out_root) / config.name
+
+
+def run_grid(config: ExperimentConfig, out_root: str | Path = "runs", show_progress: bool = True) -> pd.DataFrame:
+    """Run every unit of the grid (skipping finished stages) and write ``<run>/results.parquet``."""
+    validate(config)
+    directory = run_dir(config, out_root)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_atomic(directory / "config.json", json.dumps(to_jsonable(config), indent=1).encode())
+    store = StageStore(Path(out_root) / "stages", log_path=directory / "stages.log")
+    rows: list[dict] = []
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, disable=not show_progress, transient=False) as progress:
+        for encoder_config in config.encoders:
+            step = progress.add_task(f"{encoder_config.name}: features and heads", total=None)
+            ctx = prepare(config, encoder_config, store)
+            units = [u for u in expand(config, list(ctx.splits)) if u.encoder == encoder_config]
+            progress.update(step, description=f"{encoder_config.name}: units", total=len(units), completed=0)
+            epochs = progress.add_task("  re-training", total=config.finetune.epochs, visible=False)
+            for unit in units:
+                label = f"  {unit.score} @ {unit.sparsity:.2%} on {unit.source}"
+                progress.update(epochs, description=label, completed=0, visible=True)
+                metrics = unit_stage(ctx, unit.source, unit.score, unit.sparsity,
+                                     on_epoch=lambda e, _loss: progress.update(epochs, completed=e + 1))
+                rows.extend(unit_rows(ctx, unit, metrics))
+                progress.advance(step)
+            progress.update(epochs, visible=False)
+    table = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    write_atomic(directory / "results.parquet", buffer.getvalue())
+    return table

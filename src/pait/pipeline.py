@@ -1,0 +1,217 @@
+"""The cached stages of one experiment unit.
+
+data (decoded uint8 splits per suite x preprocessing) -> heads (ridge head per task on the unpruned
+encoder's calibration features, and unpruned evaluation) -> scores (per encoder x source x score) ->
+unit (mask at one sparsity, zero-shot evaluation of every task, masked re-training on the source,
+evaluation again). Each stage is keyed by the hash of everything it depends on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from pait.cache import StageStore, config_key
+from pait.config import EncoderConfig, ExperimentConfig, FinetuneConfig, SuiteConfig
+from pait.encoders import Encoder, load_encoder
+from pait.evaluate import evaluate_head, extract_features
+from pait.finetune import MaskHolder, finetune
+from pait.headed import HeadedModel
+from pait.heads import fit_ridge
+from pait.masks import global_mask
+from pait.scores import get_score
+from pait.tasks import TaskData, decode, load_suite, split_indices
+
+Splits = dict[str, tuple[TaskData, TaskData]]  # task -> (calibration, evaluation)
+STAGES = ("data", "heads", "scores", "unit")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> the GPU when one is present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on GPUs by default; fp32 on the CPU."""
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+    return torch.bfloat16 if precision == "bf16" else None
+
+
+def build_encoder(config: EncoderConfig) -> Encoder:
+    """Load the encoder and apply the configured input size."""
+    encoder = load_encoder(config.name, config.weights)
+    if config.input_size is not None:
+        encoder.preprocess = dataclasses.replace(encoder.preprocess, input_size=config.input_size)
+    return encoder
+
+
+@dataclass
+class Context:
+    """What the stages of one encoder share: config, store, device, encoder, data and heads."""
+
+    config: ExperimentConfig
+    encoder_config: EncoderConfig
+    store: StageStore
+    device: torch.device
+    encoder: Encoder
+    theta0: dict[str, Tensor]
+    splits: Splits
+    data_key: dict[str, Any]
+    heads: dict[str, Tensor]
+    heads_key: dict[str, Any]
+    unpruned: dict[str, tuple[float, float]]
+
+    def normalize(self, pixels: Tensor) -> Tensor:
+        return self.encoder.preprocess.normalize(pixels)
+
+    @property
+    def autocast(self) -> torch.dtype | None:
+        return autocast_dtype(self.config.precision, self.device)
+
+    def features(self, images: Tensor) -> Tensor:
+        dtype = self.autocast
+        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+            return self.encoder.features(images)
+
+    def evaluate(self, task: str) -> tuple[float, float]:
+        """(accuracy, loss) of the encoder's current weights on ``task``'s evaluation split."""
+        feats = extract_features(self.features, self.splits[task][1], self.normalize, self.config.eval_batch_size, self.device)
+        return evaluate_head(feats, self.splits[task][1].labels, self.heads[task])
+
+    def reset_weights(self) -> None:
+        self.encoder.model.load_state_dict(self.theta0)
+
+
+def data_stage(store: StageStore, suite: SuiteConfig, encoder: Encoder) -> tuple[Splits, dict[str, Any]]:
+    """Decode every task's calibration and evaluation images once per (suite, preprocessing)."""
+    key = {"suite": suite, "preprocess": dataclasses.asdict(encoder.preprocess)}
+    if not store.done("data", key):
+        tasks = load_suite(suite.name, **suite.options)
+        with store.writing("data", key) as out:
+            for i, task in enumerate(tasks):
+                calib_idx, eval_idx = split_indices(
+                    task.labels, suite.protocol, suite.calib_per_class, suite.eval_per_class, suite.split_seed
+                )
+                calib = decode(task, calib_idx, encoder.preprocess.pixels)
+                evaluation = decode(task, eval_idx, encoder.preprocess.pixels)
+                tensors = {"calib_pixels": calib.pixels, "calib_labels": calib.labels,
+                           "eval_pixels": evaluation.pixels, "eval_labels": evaluation.labels}
+                save_file(tensors, str(out / f"task{i:03d}.safetensors"))
+            (out / "tasks.json").write_text(json.dumps([{"name": t.name, "classes": list(t.class_names)} for t in tasks]))
+    path = store.path("data", key)
+    splits = {}
+    for i, entry in enumerate(json.loads((path / "tasks.json").read_text())):
+        t = load_file(str(path / f"task{i:03d}.safetensors"))
+        splits[entry["name"]] = (TaskData(t["calib_pixels"], t["calib_labels"]), TaskData(t["eval_pixels"], t["eval_labels"]))
+    return splits, key
+
+
+def prepare(config: ExperimentConfig, encoder_config: EncoderConfig, store: StageStore) -> Context:
+    """Load the encoder, its decoded data (cached) and its ridge heads (cached)."""
+    device = resolve_device(config.device)
+    encoder = build_encoder(encoder_config)
+    encoder.model.to(device).eval()
+    splits, data_key = data_stage(store, config.suite, encoder)
+    theta0 = {k: v.detach().clone() for k, v in encoder.model.state_dict().items()}
+    heads_key = {"encoder": encoder_config, "data": config_key(data_key), "alpha": config.ridge_alpha,
+                 "precision": config.precision}
+    ctx = Context(config, encoder_config, store, device, encoder, theta0, splits, data_key, {}, heads_key, {})
+    if not store.done("heads", heads_key):
+        with store.writing("heads", heads_key) as out:
+            heads = {}
+            for task, (calib, _) in splits.items():
+                feats = extract_features(ctx.features, calib, ctx.normalize, config.eval_batch_size, device)
+                heads[task] = fit_ridge(feats.double(), calib.labels, int(calib.labels.max()) + 1, config.ridge_alpha).float()
+            save_file(heads, str(out / "heads.safetensors"))
+            ctx.heads = {k: v.to(device) for k, v in heads.items()}
+            unpruned = {task: ctx.evaluate(task) for task in splits}
+            (out / "unpruned.json").write_text(json.dumps(unpruned))
+    path = store.path("heads", heads_key)
+    ctx.heads = {k: v.to(device) for k, v in load_file(str(path / "heads.safetensors")).items()}
+    ctx.unpruned = {k: tuple(v) for k, v in json.loads((path / "unpruned.json").read_text()).items()}
+    return ctx
+
+
+class SourceBatches:
+    """Re-iterable (normalised images, labels) batches of the source task's calibration split."""
+
+    def __init__(self, ctx: Context, source: str) -> None:
+        self.ctx, self.data = ctx, ctx.splits[source][0]
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        bs = self.ctx.config.score_batch_size
+        for start in range(0, len(self.data), bs):
+            pixels = self.data.pixels[start : start + bs].to(self.ctx.device)
+            yield self.ctx.normalize(pixels), self.data.labels[start : start + bs].to(self.ctx.device)
+
+
+def score_is_per_sparsity(score: str) -> bool:
+    """Scores that take a ``sparsity`` keyword (SynFlow's iterative schedule) are computed per sparsity."""
+    return "sparsity" in inspect.signature(get_score(score)).parameters
+
+
+def scores_stage(ctx: Context, source: str, score: str, sparsity: float | None) -> dict[str, Tensor]:
+    """Scores of the prunable weights on the source task, computed once and reused by every sparsity."""
+    key = {"heads": config_key(ctx.heads_key), "source": source, "score": score, "sparsity": sparsity,
+           "batch_size": ctx.config.score_batch_size, "seed": ctx.config.seed}
+    if not ctx.store.done("scores", key):
+        ctx.reset_weights()
+        model = HeadedModel(ctx.encoder.model, ctx.encoder.feature_fn, ctx.heads[source])
+        options = {"sparsity": sparsity} if sparsity is not None else {}
+        torch.manual_seed(ctx.config.seed)
+        scores = get_score(score)(model, SourceBatches(ctx, source), ctx.encoder.prunable_parameters(), **options)
+        ctx.reset_weights()  # a score may not leave the weights changed
+        with ctx.store.writing("scores", key) as out:
+            save_file({k: v.detach().float().cpu().contiguous() for k, v in scores.items()}, str(out / "scores.safetensors"))
+    return load_file(str(ctx.store.path("scores", key) / "scores.safetensors"))
+
+
+def unit_key(ctx: Context, source: str, score: str, sparsity: float) -> dict[str, Any]:
+    return {"heads": config_key(ctx.heads_key), "source": source, "score": score, "sparsity": sparsity,
+            "finetune": ctx.config.finetune, "score_batch_size": ctx.config.score_batch_size, "seed": ctx.config.seed}
+
+
+def unit_stage(
+    ctx: Context, source: str, score: str, sparsity: float, on_epoch: Callable[[int, float], None] | None = None
+) -> dict[str, Any]:
+    """Mask, zero-shot evaluation, masked re-training on the source, evaluation: metrics per stage and task."""
+    key = unit_key(ctx, source, score, sparsity)
+    if not ctx.store.done("unit", key):
+        scores = scores_stage(ctx, source, score, sparsity if score_is_per_sparsity(score) else None)
+        mask = global_mask(scores, sparsity)
+        ctx.reset_weights()
+        holder = MaskHolder(ctx.encoder.prunable_parameters(), mask)
+        holder.hold()
+        pruned = {task: ctx.evaluate(task) for task in ctx.splits}
+        model = HeadedModel(ctx.encoder.model, ctx.encoder.feature_fn, ctx.heads[source])
+        losses = finetune(model, ctx.splits[source][0], holder, ctx.config.finetune, ctx.normalize, ctx.device,
+                          seed=ctx.config.seed, autocast_dtype=ctx.autocast, on_epoch=on_epoch)
+        retrained = {task: ctx.evaluate(task) for task in ctx.splits}
+        metrics = {"pruned": pruned, "retrained": retrained, "train_loss": losses}
+        with ctx.store.writing("unit", key) as out:
+            save_file({k: v.to(torch.uint8).contiguous() for k, v in mask.items()}, str(out / "mask.safetensors"))
+            (out / "metrics.json").write_text(json.dumps(metrics))
+            if ctx.config.save_weights:
+                state = {k: v.detach().cpu().contiguous() for k, v in ctx.encoder.model.state_dict().items()}
+                save_file(state, str(out / "retrained.safetensors"))
+        ctx.reset_weights()
+    return json.loads((ctx.store.path("unit", key) / "metrics.json").read_text())
+
+
+def finetune_config_summary(config: FinetuneConfig) -> str:
+    """One line describing the re-training schedule, for reports."""
+    return (f"{config.epochs} epochs, SGD lr {config.lr:g} (x{config.gamma:g} at {list(config.milestones)}), "
+            f"momentum {config.momentum:g}, weight decay {config.weight_decay:g}, batch {config.batch_size}")
