@@ -72,6 +72,7 @@ class StageStore:
         final = self.path(stage, config)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
+        tmp.chmod(0o755)  # mkdtemp makes it private; stage outputs are shared (e.g. across cluster nodes)
         try:
             yield tmp
             write_atomic(tmp / "config.json", json.dumps(to_jsonable(config), indent=1, sort_keys=True).encode())
