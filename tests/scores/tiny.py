@@ -102,3 +102,13 @@ def conv_patches_by_loop(conv: nn.Conv2d, x: Tensor) -> Tensor:
         for j in range(0, xp.shape[2] - kw + 1, sw):
             rows.append(xp[:, i : i + kh, j : j + kw].reshape(-1))
     return torch.stack(rows)
+
+
+def one_hot(y: Tensor) -> Tensor:
+    return F.one_hot(y, CLASSES).double()
+
+
+def mse(out: Tensor, y: Tensor) -> Tensor:
+    from pait.headed import mse_to_one_hot
+
+    return mse_to_one_hot(out, y)

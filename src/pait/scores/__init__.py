@@ -11,5 +11,6 @@ from pait.scores.registry import SCORES, ScoreFn, get_score, register_score
 from pait.scores import basic as _basic  # noqa: F401  (registers magnitude, random)
 from pait.scores import fisher as _fisher  # noqa: F401  (registers fisher_diag)
 from pait.scores import gradient as _gradient  # noqa: F401  (registers snip, grasp)
+from pait.scores import kfac as _kfac  # noqa: F401  (registers kfac)
 
 __all__ = ["SCORES", "ScoreFn", "get_score", "register_score"]
