@@ -53,11 +53,11 @@ def attention(mha: nn.MultiheadAttention, x: Tensor, d_in: Tensor | None, d_out:
 class TinyViT(nn.Module):
     """Patch embedding, ``depth`` pre-norm blocks with nn.MultiheadAttention, mean pooling, linear head."""
 
-    def __init__(self, dim: int = 8, depth: int = 2, heads: int = 2, batch_first: bool = True) -> None:
+    def __init__(self, dim: int = 8, depth: int = 2, heads: int = 2, batch_first: bool = True, img: int = 8) -> None:
         super().__init__()
         self.batch_first = batch_first
         self.patch = nn.Conv2d(3, dim, 4, stride=4)
-        self.pos = nn.Parameter(0.1 * torch.randn(1, 4, dim))
+        self.pos = nn.Parameter(0.1 * torch.randn(1, (img // 4) ** 2, dim))
         self.norms1 = nn.ModuleList(nn.LayerNorm(dim) for _ in range(depth))
         self.attns = nn.ModuleList(nn.MultiheadAttention(dim, heads, batch_first=batch_first) for _ in range(depth))
         self.norms2 = nn.ModuleList(nn.LayerNorm(dim) for _ in range(depth))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from pait.headed import mse_to_one_hot
 from pait.scores._common import eval_mode, mean_gradient, requiring_grad
@@ -27,10 +28,11 @@ def grasp(model: nn.Module, batches: Batches, params: Params) -> dict[str, Tenso
     increases it). Our masks keep the *largest* scores, so we return ``theta * (H g) = -S``: the
     ranking is the paper's, with higher meaning keep. No temperature is applied (the loss is MSE).
     H and g are restricted to the scored parameters. H is the exact Hessian, applied by double
-    backward. Two passes over ``batches`` (first g, then H g): a one-shot iterator is not enough.
+    backward; attention runs on the math SDPA backend, since fused kernels have no double backward.
+    Two passes over ``batches`` (first g, then H g): a one-shot iterator is not enough.
     """
     tensors = list(params.values())
-    with eval_mode(model), requiring_grad(params):
+    with eval_mode(model), requiring_grad(params), sdpa_kernel(SDPBackend.MATH):
         g = [t.detach() for t in mean_gradient(model, batches, params)]
         hg, count = [torch.zeros_like(p) for p in tensors], 0
         for images, labels in batches:

@@ -24,7 +24,9 @@ def synflow(model: nn.Module, batches: Batches, params: Params, sparsity: float 
     masked copy and masks it globally to density ``(1 - sparsity) ** (round / iterations)``
     (the paper's exponential schedule). The last round's scores are returned:
     ``global_mask(scores, sparsity)`` reproduces SynFlow's final mask exactly (weights pruned in
-    earlier rounds score 0). Runs in eval mode.
+    earlier rounds score 0). Runs in eval mode. SynFlow assumes ReLU-like activations: saturating
+    ones (ReLU6, as in EfficientNet-Lite) can zero the flow on the all-ones input, and the scores
+    then carry no information (every score 0, ties broken by position).
     """
     if input_shape is None:
         images, _ = next(iter(batches))
