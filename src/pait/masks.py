@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    import rich.table
 
 Mask = dict[str, Tensor]
 
@@ -22,27 +29,88 @@ def check_sparsity(sparsity: float) -> None:
         raise ValueError(f"sparsity must lie in [0, 1), got {sparsity}")
 
 
-def global_mask(scores: Mapping[str, Tensor], sparsity: float) -> Mask:
+def global_mask(scores: Mapping[str, Tensor], sparsity: float, min_density: float = 0.0) -> Mask:
     """Keep the highest-scoring weights across all tensors, pruning exactly round(sparsity * total).
 
     Ties are broken deterministically: among equal scores, the weight that comes earlier in the
     flattened concatenation (names in the order given, then row-major) is pruned first. NaN scores
-    count as lowest.
+    count as lowest. With ``min_density`` > 0 every tensor first reserves its
+    ``ceil(min_density * numel)`` highest-scoring weights (same tie rule); the global cut then runs
+    over the rest, still pruning exactly round(sparsity * total) (a ValueError if that is impossible).
+    A warning names every tensor that ends up pruned entirely.
     """
+    if not 0.0 <= float(min_density) <= 1.0:
+        raise ValueError(f"min_density must lie in [0, 1], got {min_density}")
     names = list(scores)
     flat = torch.cat([scores[n].detach().reshape(-1).double().cpu() for n in names])
     flat = torch.nan_to_num(flat, nan=-torch.inf)
     k = num_pruned(flat.numel(), sparsity)
+    order = torch.sort(flat, stable=True).indices  # stable: equal scores keep index order
+    if min_density > 0:
+        reserved = _reserved(scores, names, flat, min_density)
+        if k > flat.numel() - int(reserved.sum()):
+            raise ValueError(f"cannot prune {k} of {flat.numel()} weights while keeping min_density={min_density} per tensor")
+        order = order[torch.sort(reserved[order].to(torch.uint8), stable=True).indices]  # unreserved first
     keep = torch.ones(flat.numel(), dtype=torch.bool)
-    if k:
-        order = torch.sort(flat, stable=True).indices  # stable: equal scores keep index order
-        keep[order[:k]] = False
+    keep[order[:k]] = False
     mask, offset = {}, 0
     for n in names:
         size = scores[n].numel()
         mask[n] = keep[offset : offset + size].reshape(scores[n].shape)
         offset += size
+    empty = [n for n, m in mask.items() if m.numel() and not m.any()]
+    if empty:
+        warnings.warn(f"global_mask prunes these tensors entirely: {', '.join(empty)}", stacklevel=2)
     return mask
+
+
+def _reserved(scores: Mapping[str, Tensor], names: list[str], flat: Tensor, min_density: float) -> Tensor:
+    """Flat bool tensor: each tensor's ceil(min_density * numel) top scores (ties: later ones kept)."""
+    reserved = torch.zeros(flat.numel(), dtype=torch.bool)
+    offset = 0
+    for n in names:
+        size = scores[n].numel()
+        keep = math.ceil(min_density * size)
+        if keep:
+            local = torch.sort(flat[offset : offset + size], stable=True).indices
+            reserved[offset + local[size - keep :]] = True
+        offset += size
+    return reserved
+
+
+@dataclass(frozen=True)
+class DensityRow:
+    """One tensor of a mask: its size, kept count and density (kept / numel)."""
+
+    name: str
+    numel: int
+    kept: int
+    density: float
+
+
+def density_report(mask: Mapping[str, Tensor]) -> list[DensityRow]:
+    """Per-tensor density rows, in the mask's order."""
+    rows = []
+    for name, m in mask.items():
+        kept = int(m.sum())
+        rows.append(DensityRow(name, m.numel(), kept, kept / m.numel() if m.numel() else 1.0))
+    return rows
+
+
+def density_table(rows: list[DensityRow], title: str = "Per-layer density") -> rich.table.Table:
+    """A rich table of ``density_report`` rows with a total line; empty layers are shown in red."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col, justify in (("layer", "left"), ("numel", "right"), ("kept", "right"), ("density", "right")):
+        table.add_column(col, justify=justify)
+    for r in rows:
+        style = "red" if r.kept == 0 and r.numel else None
+        table.add_row(r.name, f"{r.numel:,}", f"{r.kept:,}", f"{r.density:.4f}", style=style)
+    total, kept = sum(r.numel for r in rows), sum(r.kept for r in rows)
+    table.add_section()
+    table.add_row("total", f"{total:,}", f"{kept:,}", f"{kept / total if total else 1.0:.4f}")
+    return table
 
 
 def mask_sparsity(mask: Mapping[str, Tensor]) -> float:
