@@ -57,16 +57,19 @@ def build_resnet50(
     extract: Extract,
     layout: str,
     source: str,
-    random_classes: int,
+    head: bool,
 ) -> Encoder:
-    """timm ``resnet50`` with weights read by ``extract``; the head is kept only if the file has one.
+    """timm ``resnet50`` with weights read by ``extract``.
 
-    With ``weights="random"`` the head has ``random_classes`` outputs (0: none).
+    With ``head`` (supervised) the classifier ``fc`` is kept, sized as in the file (1000 for random init);
+    without, the layout has no ``fc`` and a file carrying one is refused.
     """
     path = resolve_weights(weights, name, source)
     state = None if path is None else extract(read_checkpoint(path, trust_torchscript), path)
-    if state is None:
-        num_classes = random_classes
+    if not head:
+        num_classes = 0
+    elif state is None:
+        num_classes = 1000
     else:
         num_classes = state["fc.weight"].shape[0] if "fc.weight" in state else 0
     model = timm.create_model("resnet50", pretrained=False, num_classes=num_classes).eval()
@@ -85,26 +88,26 @@ def build_resnet50(
 
 _ENTRIES = [
     (
-        "resnet50_supervised", "supervised ImageNet-1k", supervised_state, 1000,
+        "resnet50_supervised", "supervised ImageNet-1k", supervised_state, True,
         "torchvision/timm ResNet-50 (conv1, layer1..4, fc)",
         "torchvision resnet50-0676ba61.pth / resnet50-11ad3fa6.pth (download.pytorch.org/models), "
         "or timm resnet50.* model.safetensors (huggingface.co/timm)",
     ),
     (
-        "resnet50_mocov2", "MoCo v2 (self-supervised, ImageNet-1k)", mocov2_state, 0,
+        "resnet50_mocov2", "MoCo v2 (self-supervised, ImageNet-1k)", mocov2_state, False,
         "MoCo v2 .pth.tar (state_dict / module.encoder_q.*)",
         "moco_v2_800ep_pretrain.pth.tar (github.com/facebookresearch/moco, dl.fbaipublicfiles.com/moco)",
     ),
     (
-        "resnet50_dino", "DINO (self-supervised, ImageNet-1k)", dino_state, 0,
+        "resnet50_dino", "DINO (self-supervised, ImageNet-1k)", dino_state, False,
         "DINO ResNet-50 (torchvision layout, no fc)",
         "dino_resnet50_pretrain.pth (github.com/facebookresearch/dino, dl.fbaipublicfiles.com/dino)",
     ),
 ]
 
-for _name, _pretraining, _extract, _classes, _layout, _source in _ENTRIES:
+for _name, _pretraining, _extract, _head, _layout, _source in _ENTRIES:
     register_encoder(_name, architecture="timm resnet50", pretraining=_pretraining, weights=_source)(
-        lambda weights, trust, _n=_name, _e=_extract, _l=_layout, _s=_source, _c=_classes: build_resnet50(
-            _n, weights, trust, _e, _l, _s, _c
+        lambda weights, trust, _n=_name, _e=_extract, _l=_layout, _s=_source, _h=_head: build_resnet50(
+            _n, weights, trust, _e, _l, _s, _h
         )
     )

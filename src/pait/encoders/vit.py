@@ -80,7 +80,7 @@ def build_vit(name: str, weights: str | Path | None, trust_torchscript: bool, di
     if path is not None and (dino or path.suffix != ".npz"):
         checkpoint = read_checkpoint(path, trust_torchscript)
         state, layout = (dict(checkpoint), "DINO ViT-B/16 (timm names, no head)") if dino else supervised_state(checkpoint)
-        num_classes = state["head.weight"].shape[0] if "head.weight" in state else 0
+        num_classes = 0 if dino else state["head.weight"].shape[0] if "head.weight" in state else 0
     model = timm.create_model(ARCH, pretrained=False, num_classes=num_classes).eval()
     if state is not None:
         load_checked(model, state, path, layout)
