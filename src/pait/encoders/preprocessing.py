@@ -49,3 +49,14 @@ class Preprocessing:
     def __call__(self, image: Image.Image) -> Tensor:
         """PIL image -> normalised float tensor (3, S, S)."""
         return self.normalize(self.pixels(image)[None])[0]
+
+
+def timm_preprocessing(cfg: dict, input_size: int | None = None) -> Preprocessing:
+    """The preprocessing of a timm ``pretrained_cfg`` (its mean, std, crop and interpolation)."""
+    return Preprocessing(
+        input_size=input_size or cfg["input_size"][-1],
+        crop_pct=cfg.get("crop_pct", 0.875),
+        interpolation=cfg.get("interpolation", "bicubic"),
+        mean=tuple(cfg["mean"]),
+        std=tuple(cfg["std"]),
+    )

@@ -1,0 +1,21 @@
+"""``pait encoders`` lists every registered encoder with its counts, and checks weights files."""
+
+import torch
+
+from pait.cli import main
+from pait.encoders import encoder_specs
+
+
+def test_lists_every_encoder_with_counts(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    assert main(["encoders"]) == 0
+    out = capsys.readouterr().out
+    for spec in encoder_specs():
+        assert spec.name in out
+    assert "85,524,480" in out and "23,454,912" in out and "timm:<model>" in out
+
+
+def test_check_reports_a_bad_file(tmp_path, capsys):
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, tmp_path / "partial.pth")
+    assert main(["encoders", "--check", "resnet50_dino", "--weights", str(tmp_path / "partial.pth")]) == 1
+    assert "missing keys" in capsys.readouterr().out
