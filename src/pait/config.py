@@ -140,7 +140,7 @@ def apply_override(data: dict[str, Any], item: str) -> None:
     elif isinstance(node, dict):
         node[leaf] = value
     else:
-        raise ConfigError(f"override {item!r}: cannot set {leaf!r} inside {node!r}")
+        raise ConfigError(f"override {item!r}: {'.'.join(parents)} is not a mapping or a list")
 
 
 def _list_index(node: list, part: str, where: str) -> int:

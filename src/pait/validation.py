@@ -43,12 +43,20 @@ def check_names(config: ExperimentConfig) -> None:
     from pait.encoders import encoder_specs
     from pait.scores import SCORES
 
-    encoders = [spec.name for spec in encoder_specs()]
-    for e in config.encoders:
-        if e.name not in encoders:
-            raise ConfigError(f"unknown encoder {e.name!r}; known encoders: {', '.join(encoders)}")
-    for score in config.scores:
-        if score not in SCORES:
-            raise ConfigError(f"unknown score {score!r}; known scores: {', '.join(SCORES)}")
-    if config.suite.name not in SUITES:
-        raise ConfigError(f"unknown suite {config.suite.name!r}; known suites: {', '.join(SUITES)}")
+    known = {
+        "encoder": [spec.name for spec in encoder_specs()],
+        "score": list(SCORES),
+        "suite": list(SUITES),
+    }
+    used = {
+        "encoder": [e.name for e in config.encoders],
+        "score": list(config.scores),
+        "suite": [config.suite.name],
+    }
+    problems = []
+    for kind, names in used.items():
+        unknown = [n for n in dict.fromkeys(names) if n not in known[kind]]
+        if unknown:
+            problems.append(f"unknown {kind}(s) {', '.join(unknown)} (known: {', '.join(known[kind])})")
+    if problems:
+        raise ConfigError("; ".join(problems))
