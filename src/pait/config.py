@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from pait.errors import ConfigError  # also importable from here, as before
+
 
 @dataclass(frozen=True)
 class FinetuneConfig:
@@ -66,10 +68,6 @@ class ExperimentConfig:
     save_weights: bool = False  # keep each unit's re-trained weights (needed by `pait landscape`)
 
 
-class ConfigError(ValueError):
-    """A configuration that names an unknown key or holds a value of the wrong type."""
-
-
 def _build(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {data!r}")
@@ -112,6 +110,48 @@ def config_from_dict(data: dict[str, Any], where: str = "config") -> ExperimentC
     return _build(ExperimentConfig, data, where)
 
 
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """Apply one ``key.sub=value`` override in place; integer parts index lists (``encoders.0.weights``).
+
+    Values are parsed as YAML. A list entry given as a bare name (``- resnet50``) becomes ``{name: ...}``
+    when a key below it is set.
+    """
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {item!r} is not of the form key=value")
+    *parents, leaf = key.split(".")
+    node: Any = data
+    for depth, part in enumerate(parents):
+        where = ".".join(parents[: depth + 1])
+        if isinstance(node, list):
+            index = _list_index(node, part, where)
+            if isinstance(node[index], str):
+                node[index] = {"name": node[index]}
+            node = node[index]
+        elif isinstance(node, dict):
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+        else:
+            raise ConfigError(f"override {item!r}: {where} is not a mapping or a list")
+    value = yaml.safe_load(raw)
+    if isinstance(node, list):
+        node[_list_index(node, leaf, key)] = value
+    elif isinstance(node, dict):
+        node[leaf] = value
+    else:
+        raise ConfigError(f"override {item!r}: {'.'.join(parents)} is not a mapping or a list")
+
+
+def _list_index(node: list, part: str, where: str) -> int:
+    if not part.lstrip("-").isdigit():
+        raise ConfigError(f"override key {where}: {part!r} is not a list index")
+    index = int(part)
+    if not -len(node) <= index < len(node):
+        raise ConfigError(f"override key {where}: index {index} out of range (the list has {len(node)} entries)")
+    return index
+
+
 def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
     """Read a YAML config and apply ``key.sub=value`` overrides (values parsed as YAML)."""
     path = Path(path)
@@ -120,12 +160,5 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig
     except (OSError, yaml.YAMLError) as err:
         raise ConfigError(f"cannot read config {path}: {err}") from None
     for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ConfigError(f"override {item!r} is not of the form key=value")
-        node = data
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(raw)
+        apply_override(data, item)
     return config_from_dict(data, where=str(path))

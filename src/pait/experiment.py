@@ -12,9 +12,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pait.cache import StageStore, config_key, to_jsonable, write_atomic
 from pait.config import EncoderConfig, ExperimentConfig
-from pait.masks import check_sparsity
-from pait.pipeline import Context, prepare, unit_stage
-from pait.scores import get_score
+from pait.errors import ConfigError
+from pait.pipeline import Context, load_tasks, prepare, unit_stage
+from pait.validation import validate_config
 
 RESULT_COLUMNS = ["encoder", "score", "sparsity", "source", "target", "is_source", "stage", "accuracy", "loss",
                   "seed", "protocol", "suite", "unit"]
@@ -31,22 +31,12 @@ class Unit:
     source: str
 
 
-def validate(config: ExperimentConfig) -> None:
-    """Refuse bad names and values before any heavy work starts."""
-    for s in config.sparsities:
-        check_sparsity(s)
-    for score in config.scores:
-        get_score(score)
-    if not config.encoders:
-        raise ValueError("the config names no encoder")
-
-
 def expand(config: ExperimentConfig, tasks: list[str]) -> list[Unit]:
     """Units in run order: encoder, source, score, sparsity (so scores are reused across sparsities)."""
     sources = list(config.sources) if config.sources is not None else tasks
     unknown = [s for s in sources if s not in tasks]
     if unknown:
-        raise ValueError(f"source task(s) {', '.join(unknown)} not in the suite; its tasks: {', '.join(tasks)}")
+        raise ConfigError(f"source task(s) {', '.join(unknown)} not in the suite; its tasks: {', '.join(tasks)}")
     return [Unit(e, score, sp, src) for e in config.encoders for src in sources for score in config.scores
             for sp in config.sparsities]
 
@@ -70,9 +60,25 @@ def run_dir(config: ExperimentConfig, out_root: str | Path) -> Path:
     return Path(out_root) / config.name
 
 
+def write_table(rows: list[dict], path: Path) -> pd.DataFrame:
+    """The results table of ``rows``, written atomically to ``path`` (parquet)."""
+    table = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    write_atomic(path, buffer.getvalue())
+    return table
+
+
 def run_grid(config: ExperimentConfig, out_root: str | Path = "runs", show_progress: bool = True) -> pd.DataFrame:
-    """Run every unit of the grid (skipping finished stages) and write ``<run>/results.parquet``."""
-    validate(config)
+    """Run every unit of the grid (skipping finished stages) and write ``<run>/results.parquet``.
+
+    Names, values, the suite's files and the source tasks are all checked before anything is decoded
+    or computed. The table is rewritten atomically after every unit, so progress is visible and a
+    killed run leaves a consistent (partial) table; a rerun recomputes no finished stage.
+    """
+    validate_config(config)
+    tasks = load_tasks(config.suite)
+    expand(config, [t.name for t in tasks])  # unknown source tasks fail here, before any decoding
     directory = run_dir(config, out_root)
     directory.mkdir(parents=True, exist_ok=True)
     write_atomic(directory / "config.json", json.dumps(to_jsonable(config), indent=1).encode())
@@ -82,7 +88,7 @@ def run_grid(config: ExperimentConfig, out_root: str | Path = "runs", show_progr
     with Progress(*columns, disable=not show_progress, transient=False) as progress:
         for encoder_config in config.encoders:
             step = progress.add_task(f"{encoder_config.name}: features and heads", total=None)
-            ctx = prepare(config, encoder_config, store)
+            ctx = prepare(config, encoder_config, store, tasks, progress)
             units = [u for u in expand(config, list(ctx.splits)) if u.encoder == encoder_config]
             progress.update(step, description=f"{encoder_config.name}: units", total=len(units), completed=0)
             epochs = progress.add_task("  re-training", total=config.finetune.epochs, visible=False)
@@ -92,10 +98,7 @@ def run_grid(config: ExperimentConfig, out_root: str | Path = "runs", show_progr
                 metrics = unit_stage(ctx, unit.source, unit.score, unit.sparsity,
                                      on_epoch=lambda e, _loss: progress.update(epochs, completed=e + 1))
                 rows.extend(unit_rows(ctx, unit, metrics))
+                write_table(rows, directory / "results.parquet")
                 progress.advance(step)
             progress.update(epochs, visible=False)
-    table = pd.DataFrame(rows, columns=RESULT_COLUMNS)
-    buffer = io.BytesIO()
-    table.to_parquet(buffer, index=False)
-    write_atomic(directory / "results.parquet", buffer.getvalue())
-    return table
+    return write_table(rows, directory / "results.parquet")

@@ -15,7 +15,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
+from rich.progress import Progress
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -28,10 +30,12 @@ from pait.headed import HeadedModel
 from pait.heads import fit_ridge
 from pait.masks import global_mask
 from pait.scores import get_score
-from pait.tasks import TaskData, decode, load_suite, split_indices
+from pait.errors import DataError
+from pait.tasks import Task, TaskData, decode, load_suite, split_indices
 
 Splits = dict[str, tuple[TaskData, TaskData]]  # task -> (calibration, evaluation)
 STAGES = ("data", "heads", "scores", "unit")
+SKIP_BAD = "skip_bad_images"  # suite option: leave unreadable images out with a warning instead of failing
 
 
 def resolve_device(name: str) -> torch.device:
@@ -95,36 +99,86 @@ class Context:
         self.encoder.model.load_state_dict(self.theta0)
 
 
-def data_stage(store: StageStore, suite: SuiteConfig, encoder: Encoder) -> tuple[Splits, dict[str, Any]]:
-    """Decode every task's calibration and evaluation images once per (suite, preprocessing)."""
+def load_tasks(suite: SuiteConfig) -> list[Task]:
+    """The suite's tasks (file lists and labels, nothing decoded); ``skip_bad_images`` is for decoding."""
+    options = {k: v for k, v in suite.options.items() if k != SKIP_BAD}
+    return load_suite(suite.name, **options)
+
+
+def task_splits(tasks: list[Task], suite: SuiteConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(calibration, evaluation) indices of every task, all checked before anything is decoded."""
+    splits = []
+    for task in tasks:
+        try:
+            splits.append(split_indices(task.labels, suite.protocol, suite.calib_per_class, suite.eval_per_class,
+                                        suite.split_seed, task.class_names))
+        except DataError as err:
+            raise DataError(f"task {task.name!r}: {err}") from None
+    return splits
+
+
+def data_stage(
+    store: StageStore, suite: SuiteConfig, encoder: Encoder, tasks: list[Task] | None = None,
+    progress: Progress | None = None,
+) -> tuple[Splits, dict[str, Any]]:
+    """Decode every task's calibration and evaluation images once per (suite, preprocessing).
+
+    ``tasks`` (default: loaded from the suite) saves listing the files twice; ``progress`` shows a bar.
+    Under the paper protocol both splits are the same images, stored once.
+    """
     key = {"suite": suite, "preprocess": dataclasses.asdict(encoder.preprocess)}
     if not store.done("data", key):
-        tasks = load_suite(suite.name, **suite.options)
+        tasks = load_tasks(suite) if tasks is None else tasks
+        indices = task_splits(tasks, suite)
+        same = suite.protocol == "paper"
+        total = sum(len(c) + (0 if same else len(e)) for c, e in indices)
+        bar = progress.add_task("decoding images", total=total) if progress is not None else None
+        advance = (lambda: progress.advance(bar)) if progress is not None else None
+        skip = bool(suite.options.get(SKIP_BAD, False))
         with store.writing("data", key) as out:
-            for i, task in enumerate(tasks):
-                calib_idx, eval_idx = split_indices(
-                    task.labels, suite.protocol, suite.calib_per_class, suite.eval_per_class, suite.split_seed
-                )
-                calib = decode(task, calib_idx, encoder.preprocess.pixels)
-                evaluation = decode(task, eval_idx, encoder.preprocess.pixels)
-                tensors = {"calib_pixels": calib.pixels, "calib_labels": calib.labels,
-                           "eval_pixels": evaluation.pixels, "eval_labels": evaluation.labels}
+            for i, (task, (calib_idx, eval_idx)) in enumerate(zip(tasks, indices)):
+                calib = decode(task, calib_idx, encoder.preprocess.pixels, skip, on_image=advance)
+                tensors = {"calib_pixels": calib.pixels, "calib_labels": calib.labels}
+                if not same:
+                    evaluation = decode(task, eval_idx, encoder.preprocess.pixels, skip, on_image=advance)
+                    tensors |= {"eval_pixels": evaluation.pixels, "eval_labels": evaluation.labels}
                 save_file(tensors, str(out / f"task{i:03d}.safetensors"))
             (out / "tasks.json").write_text(json.dumps([{"name": t.name, "classes": list(t.class_names)} for t in tasks]))
+        if progress is not None:
+            progress.update(bar, visible=False)
     path = store.path("data", key)
     splits = {}
     for i, entry in enumerate(json.loads((path / "tasks.json").read_text())):
         t = load_file(str(path / f"task{i:03d}.safetensors"))
-        splits[entry["name"]] = (TaskData(t["calib_pixels"], t["calib_labels"]), TaskData(t["eval_pixels"], t["eval_labels"]))
+        calib = TaskData(t["calib_pixels"], t["calib_labels"])
+        evaluation = TaskData(t["eval_pixels"], t["eval_labels"]) if "eval_pixels" in t else calib
+        splits[entry["name"]] = (calib, evaluation)
     return splits, key
 
 
-def prepare(config: ExperimentConfig, encoder_config: EncoderConfig, store: StageStore) -> Context:
-    """Load the encoder, its decoded data (cached) and its ridge heads (cached)."""
+def to_device(splits: Splits, device: torch.device) -> Splits:
+    """The splits moved to ``device`` once (a split shared by calibration and evaluation moves once)."""
+    moved: dict[int, TaskData] = {}
+
+    def move(data: TaskData) -> TaskData:
+        if id(data) not in moved:
+            moved[id(data)] = TaskData(data.pixels.to(device), data.labels.to(device))
+        return moved[id(data)]
+
+    return {name: (move(calib), move(evaluation)) for name, (calib, evaluation) in splits.items()}
+
+
+def prepare(
+    config: ExperimentConfig, encoder_config: EncoderConfig, store: StageStore, tasks: list[Task] | None = None,
+    progress: Progress | None = None,
+) -> Context:
+    """Load the encoder, its decoded data (cached; kept on the GPU when one is used) and its ridge heads (cached)."""
     device = resolve_device(config.device)
     encoder = build_encoder(encoder_config)
     encoder.model.to(device).eval()
-    splits, data_key = data_stage(store, config.suite, encoder)
+    splits, data_key = data_stage(store, config.suite, encoder, tasks, progress)
+    if device.type == "cuda":
+        splits = to_device(splits, device)
     theta0 = {k: v.detach().clone() for k, v in encoder.model.state_dict().items()}
     heads_key = {"encoder": encoder_config, "data": config_key(data_key), "alpha": config.ridge_alpha,
                  "precision": config.precision}
@@ -134,7 +188,8 @@ def prepare(config: ExperimentConfig, encoder_config: EncoderConfig, store: Stag
             heads = {}
             for task, (calib, _) in splits.items():
                 feats = extract_features(ctx.features, calib, ctx.normalize, config.eval_batch_size, device)
-                heads[task] = fit_ridge(feats.double(), calib.labels, int(calib.labels.max()) + 1, config.ridge_alpha).float()
+                labels = calib.labels.cpu()
+                heads[task] = fit_ridge(feats.double(), labels, int(labels.max()) + 1, config.ridge_alpha).float()
             save_file(heads, str(out / "heads.safetensors"))
             ctx.heads = {k: v.to(device) for k, v in heads.items()}
             unpruned = {task: ctx.evaluate(task) for task in splits}

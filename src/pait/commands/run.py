@@ -7,9 +7,11 @@ killed run resumes where it stopped. Results go to OUT/NAME/results.parquet, the
 from __future__ import annotations
 
 import argparse
+import sys
 
 from pait.config import load_config
 from pait.configs import config_path
+from pait.errors import PaitError
 from pait.experiment import run_dir, run_grid
 from pait.report import build_report
 
@@ -26,8 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(config_path(args.config), args.overrides)
-    run_grid(config, args.out, show_progress=not args.quiet)
+    """Run the grid; a bad config, name or input file is reported as one ``pait: error:`` line, exit 2."""
+    try:
+        config = load_config(config_path(args.config), args.overrides)
+        run_grid(config, args.out, show_progress=not args.quiet)
+    except (PaitError, FileNotFoundError) as err:
+        print(f"pait: error: {err}", file=sys.stderr)
+        return 2
     if not args.no_report:
         print(f"report: {build_report(run_dir(config, args.out))}")
     return 0

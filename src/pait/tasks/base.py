@@ -6,9 +6,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from PIL import Image
 from torch import Tensor
+
+from pait.errors import DataError
 
 ImageSource = Callable[[], Image.Image | Tensor]
 
@@ -28,12 +29,12 @@ class Task:
 
     def __post_init__(self) -> None:
         if len(self.sources) != len(self.labels):
-            raise ValueError(f"task {self.name!r}: {len(self.sources)} images but {len(self.labels)} labels")
+            raise DataError(f"task {self.name!r}: {len(self.sources)} images but {len(self.labels)} labels")
         if len(self.labels) == 0:
-            raise ValueError(f"task {self.name!r} has no images")
+            raise DataError(f"task {self.name!r} has no images")
         empty = [self.class_names[c] for c in range(self.num_classes) if not (self.labels == c).any()]
         if empty:
-            raise ValueError(f"task {self.name!r}: no images for class(es) {', '.join(empty)}")
+            raise DataError(f"task {self.name!r}: no images for class(es) {', '.join(empty)}")
 
 
 @dataclass
@@ -51,16 +52,24 @@ PROTOCOLS = ("paper", "heldout")
 
 
 def split_indices(
-    labels: np.ndarray, protocol: str, calib_per_class: int, eval_per_class: int, seed: int
+    labels: np.ndarray,
+    protocol: str,
+    calib_per_class: int,
+    eval_per_class: int,
+    seed: int,
+    class_names: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the calibration and evaluation images of a task.
 
-    ``paper``: both are the same first ``calib_per_class`` images of each class (the study prunes,
-    re-trains and evaluates on the same images). ``heldout``: a seeded class-balanced draw of
-    ``calib_per_class`` calibration and ``eval_per_class`` disjoint evaluation images per class.
+    ``paper``: both are the same first ``calib_per_class`` images of each class (the study fits the
+    heads, prunes, re-trains and evaluates on the same images; ``eval_per_class`` is unused).
+    ``heldout``: a seeded class-balanced draw of ``calib_per_class`` calibration and
+    ``eval_per_class`` disjoint evaluation images per class. ``class_names`` name classes in errors.
     """
     if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+        raise DataError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    if calib_per_class < 1 or (protocol == "heldout" and eval_per_class < 1):
+        raise DataError(f"calib_per_class and eval_per_class must be at least 1, got {calib_per_class}, {eval_per_class}")
     rng = np.random.default_rng(seed)
     calib, evaluation = [], []
     for c in np.unique(labels):
@@ -72,14 +81,10 @@ def split_indices(
             continue
         need = calib_per_class + eval_per_class
         if len(idx) < need:
-            raise ValueError(f"class {c} has {len(idx)} images; the heldout protocol needs {need}")
+            name = class_names[c] if class_names is not None else str(c)
+            raise DataError(f"class {name} has {len(idx)} images; the heldout protocol needs {need} "
+                            f"({calib_per_class} calibration + {eval_per_class} evaluation)")
         idx = rng.permutation(idx)
         calib.append(np.sort(idx[:calib_per_class]))
         evaluation.append(np.sort(idx[calib_per_class:need]))
     return np.concatenate(calib), np.concatenate(evaluation)
-
-
-def decode(task: Task, indices: np.ndarray, pixels: Callable[[Image.Image | Tensor], Tensor]) -> TaskData:
-    """Decode and preprocess the chosen images once into a uint8 tensor."""
-    images = torch.stack([pixels(task.sources[i]()) for i in indices])
-    return TaskData(images, torch.as_tensor(task.labels[indices], dtype=torch.long))

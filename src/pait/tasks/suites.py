@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
+from pait.errors import ConfigError
 from pait.tasks.base import Task
 from pait.tasks.embedded import embedded_suite
+from pait.tasks.imagefolder import imagefolder_suite
+from pait.tasks.imagenet10 import imagenet10_suite
 
-SUITES: dict[str, Callable[..., list[Task]]] = {"embedded": embedded_suite}
+SUITES: dict[str, Callable[..., list[Task]]] = {
+    "embedded": embedded_suite,
+    "imagenet10": imagenet10_suite,
+    "imagefolder": imagefolder_suite,
+}
 
 
 def load_suite(name: str, **options: Any) -> list[Task]:
-    """The tasks of suite ``name``; options are passed to its builder."""
+    """The tasks of suite ``name``; options are passed to its builder (an unknown option is a ConfigError)."""
     try:
         builder = SUITES[name]
     except KeyError:
-        raise KeyError(f"unknown suite {name!r}; known suites: {', '.join(SUITES)}") from None
-    return builder(**options)
+        raise ConfigError(f"unknown suite {name!r}; known suites: {', '.join(SUITES)}") from None
+    accepted = inspect.signature(builder).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise ConfigError(f"suite {name!r}: unknown option(s) {', '.join(unknown)}; "
+                              f"its options: {', '.join(accepted) or 'none'}")
+    tasks = builder(**options)
+    names = [t.name for t in tasks]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"suite {name!r}: task names repeat: {', '.join(names)}")
+    return tasks

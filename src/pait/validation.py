@@ -1,0 +1,62 @@
+"""Checks of a loaded config that run before any heavy work: values in range, names registered."""
+
+from __future__ import annotations
+
+from pait.config import ExperimentConfig
+from pait.errors import ConfigError
+from pait.tasks import PROTOCOLS, SUITES
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def validate_config(config: ExperimentConfig, check_registries: bool = True) -> None:
+    """Raise a ConfigError naming the first bad value; with ``check_registries`` also check that every
+    encoder, score and suite name is registered (``encoder_specs()``, ``SCORES``, ``SUITES``)."""
+    if not config.encoders:
+        raise ConfigError("the config names no encoder")
+    if not config.scores:
+        raise ConfigError("the config names no score")
+    if not config.sparsities:
+        raise ConfigError("the config names no sparsity")
+    for s in config.sparsities:
+        if not 0.0 <= s < 1.0:
+            raise ConfigError(f"sparsity must lie in [0, 1), got {s} (a fraction: 0.36 means 36%)")
+    suite = config.suite
+    if suite.protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {suite.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    if suite.calib_per_class < 1 or suite.eval_per_class < 1:
+        raise ConfigError(f"calib_per_class and eval_per_class must be at least 1, got "
+                          f"{suite.calib_per_class} and {suite.eval_per_class}")
+    if config.sources is not None and (not config.sources or len(set(config.sources)) != len(config.sources)):
+        raise ConfigError(f"sources must be a non-empty list without repeats, got {list(config.sources)}")
+    if config.precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}")
+    ft = config.finetune
+    if ft.epochs < 0 or ft.batch_size < 1 or ft.lr < 0:
+        raise ConfigError(f"finetune: epochs >= 0, batch_size >= 1 and lr >= 0 needed, got {ft}")
+    if check_registries:
+        check_names(config)
+
+
+def check_names(config: ExperimentConfig) -> None:
+    """Every encoder, score and suite name of ``config`` is registered, else a ConfigError lists the known ones."""
+    from pait.encoders import encoder_specs
+    from pait.scores import SCORES
+
+    known = {
+        "encoder": [spec.name for spec in encoder_specs()],
+        "score": list(SCORES),
+        "suite": list(SUITES),
+    }
+    used = {
+        "encoder": [e.name for e in config.encoders],
+        "score": list(config.scores),
+        "suite": [config.suite.name],
+    }
+    problems = []
+    for kind, names in used.items():
+        unknown = [n for n in dict.fromkeys(names) if n not in known[kind]]
+        if unknown:
+            problems.append(f"unknown {kind}(s) {', '.join(unknown)} (known: {', '.join(known[kind])})")
+    if problems:
+        raise ConfigError("; ".join(problems))
