@@ -16,7 +16,7 @@ torch.set_num_threads(1)
 
 
 @register_encoder("tiny_cnn", "2-layer CNN", "random (seed 0)", "none")
-def tiny_cnn(weights: str | None = None) -> Encoder:
+def tiny_cnn(weights: str | None = None, trust_torchscript: bool = False) -> Encoder:
     """A seeded 2-layer CNN on 8x8 inputs; 16 pooled features."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
