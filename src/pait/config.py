@@ -66,6 +66,7 @@ class ExperimentConfig:
     device: str = "auto"
     precision: str = "auto"
     save_weights: bool = False  # keep each unit's re-trained weights (needed by `pait landscape`)
+    plugins: tuple[str, ...] = ()  # modules imported first (by every worker too): they register encoders, suites, scores
 
 
 def _build(cls: type, data: Any, where: str) -> Any:

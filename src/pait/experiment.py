@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from pait.cache import StageStore, config_key, to_jsonable, write_atomic
 from pait.config import EncoderConfig, ExperimentConfig
 from pait.errors import ConfigError
 from pait.pipeline import Context, load_tasks, prepare, unit_stage
+from pait.tasks import Task
 from pait.validation import validate_config
 
 RESULT_COLUMNS = ["encoder", "score", "sparsity", "source", "target", "is_source", "stage", "accuracy", "loss",
@@ -69,20 +72,62 @@ def write_table(rows: list[dict], path: Path) -> pd.DataFrame:
     return table
 
 
-def run_grid(config: ExperimentConfig, out_root: str | Path = "runs", show_progress: bool = True) -> pd.DataFrame:
+def import_plugins(config: ExperimentConfig) -> None:
+    """Import the config's plugin modules, which register extra encoders, suites or scores."""
+    for module in config.plugins:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ConfigError(f"plugin module {module!r} cannot be imported: {err}") from None
+
+
+def stage_store(config: ExperimentConfig, out_root: str | Path) -> StageStore:
+    """The stage cache shared by all runs under ``out_root``, logging into this run's folder."""
+    return StageStore(Path(out_root) / "stages", log_path=run_dir(config, out_root) / "stages.log")
+
+
+def plan(config: ExperimentConfig, out_root: str | Path) -> tuple[list[Task], list[Unit]]:
+    """Check the config (names, values, the suite's files, source tasks) before any heavy work, write
+    ``config.json`` into the run folder, and list the grid's units in run order."""
+    import_plugins(config)
+    validate_config(config)
+    tasks = load_tasks(config.suite)
+    units = expand(config, [t.name for t in tasks])  # unknown source tasks fail here, before any decoding
+    directory = run_dir(config, out_root)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_atomic(directory / "config.json", json.dumps(to_jsonable(config), indent=1).encode())
+    return tasks, units
+
+
+def run_unit(config: ExperimentConfig, unit: Unit, out_root: str | Path,
+             on_epoch: Callable[[int, float], None] | None = None) -> list[dict]:
+    """Rows of one unit, computing whatever stage is not cached yet (idempotent: a rerun or a duplicate
+    does no harm). Used by executors that run units in separate processes."""
+    import_plugins(config)
+    ctx = prepare(config, unit.encoder, stage_store(config, out_root))
+    return unit_rows(ctx, unit, unit_stage(ctx, unit.source, unit.score, unit.sparsity, on_epoch=on_epoch))
+
+
+def run_grid(config: ExperimentConfig, out_root: str | Path = "runs", show_progress: bool = True,
+             executor: str = "local", **executor_options: object) -> pd.DataFrame:
     """Run every unit of the grid (skipping finished stages) and write ``<run>/results.parquet``.
 
     Names, values, the suite's files and the source tasks are all checked before anything is decoded
     or computed. The table is rewritten atomically after every unit, so progress is visible and a
     killed run leaves a consistent (partial) table; a rerun recomputes no finished stage.
+    ``executor="ray"`` runs units as Ray tasks (see ``pait.executors.ray``); the default runs them here.
     """
-    validate_config(config)
-    tasks = load_tasks(config.suite)
-    expand(config, [t.name for t in tasks])  # unknown source tasks fail here, before any decoding
+    if executor == "ray":
+        from pait.executors.ray import run_grid_ray
+
+        return run_grid_ray(config, out_root, show_progress=show_progress, **executor_options)
+    if executor != "local":
+        raise ConfigError(f"unknown executor {executor!r}; choose local or ray")
+    if executor_options:
+        raise ConfigError(f"options {', '.join(executor_options)} apply to the ray executor only")
+    tasks, _ = plan(config, out_root)
     directory = run_dir(config, out_root)
-    directory.mkdir(parents=True, exist_ok=True)
-    write_atomic(directory / "config.json", json.dumps(to_jsonable(config), indent=1).encode())
-    store = StageStore(Path(out_root) / "stages", log_path=directory / "stages.log")
+    store = stage_store(config, out_root)
     rows: list[dict] = []
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, disable=not show_progress, transient=False) as progress:

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    args.config, args.no_report = "demo", False
+    args.config, args.no_report, args.executor = "demo", False, "local"
     code = run_command.run(args)
     print(f"demo finished in {time.perf_counter() - start:.1f} s")
     return code

@@ -1,0 +1,1 @@
+"""Executors other than the default local loop (which lives in ``pait.experiment``)."""

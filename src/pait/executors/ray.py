@@ -1,0 +1,125 @@
+"""Run the grid's units as Ray tasks, on this machine or on a Ray cluster.
+
+Each unit is a Ray task asking for its share of a GPU (fractional, so small units pack onto one
+device) and of the CPUs. Work shared between units runs first, once: one task per encoder prepares
+decoded data and ridge heads, one task per (encoder, source, score) computes the scores, and the
+unit tasks depend on it. Every task is idempotent through the stage cache, so a retried or
+duplicated task does no harm.
+
+Shared storage: the output folder (``--out``) must be one filesystem path that every node reads and
+writes (NFS, Lustre, a mounted bucket): the stage cache lives there and the tasks exchange nothing
+else. A unit that still fails after its retries is recorded in ``<run>/failures.json`` and in the
+report; the rest of the grid completes.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from pait.cache import write_atomic
+from pait.config import ExperimentConfig
+from pait.errors import ConfigError
+from pait.experiment import Unit, import_plugins, plan, run_dir, run_unit, stage_store, write_table
+from pait.pipeline import prepare, score_is_per_sparsity, scores_stage
+
+
+def _prepare(config: ExperimentConfig, unit: Unit, out_root: str) -> None:
+    import_plugins(config)
+    prepare(config, unit.encoder, stage_store(config, out_root))
+
+
+def _scores(config: ExperimentConfig, unit: Unit, out_root: str, _ready: None) -> None:
+    import_plugins(config)
+    ctx = prepare(config, unit.encoder, stage_store(config, out_root))
+    scores_stage(ctx, unit.source, unit.score, unit.sparsity if score_is_per_sparsity(unit.score) else None)
+
+
+def _unit(config: ExperimentConfig, unit: Unit, out_root: str, _ready: None) -> list[dict]:
+    return run_unit(config, unit, out_root)
+
+
+def connect(address: str | None, num_cpus: int | None) -> None:
+    """Join the Ray cluster at ``address`` (``auto``, ``ray://host:port``), or start a local one."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("the ray executor needs Ray: pip install 'ray[default]'") from None
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+
+
+def run_grid_ray(
+    config: ExperimentConfig,
+    out_root: str | Path = "runs",
+    show_progress: bool = True,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    gpus_per_unit: float | None = None,
+    cpus_per_unit: float = 1.0,
+    retries: int = 2,
+) -> pd.DataFrame:
+    """Run the grid with Ray; the results table equals the local executor's (same rows, same order).
+
+    ``gpus_per_unit`` defaults to 1 when the cluster has GPUs, else 0; use e.g. 0.25 to pack four
+    units on one GPU. ``retries`` is how often a failing task is retried before its unit is reported
+    as failed.
+    """
+    import ray
+
+    _, units = plan(config, out_root)
+    connect(address, num_cpus)
+    if gpus_per_unit is None:
+        gpus_per_unit = 1.0 if ray.cluster_resources().get("GPU", 0) else 0.0
+    options: dict[str, Any] = {"num_cpus": cpus_per_unit, "num_gpus": gpus_per_unit, "max_retries": retries,
+                               "retry_exceptions": True}
+    prepare_task = ray.remote(_prepare).options(**options)
+    scores_task = ray.remote(_scores).options(**options)
+    unit_task = ray.remote(_unit).options(**options)
+    root = str(out_root)
+
+    prepared: dict[Any, Any] = {}
+    scored: dict[Any, Any] = {}
+    pending: dict[Any, int] = {}
+    for i, unit in enumerate(units):
+        if unit.encoder not in prepared:
+            prepared[unit.encoder] = prepare_task.remote(config, unit, root)
+        key = (unit.encoder, unit.source, unit.score, unit.sparsity if score_is_per_sparsity(unit.score) else None)
+        if key not in scored:
+            scored[key] = scores_task.remote(config, unit, root, prepared[unit.encoder])
+        pending[unit_task.remote(config, unit, root, scored[key])] = i
+
+    directory = run_dir(config, out_root)
+    done: dict[int, list[dict]] = {}
+    failures: list[dict] = []
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    try:
+        with Progress(*columns, disable=not show_progress) as progress:
+            bar = progress.add_task("units (ray)", total=len(units))
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                i = pending.pop(ready[0])
+                try:
+                    done[i] = ray.get(ready[0])
+                except Exception as err:  # a unit that failed after its retries: report it, go on
+                    unit = units[i]
+                    failures.append({"encoder": unit.encoder.name, "score": unit.score, "sparsity": unit.sparsity,
+                                     "source": unit.source, "error": "".join(traceback.format_exception_only(err)).strip()})
+                write_table([r for j in sorted(done) for r in done[j]], directory / "results.parquet")
+                progress.advance(bar)
+    except KeyboardInterrupt:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
+    finally:
+        write_atomic(directory / "failures.json", json.dumps(failures, indent=1).encode())
+    return write_table([r for j in sorted(done) for r in done[j]], directory / "results.parquet")

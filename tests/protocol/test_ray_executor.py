@@ -1,0 +1,68 @@
+"""The Ray executor: same table as the local one, and a one-time failure retried (local Ray, 2 CPUs)."""
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pait.config import config_from_dict
+from pait.experiment import run_grid
+
+ray = pytest.importorskip("ray")
+HERE = Path(__file__).parent
+
+
+def _config(name: str, scores: list[str]) -> object:
+    return config_from_dict({
+        "name": name, "plugins": ["tiny_plugin"], "encoders": ["tiny_cnn"],
+        "suite": {"name": "tiny", "protocol": "heldout", "calib_per_class": 4, "eval_per_class": 4},
+        "scores": scores, "sparsities": [0.3, 0.6], "sources": ["t0", "t1"],
+        "finetune": {"epochs": 2, "lr": 0.05, "milestones": [1], "batch_size": 8}, "device": "cpu",
+    })
+
+
+@pytest.fixture(scope="module")
+def flaky_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("flaky")
+
+
+@pytest.fixture(scope="module")
+def local_ray(flaky_dir):
+    saved = dict(os.environ)
+    # workers started by this local Ray inherit the environment: the plugin's folder and the marker folder
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
+    os.environ["PAIT_TEST_FLAKY_DIR"] = str(flaky_dir)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def test_ray_results_equal_local_results(tmp_path, local_ray):
+    config = _config("grid", ["magnitude", "random"])
+    local = run_grid(config, tmp_path / "local", show_progress=False)
+    remote = run_grid(config, tmp_path / "ray", show_progress=False, executor="ray", gpus_per_unit=0)
+    pd.testing.assert_frame_equal(local, remote)
+    assert len(remote) == 2 * 2 * 2 * 3 * 3  # scores x sparsities x sources x targets x stages
+    assert pd.read_parquet(tmp_path / "ray" / "grid" / "results.parquet").equals(remote)
+    assert json.loads((tmp_path / "ray" / "grid" / "failures.json").read_text()) == []
+
+
+def test_a_one_time_failure_is_retried_and_the_grid_completes(tmp_path, local_ray, flaky_dir):
+    table = run_grid(_config("flaky", ["flaky_once"]), tmp_path, show_progress=False, executor="ray",
+                     gpus_per_unit=0, retries=2)
+    assert (flaky_dir / "failed-once").exists()  # the failure did happen
+    assert len(table) == 2 * 2 * 3 * 3 and table.accuracy.notna().all()
+    assert json.loads((tmp_path / "flaky" / "failures.json").read_text()) == []
+
+
+def test_a_unit_failing_after_its_retries_is_reported_and_the_rest_completes(tmp_path, local_ray):
+    table = run_grid(_config("broken", ["magnitude", "always_fails"]), tmp_path, show_progress=False,
+                     executor="ray", gpus_per_unit=0, retries=1)
+    assert set(table.score) == {"magnitude"} and len(table) == 2 * 2 * 3 * 3
+    failures = json.loads((tmp_path / "broken" / "failures.json").read_text())
+    assert len(failures) == 4 and {f["score"] for f in failures} == {"always_fails"}
+    assert all("injected permanent failure" in f["error"] for f in failures)
