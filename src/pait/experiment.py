@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pait.cache import StageStore, config_key, to_jsonable, write_atomic
 from pait.config import EncoderConfig, ExperimentConfig
 from pait.masks import check_sparsity
-from pait.pipeline import Context, prepare, unit_stage
+from pait.pipeline import Context, prepare, score_is_per_sparsity, scores_key, unit_key, unit_stage
 from pait.scores import get_score
 
 RESULT_COLUMNS = ["encoder", "score", "sparsity", "source", "target", "is_source", "stage", "accuracy", "loss",
@@ -66,18 +67,28 @@ def unit_rows(ctx: Context, unit: Unit, metrics: dict) -> list[dict]:
     return rows
 
 
+def unit_index_entry(ctx: Context, unit: Unit, directory: Path) -> dict:
+    """Where a unit's stage outputs lie (relative to the run directory), for reports that read masks and scores."""
+    per_sparsity = unit.sparsity if score_is_per_sparsity(unit.score) else None
+    stages = {"unit_dir": ctx.store.path("unit", unit_key(ctx, unit.source, unit.score, unit.sparsity)),
+              "scores_dir": ctx.store.path("scores", scores_key(ctx, unit.source, unit.score, per_sparsity))}
+    return {"unit": config_key(unit), "encoder": unit.encoder.name, "score": unit.score, "sparsity": unit.sparsity,
+            "source": unit.source, **{k: os.path.relpath(v, directory) for k, v in stages.items()}}
+
+
 def run_dir(config: ExperimentConfig, out_root: str | Path) -> Path:
     return Path(out_root) / config.name
 
 
 def run_grid(config: ExperimentConfig, out_root: str | Path = "runs", show_progress: bool = True) -> pd.DataFrame:
-    """Run every unit of the grid (skipping finished stages) and write ``<run>/results.parquet``."""
+    """Run every unit of the grid (skipping finished stages); write ``<run>/results.parquet`` and ``units.json``."""
     validate(config)
     directory = run_dir(config, out_root)
     directory.mkdir(parents=True, exist_ok=True)
     write_atomic(directory / "config.json", json.dumps(to_jsonable(config), indent=1).encode())
     store = StageStore(Path(out_root) / "stages", log_path=directory / "stages.log")
     rows: list[dict] = []
+    index: list[dict] = []
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, disable=not show_progress, transient=False) as progress:
         for encoder_config in config.encoders:
@@ -92,10 +103,12 @@ def run_grid(config: ExperimentConfig, out_root: str | Path = "runs", show_progr
                 metrics = unit_stage(ctx, unit.source, unit.score, unit.sparsity,
                                      on_epoch=lambda e, _loss: progress.update(epochs, completed=e + 1))
                 rows.extend(unit_rows(ctx, unit, metrics))
+                index.append(unit_index_entry(ctx, unit, directory))
                 progress.advance(step)
             progress.update(epochs, visible=False)
     table = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     buffer = io.BytesIO()
     table.to_parquet(buffer, index=False)
     write_atomic(directory / "results.parquet", buffer.getvalue())
+    write_atomic(directory / "units.json", json.dumps(index, indent=1).encode())
     return table
