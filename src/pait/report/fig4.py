@@ -12,11 +12,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pait.landscape import Surface  # noqa: E402
+from pait.report.savefig import save_figure  # noqa: E402
 
 POINTS = (("θ₀ pre-trained", "k*"), ("pruned θ₀⊙m", "bs"), ("re-trained", "go"))
 
 
-def plot_fig4(surface: Surface, path: Path) -> Path:
+def draw_fig4(surface: Surface) -> plt.Figure:
     """One contour panel per evaluated task (source, transfer) with the three points marked."""
     fig, axes = plt.subplots(1, len(surface.tasks), figsize=(5.2 * len(surface.tasks), 4.6), squeeze=False)
     a, b = np.meshgrid(surface.alphas, surface.betas)
@@ -37,7 +38,9 @@ def plot_fig4(surface: Surface, path: Path) -> Path:
     fig.suptitle(f"Fig. 4: {m['encoder']}, {m['score']} at {m['sparsity']:.0%} on {m['source']} "
                  f"(BN: {m['bn']})", fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
+
+
+def plot_fig4(surface: Surface, path: Path) -> Path:
+    """Draw Fig. 4 of ``surface`` into ``path`` (PNG)."""
+    return save_figure(draw_fig4(surface), path)

@@ -21,6 +21,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from safetensors.numpy import load_file  # noqa: E402
 
+from pait.report.savefig import save_figure  # noqa: E402
+
 P1_COLUMNS = ["encoder", "score", "sparsity", "source_a", "source_b", "iou", "iou_random", "spearman"]
 
 
@@ -71,7 +73,7 @@ def agreement_summary(pairs: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def plot_agreement(pairs: pd.DataFrame, path: Path) -> Path:
+def draw_agreement(pairs: pd.DataFrame) -> plt.Figure:
     """Mean pruned-set IoU (left, random-mask reference dotted) and Spearman (right) vs sparsity, per score."""
     table = agreement_summary(pairs)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -89,7 +91,9 @@ def plot_agreement(pairs: pd.DataFrame, path: Path) -> Path:
         ax.legend(fontsize=8)
     fig.suptitle("P1 diagnostics: agreement of masks and scores computed on different source tasks", fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
+
+
+def plot_agreement(pairs: pd.DataFrame, path: Path) -> Path:
+    """Draw the P1 agreement figure into ``path`` (PNG)."""
+    return save_figure(draw_agreement(pairs), path)

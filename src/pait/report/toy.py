@@ -22,6 +22,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from pait.report.savefig import save_figure  # noqa: E402
+
 THETA0 = np.array([1.0, 0.7])
 TOY_SCORES = ("magnitude", "diagonal", "obs")
 SCORE_LABELS = {"magnitude": "magnitude θ²", "diagonal": "diagonal θ²H_jj", "obs": "block/OBS θ²/[H⁻¹]_jj"}
@@ -158,7 +160,7 @@ def _frame(ax: plt.Axes, lim: tuple[float, float]) -> None:
 MARKERS = {"magnitude": ("s", "tab:blue"), "diagonal": ("^", "tab:orange"), "obs": ("o", "tab:green")}
 
 
-def plot_fig1(path: Path) -> Path:
+def draw_fig1() -> plt.Figure:
     """Fig. 1: which weight each score removes, on isotropic, diagonal and tilted source Hessians."""
     panels = fig1_data()
     lim = (-0.6, 1.6)
@@ -174,10 +176,16 @@ def plot_fig1(path: Path) -> Path:
         ax.set_title(f"{panel.name} Hessian")
         ax.legend(fontsize=7, loc="lower left")
     fig.suptitle("Fig. 1: pruning one of two weights; the OBS/block score removes the cheaper one")
-    return _save(fig, path)
+    fig.tight_layout()
+    return fig
 
 
-def plot_fig2(path: Path) -> Path:
+def plot_fig1(path: Path) -> Path:
+    """Draw Fig. 1 into ``path`` (PNG)."""
+    return save_figure(draw_fig1(), path)
+
+
+def draw_fig2() -> plt.Figure:
     """Fig. 2: masked re-training on the source, seen by an aligned and a misaligned transfer task."""
     panels = fig2_data()
     lim = (-0.6, 1.6)
@@ -200,12 +208,10 @@ def plot_fig2(path: Path) -> Path:
         ax.set_ylabel("loss")
         ax.legend(fontsize=8)
     fig.suptitle("Fig. 2: re-training on the source helps an aligned transfer task, can hurt a misaligned one")
-    return _save(fig, path)
-
-
-def _save(fig: plt.Figure, path: Path) -> Path:
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
+
+
+def plot_fig2(path: Path) -> Path:
+    """Draw Fig. 2 into ``path`` (PNG)."""
+    return save_figure(draw_fig2(), path)

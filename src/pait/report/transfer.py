@@ -12,6 +12,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
+from pait.report.savefig import save_figure  # noqa: E402
+
 STAGE_TITLES = {"pruned": "zero-shot", "retrained": "re-trained"}
 
 
@@ -26,7 +28,7 @@ def transfer_matrix(results: pd.DataFrame, encoder: str, score: str, sparsity: f
     return delta.pivot(index="source", columns="target", values="delta").reindex(index=sources, columns=targets)
 
 
-def plot_transfer(results: pd.DataFrame, encoder: str, score: str, path: Path) -> Path:
+def draw_transfer(results: pd.DataFrame, encoder: str, score: str) -> plt.Figure:
     """Heatmaps for one encoder and score: rows zero-shot / re-trained, one column per sparsity."""
     sparsities = sorted(results[(results.encoder == encoder) & (results.score == score)].sparsity.unique())
     matrices = {(st, sp): transfer_matrix(results, encoder, score, sp, st) for st in STAGE_TITLES for sp in sparsities}
@@ -49,7 +51,9 @@ def plot_transfer(results: pd.DataFrame, encoder: str, score: str, path: Path) -
     fig.colorbar(image, ax=axes, label="accuracy − unpruned", shrink=0.8)
     fig.suptitle(f"Transfer matrix: {encoder}, {score} (rows: source, columns: evaluated task; boxed: the source)",
                  fontsize=10)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
+
+
+def plot_transfer(results: pd.DataFrame, encoder: str, score: str, path: Path) -> Path:
+    """Draw the transfer matrix heatmaps of one encoder and score into ``path`` (PNG)."""
+    return save_figure(draw_transfer(results, encoder, score), path)
