@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import io
 import json
-from collections.abc import Callable
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pait.cache import StageStore, config_key, to_jsonable, write_atomic
 from pait.config import EncoderConfig, ExperimentConfig
 from pait.errors import ConfigError
-from pait.pipeline import Context, load_tasks, prepare, unit_stage
+from pait.pipeline import Context, load_tasks, prepare, score_is_per_sparsity, scores_key, unit_key, unit_stage
 from pait.tasks import Task
 from pait.validation import validate_config
 
@@ -59,16 +59,26 @@ def unit_rows(ctx: Context, unit: Unit, metrics: dict) -> list[dict]:
     return rows
 
 
+def unit_index_entry(ctx: Context, unit: Unit, directory: Path) -> dict:
+    """Where a unit's stage outputs lie (relative to the run directory), for reports that read masks and scores."""
+    per_sparsity = unit.sparsity if score_is_per_sparsity(unit.score) else None
+    stages = {"unit_dir": ctx.store.path("unit", unit_key(ctx, unit.source, unit.score, unit.sparsity)),
+              "scores_dir": ctx.store.path("scores", scores_key(ctx, unit.source, unit.score, per_sparsity))}
+    return {"unit": config_key(unit), "encoder": unit.encoder.name, "score": unit.score, "sparsity": unit.sparsity,
+            "source": unit.source, **{k: os.path.relpath(v, directory) for k, v in stages.items()}}
+
+
 def run_dir(config: ExperimentConfig, out_root: str | Path) -> Path:
     return Path(out_root) / config.name
 
 
-def write_table(rows: list[dict], path: Path) -> pd.DataFrame:
-    """The results table of ``rows``, written atomically to ``path`` (parquet)."""
+def write_outputs(rows: list[dict], index: list[dict], directory: Path) -> pd.DataFrame:
+    """Write the results table (``results.parquet``) and the units' stage index (``units.json``) atomically."""
     table = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     buffer = io.BytesIO()
     table.to_parquet(buffer, index=False)
-    write_atomic(path, buffer.getvalue())
+    write_atomic(directory / "results.parquet", buffer.getvalue())
+    write_atomic(directory / "units.json", json.dumps(index, indent=1).encode())
     return table
 
 
@@ -99,13 +109,13 @@ def plan(config: ExperimentConfig, out_root: str | Path) -> tuple[list[Task], li
     return tasks, units
 
 
-def run_unit(config: ExperimentConfig, unit: Unit, out_root: str | Path,
-             on_epoch: Callable[[int, float], None] | None = None) -> list[dict]:
-    """Rows of one unit, computing whatever stage is not cached yet (idempotent: a rerun or a duplicate
-    does no harm). Used by executors that run units in separate processes."""
+def run_unit(config: ExperimentConfig, unit: Unit, out_root: str | Path) -> tuple[list[dict], dict]:
+    """Rows and stage-index entry of one unit, computing whatever stage is not cached yet (idempotent:
+    a rerun or a duplicate does no harm). Used by executors that run units in separate processes."""
     import_plugins(config)
     ctx = prepare(config, unit.encoder, stage_store(config, out_root))
-    return unit_rows(ctx, unit, unit_stage(ctx, unit.source, unit.score, unit.sparsity, on_epoch=on_epoch))
+    metrics = unit_stage(ctx, unit.source, unit.score, unit.sparsity)
+    return unit_rows(ctx, unit, metrics), unit_index_entry(ctx, unit, run_dir(config, out_root))
 
 
 def run_grid(config: ExperimentConfig, out_root: str | Path = "runs", show_progress: bool = True,
@@ -125,25 +135,27 @@ def run_grid(config: ExperimentConfig, out_root: str | Path = "runs", show_progr
         raise ConfigError(f"unknown executor {executor!r}; choose local or ray")
     if executor_options:
         raise ConfigError(f"options {', '.join(executor_options)} apply to the ray executor only")
-    tasks, _ = plan(config, out_root)
+    tasks, units = plan(config, out_root)
     directory = run_dir(config, out_root)
     store = stage_store(config, out_root)
     rows: list[dict] = []
+    index: list[dict] = []
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, disable=not show_progress, transient=False) as progress:
         for encoder_config in config.encoders:
             step = progress.add_task(f"{encoder_config.name}: features and heads", total=None)
             ctx = prepare(config, encoder_config, store, tasks, progress)
-            units = [u for u in expand(config, list(ctx.splits)) if u.encoder == encoder_config]
-            progress.update(step, description=f"{encoder_config.name}: units", total=len(units), completed=0)
+            mine = [u for u in units if u.encoder == encoder_config]
+            progress.update(step, description=f"{encoder_config.name}: units", total=len(mine), completed=0)
             epochs = progress.add_task("  re-training", total=config.finetune.epochs, visible=False)
-            for unit in units:
+            for unit in mine:
                 label = f"  {unit.score} @ {unit.sparsity:.2%} on {unit.source}"
                 progress.update(epochs, description=label, completed=0, visible=True)
                 metrics = unit_stage(ctx, unit.source, unit.score, unit.sparsity,
                                      on_epoch=lambda e, _loss: progress.update(epochs, completed=e + 1))
                 rows.extend(unit_rows(ctx, unit, metrics))
-                write_table(rows, directory / "results.parquet")
+                index.append(unit_index_entry(ctx, unit, directory))
+                write_outputs(rows, index, directory)
                 progress.advance(step)
             progress.update(epochs, visible=False)
-    return write_table(rows, directory / "results.parquet")
+    return write_outputs(rows, index, directory)

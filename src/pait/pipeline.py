@@ -189,7 +189,7 @@ def prepare(
             for task, (calib, _) in splits.items():
                 feats = extract_features(ctx.features, calib, ctx.normalize, config.eval_batch_size, device)
                 labels = calib.labels.cpu()
-                heads[task] = fit_ridge(feats.double(), labels, int(labels.max()) + 1, config.ridge_alpha).float()
+                heads[task] = fit_ridge(feats.double(), labels, int(labels.max()) + 1, config.ridge_alpha).float().contiguous()
             save_file(heads, str(out / "heads.safetensors"))
             ctx.heads = {k: v.to(device) for k, v in heads.items()}
             unpruned = {task: ctx.evaluate(task) for task in splits}
@@ -218,10 +218,15 @@ def score_is_per_sparsity(score: str) -> bool:
     return "sparsity" in inspect.signature(get_score(score)).parameters
 
 
+def scores_key(ctx: Context, source: str, score: str, sparsity: float | None) -> dict[str, Any]:
+    """Key of the scores stage; ``sparsity`` is None for scores shared by every sparsity."""
+    return {"heads": config_key(ctx.heads_key), "source": source, "score": score, "sparsity": sparsity,
+            "batch_size": ctx.config.score_batch_size, "seed": ctx.config.seed}
+
+
 def scores_stage(ctx: Context, source: str, score: str, sparsity: float | None) -> dict[str, Tensor]:
     """Scores of the prunable weights on the source task, computed once and reused by every sparsity."""
-    key = {"heads": config_key(ctx.heads_key), "source": source, "score": score, "sparsity": sparsity,
-           "batch_size": ctx.config.score_batch_size, "seed": ctx.config.seed}
+    key = scores_key(ctx, source, score, sparsity)
     if not ctx.store.done("scores", key):
         ctx.reset_weights()
         model = HeadedModel(ctx.encoder.model, ctx.encoder.feature_fn, ctx.heads[source])

@@ -9,6 +9,7 @@ import pytest
 
 from pait.config import config_from_dict
 from pait.experiment import run_grid
+from pait.report import build_report
 
 ray = pytest.importorskip("ray")
 HERE = Path(__file__).parent
@@ -66,3 +67,5 @@ def test_a_unit_failing_after_its_retries_is_reported_and_the_rest_completes(tmp
     failures = json.loads((tmp_path / "broken" / "failures.json").read_text())
     assert len(failures) == 4 and {f["score"] for f in failures} == {"always_fails"}
     assert all("injected permanent failure" in f["error"] for f in failures)
+    report = build_report(tmp_path / "broken").read_text()
+    assert "Failed units" in report and report.count("always_fails") >= 4

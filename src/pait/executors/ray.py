@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pait.cache import write_atomic
 from pait.config import ExperimentConfig
 from pait.errors import ConfigError
-from pait.experiment import Unit, import_plugins, plan, run_dir, run_unit, stage_store, write_table
+from pait.experiment import Unit, import_plugins, plan, run_dir, run_unit, stage_store, write_outputs
 from pait.pipeline import prepare, score_is_per_sparsity, scores_stage
 
 
@@ -40,7 +40,7 @@ def _scores(config: ExperimentConfig, unit: Unit, out_root: str, _ready: None) -
     scores_stage(ctx, unit.source, unit.score, unit.sparsity if score_is_per_sparsity(unit.score) else None)
 
 
-def _unit(config: ExperimentConfig, unit: Unit, out_root: str, _ready: None) -> list[dict]:
+def _unit(config: ExperimentConfig, unit: Unit, out_root: str, _ready: None) -> tuple[list[dict], dict]:
     return run_unit(config, unit, out_root)
 
 
@@ -99,7 +99,7 @@ def run_grid_ray(
         pending[unit_task.remote(config, unit, root, scored[key])] = i
 
     directory = run_dir(config, out_root)
-    done: dict[int, list[dict]] = {}
+    done: dict[int, tuple[list[dict], dict]] = {}
     failures: list[dict] = []
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     try:
@@ -114,7 +114,7 @@ def run_grid_ray(
                     unit = units[i]
                     failures.append({"encoder": unit.encoder.name, "score": unit.score, "sparsity": unit.sparsity,
                                      "source": unit.source, "error": "".join(traceback.format_exception_only(err)).strip()})
-                write_table([r for j in sorted(done) for r in done[j]], directory / "results.parquet")
+                _write(done, directory)
                 progress.advance(bar)
     except KeyboardInterrupt:
         for ref in pending:
@@ -122,4 +122,10 @@ def run_grid_ray(
         raise
     finally:
         write_atomic(directory / "failures.json", json.dumps(failures, indent=1).encode())
-    return write_table([r for j in sorted(done) for r in done[j]], directory / "results.parquet")
+    return _write(done, directory)
+
+
+def _write(done: dict[int, tuple[list[dict], dict]], directory: Path) -> pd.DataFrame:
+    """Results and stage index of the finished units, in grid order (as the local executor writes them)."""
+    order = sorted(done)
+    return write_outputs([r for i in order for r in done[i][0]], [done[i][1] for i in order], directory)

@@ -13,18 +13,21 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from pait.report.savefig import save_figure  # noqa: E402
 from pait.report.tables import summary  # noqa: E402
 
 ROWS = (("source_acc", "source accuracy"), ("transfer_acc", "mean transfer accuracy"))
 
 
-def plot_fig3(results: pd.DataFrame, path: Path) -> Path:
-    """Draw Fig. 3 for every encoder in ``results`` into ``path`` (PNG)."""
+def draw_fig3(results: pd.DataFrame) -> plt.Figure:
+    """Fig. 3 for every encoder in ``results``: one column per encoder, rows source / mean transfer accuracy."""
     table = summary(results)
     encoders = list(dict.fromkeys(table.encoder))
     scores = list(dict.fromkeys(table[table.stage != "unpruned"].score))
     colors = plt.get_cmap("tab10")
-    fig, axes = plt.subplots(2, len(encoders), figsize=(max(6, 1.2 * len(scores) * 4), 7), squeeze=False)
+    most = max(table.groupby("encoder").sparsity.nunique())
+    fig_width = max(5.0, 0.5 * len(scores) * most + 1.5)
+    fig, axes = plt.subplots(2, len(encoders), figsize=(fig_width * len(encoders), 7), squeeze=False)
     for col, encoder in enumerate(encoders):
         enc = table[table.encoder == encoder]
         sparsities = sorted(enc.sparsity.unique())
@@ -37,8 +40,8 @@ def plot_fig3(results: pd.DataFrame, path: Path) -> Path:
                 x = np.arange(len(sparsities)) + (i - (len(scores) - 1) / 2) * width
                 for j, (stage, hatch, alpha) in enumerate((("pruned", None, 0.9), ("retrained", "//", 0.45))):
                     s = enc[(enc.score == score) & (enc.stage == stage)].set_index("sparsity").reindex(sparsities)
-                    ax.bar(x + (j - 0.5) * width / 2, s[f"{metric}_mean"], width / 2 * 0.95, yerr=s[f"{metric}_std"].fillna(0), color=colors(i),
-                           alpha=alpha, hatch=hatch, edgecolor="k", lw=0.5, capsize=2,
+                    ax.bar(x + (j - 0.5) * width / 2, s[f"{metric}_mean"], width / 2 * 0.95,
+                           yerr=s[f"{metric}_std"].fillna(0), color=colors(i), alpha=alpha, hatch=hatch, edgecolor="k", lw=0.5, capsize=2,
                            label=f"{score} ({'zero-shot' if stage == 'pruned' else 're-trained'})")
             ax.set_xticks(np.arange(len(sparsities)), [f"{s:.1%}" for s in sparsities])
             ax.set_ylim(0, 1)
@@ -49,7 +52,9 @@ def plot_fig3(results: pd.DataFrame, path: Path) -> Path:
                 ax.set_xlabel("sparsity")
     axes[0, 0].legend(fontsize=7, loc="lower left")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return fig
+
+
+def plot_fig3(results: pd.DataFrame, path: Path) -> Path:
+    """Draw Fig. 3 into ``path`` (PNG)."""
+    return save_figure(draw_fig3(results), path, dpi=120)

@@ -1,0 +1,68 @@
+"""Fig. 4: the loss surface on the plane through the pre-trained, pruned and re-trained weights of one unit.
+
+Rebuilds the run's encoder, data and frozen heads from the stage cache, reads the unit's mask and
+re-trained weights (the run needs ``save_weights: true``), and evaluates the source loss and one
+transfer task's loss on a GRID x GRID grid of the plane. BatchNorm stays in eval mode with the
+pre-trained running statistics, as in re-training; only parameters move. The surface is cached in
+RUN_DIR/landscape/*.npz, saved after every grid row: an interrupted run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from pait.cache import StageStore
+from pait.config import config_from_dict
+from pait.landscape import compute_surface, surface_key
+from pait.pipeline import prepare, unit_key
+from pait.report.fig4 import plot_fig4
+
+HELP = "Fig. 4: loss surface on the plane of pre-trained, pruned and re-trained weights"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", help="a finished run directory (OUT/NAME)")
+    parser.add_argument("--unit", help="unit key (the results table's `unit` column)")
+    parser.add_argument("--source", help="source task (default: the run's first)")
+    parser.add_argument("--score", help="score (default: the run's first)")
+    parser.add_argument("--sparsity", type=float, help="sparsity (default: the run's highest)")
+    parser.add_argument("--encoder", help="encoder (default: the run's first)")
+    parser.add_argument("--transfer", help="transfer task (default: the first task that is not the source)")
+    parser.add_argument("--grid", type=int, default=11, help="grid points per axis")
+    parser.add_argument("--chunk", type=int, default=4, help="grid points evaluated together in one batched pass")
+
+
+def select_unit(results: pd.DataFrame, args: argparse.Namespace) -> pd.Series:
+    """The results row naming the chosen unit: by key, or by the given (or default) fields."""
+    rows = results[results.stage == "retrained"]
+    if args.unit:
+        rows = rows[rows.unit == args.unit]
+    else:
+        for column, value in (("encoder", args.encoder), ("source", args.source), ("score", args.score)):
+            rows = rows[rows[column] == (value if value is not None else rows[column].iloc[0])]
+        rows = rows[rows.sparsity == (args.sparsity if args.sparsity is not None else rows.sparsity.max())]
+    if rows.empty:
+        raise SystemExit("pait landscape: no unit of this run matches the selection")
+    return rows.iloc[0]
+
+
+def run(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir)
+    results = pd.read_parquet(run_dir / "results.parquet")
+    config = config_from_dict(json.loads((run_dir / "config.json").read_text()))
+    unit = select_unit(results, args)
+    targets = [t for t in dict.fromkeys(results.target) if t != unit.source]
+    transfer = args.transfer or targets[0]
+    encoder_config = next(e for e in config.encoders if e.name == unit.encoder)
+    ctx = prepare(config, encoder_config, StageStore(run_dir.parent / "stages"))
+    key = surface_key(unit_key(ctx, unit.source, unit.score, float(unit.sparsity)), [unit.source, transfer], args.grid)
+    path = run_dir / "landscape" / f"{key}.npz"
+    surface = compute_surface(ctx, unit.source, unit.score, float(unit.sparsity), transfer, args.grid, path,
+                              chunk=args.chunk, on_row=lambda r, n: print(f"grid row {r + 1}/{n}", flush=True))
+    figure = plot_fig4(surface, run_dir / "figures" / f"fig4_{key}.png")
+    print(f"surface: {path}\nfigure: {figure}")
+    return 0

@@ -1,0 +1,99 @@
+"""P1 diagnostics: do masks and scores computed on different source tasks agree?
+
+For each encoder, score and sparsity and each pair of sources (a, b): the IoU of the *pruned* sets,
+``|P_a ∩ P_b| / |P_a ∪ P_b|`` over all prunable weights (two independent random masks at sparsity p
+have expected IoU ``p / (2 - p)``, shown as the reference), and the Spearman rank correlation of the
+two sources' scores (average ranks for ties). Masks come from the unit stage directories and scores
+from the scores stage directories listed in the run's ``units.json``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from safetensors.numpy import load_file  # noqa: E402
+
+from pait.report.savefig import save_figure  # noqa: E402
+
+P1_COLUMNS = ["encoder", "score", "sparsity", "source_a", "source_b", "iou", "iou_random", "spearman"]
+
+
+def _flat(path: Path) -> np.ndarray:
+    tensors = load_file(str(path))
+    return np.concatenate([tensors[k].reshape(-1) for k in sorted(tensors)])
+
+
+def pruned_iou(kept_a: np.ndarray, kept_b: np.ndarray) -> float:
+    """IoU of the pruned sets of two flat keep-masks (1.0 when neither prunes anything)."""
+    pa, pb = ~kept_a.astype(bool), ~kept_b.astype(bool)
+    union = int((pa | pb).sum())
+    return float((pa & pb).sum()) / union if union else 1.0
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman rank correlation: Pearson correlation of average ranks."""
+    rx = pd.Series(x).rank(method="average").to_numpy()
+    ry = pd.Series(y).rank(method="average").to_numpy()
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def mask_agreement(run_dir: Path) -> pd.DataFrame:
+    """One row per (encoder, score, sparsity, pair of sources); empty without ``units.json`` or 2 sources."""
+    index_path = run_dir / "units.json"
+    if not index_path.is_file():
+        return pd.DataFrame(columns=P1_COLUMNS)
+    units = pd.DataFrame(json.loads(index_path.read_text()))
+    rows = []
+    for (encoder, score, sparsity), group in units.groupby(["encoder", "score", "sparsity"], sort=False):
+        group = group.drop_duplicates("source")
+        for a, b in itertools.combinations(group.itertuples(), 2):
+            rows.append({"encoder": encoder, "score": score, "sparsity": sparsity, "source_a": a.source,
+                         "source_b": b.source,
+                         "iou": pruned_iou(_flat(run_dir / a.unit_dir / "mask.safetensors"),
+                                           _flat(run_dir / b.unit_dir / "mask.safetensors")),
+                         "iou_random": sparsity / (2 - sparsity),
+                         "spearman": spearman(_flat(run_dir / a.scores_dir / "scores.safetensors"),
+                                              _flat(run_dir / b.scores_dir / "scores.safetensors"))})
+    return pd.DataFrame(rows, columns=P1_COLUMNS)
+
+
+def agreement_summary(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Mean over source pairs per (encoder, score, sparsity)."""
+    grouped = pairs.groupby(["encoder", "score", "sparsity"])
+    out = grouped[["iou", "iou_random", "spearman"]].mean()
+    out["pairs"] = grouped.size()
+    return out.reset_index()
+
+
+def draw_agreement(pairs: pd.DataFrame) -> plt.Figure:
+    """Mean pruned-set IoU (left, random-mask reference dotted) and Spearman (right) vs sparsity, per score."""
+    table = agreement_summary(pairs)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for (encoder, score), g in table.groupby(["encoder", "score"], sort=False):
+        label = f"{score} ({encoder})" if table.encoder.nunique() > 1 else score
+        axes[0].plot(g.sparsity, g.iou, "o-", label=label)
+        axes[1].plot(g.sparsity, g.spearman, "o-", label=label)
+    grid = np.linspace(0, max(0.9, float(table.sparsity.max())), 50)
+    axes[0].plot(grid, grid / (2 - grid), "k:", label="random masks")
+    axes[0].set_ylabel("IoU of pruned sets across sources")
+    axes[1].set_ylabel("Spearman ρ of scores across sources")
+    for ax in axes:
+        ax.set_xlabel("sparsity")
+        ax.set_ylim(-0.05 if ax is axes[0] else -1.05, 1.05)
+        ax.legend(fontsize=8)
+    fig.suptitle("P1 diagnostics: agreement of masks and scores computed on different source tasks", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_agreement(pairs: pd.DataFrame, path: Path) -> Path:
+    """Draw the P1 agreement figure into ``path`` (PNG)."""
+    return save_figure(draw_agreement(pairs), path)
