@@ -1,84 +1,99 @@
 """Compute one pruning score for one encoder on one source task's calibration images, and save the
-scores and the global masks at the requested sparsities (safetensors, written atomically).
+scores and the exact global masks at the requested sparsities (safetensors, written atomically).
 
-Outputs in ``--out``: ``scores.safetensors`` (one tensor per prunable weight, keyed by the
-encoder's parameter names) and ``mask-<sparsity>.safetensors`` (bool, True = kept). For
-``synflow``, whose scores depend on the sparsity, ``scores-<sparsity>.safetensors`` per sparsity.
+Outputs in ``--out``: ``scores.safetensors`` (one tensor per prunable weight, keyed by the encoder's
+parameter names; for ``synflow``, whose scores depend on the sparsity, ``scores-<sparsity>.safetensors``)
+and ``mask-<sparsity>.safetensors`` (uint8, 1 = kept), plus a per-layer density table on screen.
+Decoded images, ridge heads and scores are cached in the same stage cache as ``pait run``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import sys
 from pathlib import Path
 
-from torch import Tensor
+import torch
+import yaml
+from rich.console import Console
+from safetensors.torch import save
 
-from pait.encoders.base import Encoder
-from pait.headed import HeadedModel
-from pait.masks import global_mask
-from pait.scores import SCORES, get_score
+from pait.cache import StageStore, write_atomic
+from pait.config import EncoderConfig, ExperimentConfig, SuiteConfig
+from pait.errors import ConfigError, PaitError
+from pait.experiment import expand, import_plugins
+from pait.masks import density_report, density_table, global_mask
+from pait.pipeline import load_tasks, prepare, score_is_per_sparsity, scores_stage
+from pait.validation import validate_config
 
 HELP = "compute a pruning score on a source task and save scores and masks"
-SPARSITY_DEPENDENT = {"synflow"}
+PAPER_SPARSITIES = [0.36, 0.4752, 0.5904, 0.6642, 0.738, 0.7852, 0.8322]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``pait score``."""
-    parser.add_argument("--encoder", required=True, help="registered encoder name")
-    parser.add_argument("--suite", required=True, help="task suite of the source task")
+    parser.add_argument("--encoder", required=True, help="registered encoder name (see `pait encoders`)")
+    parser.add_argument("--weights", default=None, help="checkpoint file of the encoder")
+    parser.add_argument("--input-size", type=int, default=None, help="input resolution (default: the encoder's)")
+    parser.add_argument("--suite", default="embedded", help="task suite of the source task")
+    parser.add_argument("--suite-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="suite option, e.g. root=/data/imagenet/val (repeatable)")
+    parser.add_argument("--protocol", default="heldout", choices=("paper", "heldout"))
+    parser.add_argument("--calib-per-class", type=int, default=50, help="calibration images per class")
+    parser.add_argument("--eval-per-class", type=int, default=50, help="held-out images per class (heldout protocol)")
     parser.add_argument("--task", required=True, help="source task within the suite")
-    parser.add_argument("--score", required=True, choices=SCORES)
-    parser.add_argument("--sparsity", type=float, nargs="+", default=[0.3600, 0.4752, 0.5904, 0.6642, 0.7380, 0.7852, 0.8322])
+    parser.add_argument("--score", required=True, help="score name (magnitude, fisher_diag, kfac, snip, ...)")
+    parser.add_argument("--sparsity", type=float, nargs="+", default=PAPER_SPARSITIES, help="fractions in [0, 1)")
     parser.add_argument("--min-density", type=float, default=0.0, help="per-layer floor of kept weights")
-    parser.add_argument("--batch-size", type=int, default=25)
+    parser.add_argument("--batch-size", type=int, default=32, help="images per scoring batch")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--plugin", action="append", default=[], help="module to import first (registers names)")
+    parser.add_argument("--cache", type=Path, default=Path("runs"), help="root of the stage cache")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
 
 
-def score_and_mask(encoder: Encoder, images: Tensor, labels: Tensor, head: Tensor, score: str,
-                   sparsities: list[float], batch_size: int = 25, min_density: float = 0.0,
-                   **options: object) -> tuple[dict[float, dict[str, Tensor]], dict[float, dict[str, Tensor]]]:
-    """Scores and masks per sparsity for ``encoder`` with a frozen ``head`` on one calibration set.
+def score_config(args: argparse.Namespace) -> ExperimentConfig:
+    """The one-unit experiment config that ``pait score`` evaluates."""
+    options = {}
+    for item in args.suite_option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--suite-option {item!r} is not of the form KEY=VALUE")
+        options[key] = yaml.safe_load(value)
+    return ExperimentConfig(
+        name="score",
+        encoders=(EncoderConfig(args.encoder, args.weights, args.input_size),),
+        suite=SuiteConfig(name=args.suite, options=options, protocol=args.protocol,
+                          calib_per_class=args.calib_per_class, eval_per_class=args.eval_per_class),
+        scores=(args.score,), sparsities=tuple(args.sparsity), sources=(args.task,),
+        score_batch_size=args.batch_size, device=args.device, plugins=tuple(args.plugin),
+    )
 
-    Scores that do not depend on the sparsity are computed once and shared by every sparsity.
-    """
-    model = HeadedModel(encoder.model, encoder.feature_fn, head).eval()
-    batches = list(zip(images.split(batch_size), labels.split(batch_size)))
-    params = encoder.prunable_parameters()
-    fn = get_score(score)
-    shared = None if score in SPARSITY_DEPENDENT else fn(model, batches, params, **options)
-    scores, masks = {}, {}
-    for q in sparsities:
-        scores[q] = shared if shared is not None else fn(model, batches, params, sparsity=q, **options)
-        masks[q] = global_mask(scores[q], q, min_density=min_density)
-    return scores, masks
 
-
-def _save(tensors: dict[str, Tensor], path: Path) -> None:
-    from safetensors.torch import save_file
-
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
+def _save(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    write_atomic(path, save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}))
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load the encoder and the source calibration data, score, and write the files."""
+    """Load the encoder and the source calibration data (cached), score, and write the files."""
     try:
-        from pait.experiment import source_calibration
-    except ImportError:
-        print("pait score: the data pipeline (pait.experiment.source_calibration) is not available in this build")
+        config = score_config(args)
+        import_plugins(config)
+        validate_config(config)
+        expand(config, [t.name for t in load_tasks(config.suite)])  # the task must exist
+        ctx = prepare(config, config.encoders[0], StageStore(args.cache / "stages"))
+    except PaitError as err:
+        print(f"pait: error: {err}", file=sys.stderr)
         return 2
-    encoder, images, labels, head = source_calibration(args.encoder, args.suite, args.task)
-    scores, masks = score_and_mask(encoder, images, labels, head, args.score, args.sparsity, args.batch_size,
-                                   args.min_density)
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.score in SPARSITY_DEPENDENT:
-        for q, s in scores.items():
-            _save(s, args.out / f"scores-{q:.4f}.safetensors")
-    else:
-        _save(next(iter(scores.values())), args.out / "scores.safetensors")
-    for q, m in masks.items():
-        _save(m, args.out / f"mask-{q:.4f}.safetensors")
-    print(f"pait score: wrote {args.score} scores and {len(masks)} masks to {args.out}")
+    per_sparsity = score_is_per_sparsity(args.score)
+    mask = {}
+    for q in args.sparsity:
+        scores = scores_stage(ctx, args.task, args.score, q if per_sparsity else None)
+        if per_sparsity or q == args.sparsity[0]:
+            _save(scores, args.out / (f"scores-{q:.4f}.safetensors" if per_sparsity else "scores.safetensors"))
+        mask = global_mask(scores, q, min_density=args.min_density)
+        _save({k: v.to(torch.uint8) for k, v in mask.items()}, args.out / f"mask-{q:.4f}.safetensors")
+    Console().print(density_table(density_report(mask)))
+    print(f"pait score: wrote {args.score} scores and {len(args.sparsity)} mask(s) to {args.out}")
     return 0
