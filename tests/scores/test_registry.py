@@ -1,7 +1,6 @@
 """Every registered score on a tiny stand-in of every encoder family: shapes, finiteness, keys."""
 
 import pytest
-import timm
 import torch
 from timm.models.efficientnet import _gen_efficientnet_lite
 from timm.models.resnet import BasicBlock, ResNet

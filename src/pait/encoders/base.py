@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
-from pait.encoders.preprocessing import Preprocessing
+from pait.encoders.preprocessing import Preprocessing, timm_preprocessing
 
 FeatureFn = Callable[[nn.Module, Tensor], Tensor]
 
@@ -55,3 +55,20 @@ class Encoder:
 def timm_pre_logits(model: nn.Module, images: Tensor) -> Tensor:
     """timm's feature API: pooled pre-logits."""
     return model.forward_head(model.forward_features(images), pre_logits=True)
+
+
+def timm_encoder(
+    name: str, model: nn.Module, head_prefixes: tuple[str, ...], info: dict[str, str],
+    preprocess: Preprocessing | None = None,
+) -> Encoder:
+    """An Encoder around a timm model: pooled pre-logits features, its head excluded from pruning, and
+    the preprocessing of its ``pretrained_cfg`` unless ``preprocess`` is given."""
+    return Encoder(
+        name=name,
+        model=model,
+        preprocess=preprocess or timm_preprocessing(model.pretrained_cfg),
+        feature_dim=model.num_features,
+        feature_fn=timm_pre_logits,
+        head_prefixes=head_prefixes,
+        info=info,
+    )

@@ -28,7 +28,7 @@ import timm
 import torch
 from torch import Tensor
 
-from pait.encoders.base import Encoder, timm_pre_logits
+from pait.encoders.base import Encoder, timm_encoder
 from pait.encoders.checkpoints import RANDOM, CheckpointError, check_keys, load_checked, read_state_dict
 from pait.encoders.preprocessing import timm_preprocessing
 from pait.encoders.registry import register_encoder
@@ -135,15 +135,9 @@ def build_dinov2_focus(weights: str | Path | None, trust_torchscript: bool = Fal
     if str(weights) != RANDOM:
         path = converted_weights(source, model.state_dict()) if source.suffix == ".onnx" else source
         load_checked(model, read_state_dict(path, trust_torchscript), path, f"timm {ARCH} at {IMG_SIZE} px")
-    return Encoder(
-        name="vits14_dinov2_imgfocus",
-        model=model,
-        preprocess=timm_preprocessing(model.pretrained_cfg, input_size=IMG_SIZE),
-        feature_dim=model.num_features,
-        feature_fn=timm_pre_logits,
-        head_prefixes=("head",),
-        info={"weights": str(source), "layout": LAYOUT},
-    )
+    preprocess = timm_preprocessing(model.pretrained_cfg, input_size=IMG_SIZE)
+    info = {"weights": str(source), "layout": LAYOUT}
+    return timm_encoder("vits14_dinov2_imgfocus", model, ("head",), info, preprocess=preprocess)
 
 
 register_encoder(

@@ -13,9 +13,8 @@ from pathlib import Path
 import timm
 from torch import Tensor
 
-from pait.encoders.base import Encoder, timm_pre_logits
+from pait.encoders.base import Encoder, timm_encoder
 from pait.encoders.checkpoints import RANDOM, CheckpointError, load_checked, read_state_dict
-from pait.encoders.preprocessing import timm_preprocessing
 from pait.encoders.registry import register_encoder
 
 
@@ -60,15 +59,7 @@ def build_efficientnet_lite(variant: int, weights: str | Path | None, trust_torc
         if not set(state) <= set(target):  # not already in timm's layout
             state = translate_lukemelas(state, target, path)
         load_checked(model, state, path, f"timm {arch}")
-    return Encoder(
-        name=f"efficientnet_lite{variant}",
-        model=model,
-        preprocess=timm_preprocessing(model.pretrained_cfg),
-        feature_dim=model.num_features,
-        feature_fn=timm_pre_logits,
-        head_prefixes=("classifier",),
-        info={"weights": str(path)},
-    )
+    return timm_encoder(f"efficientnet_lite{variant}", model, ("classifier",), {"weights": str(path)})
 
 
 for _v in (0, 1, 2):

@@ -20,7 +20,7 @@ from typing import Any
 import timm
 from torch import Tensor
 
-from pait.encoders.base import Encoder, timm_pre_logits
+from pait.encoders.base import Encoder, timm_encoder
 from pait.encoders.checkpoints import CheckpointError, load_checked, read_checkpoint, resolve_weights, strip_prefix, unwrap
 from pait.encoders.preprocessing import Preprocessing
 from pait.encoders.registry import register_encoder
@@ -75,15 +75,8 @@ def build_resnet50(
     model = timm.create_model("resnet50", pretrained=False, num_classes=num_classes).eval()
     if state is not None:
         load_checked(model, state, path, layout)
-    return Encoder(
-        name=name,
-        model=model,
-        preprocess=IMAGENET_PREPROCESSING,
-        feature_dim=model.num_features,
-        feature_fn=timm_pre_logits,
-        head_prefixes=("fc",),
-        info={"weights": str(path) if path else "random", "layout": layout},
-    )
+    info = {"weights": str(path) if path else "random", "layout": layout}
+    return timm_encoder(name, model, ("fc",), info, preprocess=IMAGENET_PREPROCESSING)
 
 
 _ENTRIES = [

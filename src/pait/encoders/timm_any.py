@@ -12,9 +12,8 @@ from pathlib import Path
 
 import timm
 
-from pait.encoders.base import Encoder, timm_pre_logits
+from pait.encoders.base import Encoder, timm_encoder
 from pait.encoders.checkpoints import RANDOM, CheckpointError, load_checked, read_checkpoint, unwrap
-from pait.encoders.preprocessing import timm_preprocessing
 from pait.encoders.registry import register_family
 
 
@@ -44,15 +43,8 @@ def build_timm(model_name: str, weights: str | Path | None, trust_torchscript: b
         if not hasattr(model, "load_pretrained"):
             raise CheckpointError(f"timm {model_name} has no .npz reader; convert {path} to a state dict")
         model.load_pretrained(str(path))
-    return Encoder(
-        name=f"timm:{model_name}",
-        model=model,
-        preprocess=timm_preprocessing(model.pretrained_cfg),
-        feature_dim=model.num_features,
-        feature_fn=timm_pre_logits,
-        head_prefixes=heads,
-        info={"weights": str(path) if path else "random", "layout": f"timm {model_name}"},
-    )
+    info = {"weights": str(path) if path else "random", "layout": f"timm {model_name}"}
+    return timm_encoder(f"timm:{model_name}", model, heads, info)
 
 
 register_family(

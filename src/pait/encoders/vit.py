@@ -23,7 +23,7 @@ from typing import Any
 import timm
 from torch import Tensor, nn
 
-from pait.encoders.base import Encoder, timm_pre_logits
+from pait.encoders.base import Encoder, timm_encoder
 from pait.encoders.checkpoints import CheckpointError, load_checked, read_checkpoint, resolve_weights, unwrap
 from pait.encoders.preprocessing import Preprocessing
 from pait.encoders.registry import register_encoder
@@ -87,15 +87,8 @@ def build_vit(name: str, weights: str | Path | None, trust_torchscript: bool, di
     elif path is not None:
         load_npz(model, path)
         layout = "Google ViT .npz"
-    return Encoder(
-        name=name,
-        model=model,
-        preprocess=IMAGENET_PREPROCESSING,
-        feature_dim=model.num_features,
-        feature_fn=timm_pre_logits,
-        head_prefixes=("head",),
-        info={"weights": str(path) if path else "random", "layout": layout},
-    )
+    info = {"weights": str(path) if path else "random", "layout": layout}
+    return timm_encoder(name, model, ("head",), info, preprocess=IMAGENET_PREPROCESSING)
 
 
 SUPERVISED_SOURCE = (

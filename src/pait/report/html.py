@@ -7,7 +7,7 @@ import html
 import re
 from pathlib import Path
 
-from pait.report.document import Block, Bullets, Figure, Heading, Table, Text
+from pait.report.document import Block, Bullets, Heading, Table, Text
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
 table{border-collapse:collapse;margin:1em 0;font-size:0.9em}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
