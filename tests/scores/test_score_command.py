@@ -1,9 +1,7 @@
-import sys
-import types
-
 import torch
 from safetensors.torch import load_file
 
+import pait.experiment
 from pait.cli import build_parser, main
 from pait.encoders.base import Encoder
 from tests.scores import tiny
@@ -17,9 +15,8 @@ def _encoder():
 def test_pait_score_writes_scores_and_exact_masks(tmp_path, monkeypatch):
     encoder = _encoder()
     x, y = torch.randn(6, 3, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
-    fake = types.ModuleType("pait.experiment")
-    fake.source_calibration = lambda name, suite, task: (encoder, x, y, torch.eye(tiny.CLASSES))
-    monkeypatch.setitem(sys.modules, "pait.experiment", fake)
+    calibration = lambda name, suite, task: (encoder, x, y, torch.eye(tiny.CLASSES))  # noqa: E731
+    monkeypatch.setattr(pait.experiment, "source_calibration", calibration, raising=False)
     assert main(["score", "--encoder", "tiny", "--suite", "s", "--task", "t", "--score", "snip",
                  "--sparsity", "0.5", "0.8", "--batch-size", "4", "--out", str(tmp_path)]) == 0
     scores = load_file(str(tmp_path / "scores.safetensors"))
