@@ -1,0 +1,75 @@
+"""The practitioner's data: one folder of class sub-folders, split into calibration and held-out
+evaluation images, and accuracy through a ridge head.
+
+A small reader built on torchvision's ``find_classes`` / ``make_dataset``; it builds a plain
+:class:`pait.tasks.Task`, so the split and decoding are the suites' own.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+from pait.encoders import Encoder
+from pait.evaluate import evaluate_head, extract_features
+from pait.heads import fit_ridge
+from pait.tasks import Task, TaskData, decode, split_indices
+
+
+def _open(path: str) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def folder_task(folder: str | Path) -> Task:
+    """A task from ``folder/<class>/<image>``; class names sorted, as torchvision's ImageFolder does."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"data folder {folder} does not exist")
+    try:
+        classes, class_to_idx = find_classes(str(folder))
+    except FileNotFoundError:
+        raise ValueError(f"data folder {folder} has no class sub-folders") from None
+    if len(classes) < 2:
+        raise ValueError(f"data folder {folder} has {len(classes)} class sub-folder; at least 2 are needed")
+    samples = make_dataset(str(folder), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
+    labels = np.array([c for _, c in samples], dtype=np.int64)
+    return Task(folder.name, tuple(classes), [partial(_open, p) for p, _ in samples], labels)
+
+
+def folder_splits(folder: str | Path, encoder: Encoder, calib_per_class: int, eval_per_class: int,
+                  seed: int) -> tuple[Task, TaskData, TaskData]:
+    """The task and its decoded calibration and held-out evaluation splits (seeded, class-balanced)."""
+    if calib_per_class < 1 or eval_per_class < 1:
+        raise ValueError("calibration and evaluation need at least 1 image per class each")
+    task = folder_task(folder)
+    need = calib_per_class + eval_per_class
+    counts = np.bincount(task.labels, minlength=task.num_classes)
+    short = [f"{task.class_names[c]} ({n})" for c, n in enumerate(counts) if n < need]
+    if short:
+        raise ValueError(f"the held-out split needs {need} images per class ({calib_per_class} calibration + "
+                         f"{eval_per_class} evaluation); too few in: {', '.join(short)}")
+    calib_idx, eval_idx = split_indices(task.labels, "heldout", calib_per_class, eval_per_class, seed)
+    pixels = encoder.preprocess.pixels
+    return task, decode(task, calib_idx, pixels), decode(task, eval_idx, pixels)
+
+
+def features(encoder: Encoder, data: TaskData, batch_size: int, device: torch.device) -> Tensor:
+    """Pooled features of a split with the encoder's current weights."""
+    return extract_features(encoder.features, data, encoder.preprocess.normalize, batch_size, device)
+
+
+def fit_head(encoder: Encoder, calib: TaskData, num_classes: int, batch_size: int, device: torch.device) -> Tensor:
+    """Ridge head (alpha 1, float64 solve) on the encoder's features of the calibration split."""
+    return fit_ridge(features(encoder, calib, batch_size, device).double(), calib.labels, num_classes).float()
+
+
+def accuracy(encoder: Encoder, head: Tensor, data: TaskData, batch_size: int, device: torch.device) -> float:
+    """Accuracy of the encoder's features through ``head`` on a split."""
+    return evaluate_head(features(encoder, data, batch_size, device), data.labels, head.cpu())[0]

@@ -1,0 +1,147 @@
+"""The practitioner path: prune one backbone on one folder of images, recover, measure, report.
+
+Straight line: load the encoder -> split the folder (held-out, seeded) -> ridge head on the
+unpruned encoder's calibration features -> score on the calibration images -> global (or N:M) mask
+-> recovery (none, SGD re-training, one-shot OBS) -> accuracy on the held-out images before and
+after, through the same frozen head and through a head refit on the pruned encoder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from pait.config import FinetuneConfig
+from pait.encoders import Encoder, load_encoder
+from pait.export import storage_bytes
+from pait.headed import HeadedModel
+from pait.masks import Mask, check_sparsity, density_report, global_mask, mask_sparsity
+from pait.nm import nm_mask, parse_nm
+from pait.pipeline import resolve_device, score_is_per_sparsity
+from pait.practitioner import accuracy, fit_head, folder_splits
+from pait.recovery import RECOVERIES, calibration_batches, recover
+from pait.scores import SCORES, get_score
+
+CPU_NOTE = ("Unstructured masks save storage, not time: dense CPU (and GPU) kernels still multiply the zeros. "
+            "Only N:M (2:4) masks run faster, with semi-structured sparse kernels on NVIDIA GPUs.")
+
+
+@dataclass(frozen=True)
+class PruneOptions:
+    """Everything ``pait prune`` needs besides the data folder; stored in the report for ``pait evaluate``."""
+
+    encoder: str
+    weights: str | None = None
+    input_size: int | None = None
+    score: str = "kfac"
+    sparsity: float | None = 0.6
+    nm: str | None = None
+    recovery: str = "obs"
+    retrain_epochs: int = 4
+    lr: float = 0.01
+    calib_per_class: int = 20
+    eval_per_class: int = 10
+    seed: int = 0
+    batch_size: int = 32
+    damping: float = 1e-3
+    device: str = "auto"
+
+    def validate(self) -> None:
+        """Raise a ValueError on an unknown score or recovery, a bad sparsity or N:M pattern."""
+        if self.score not in SCORES:
+            raise ValueError(f"unknown score {self.score!r}; choose one of {', '.join(SCORES)}")
+        if self.recovery not in RECOVERIES:
+            raise ValueError(f"unknown recovery {self.recovery!r}; choose one of {', '.join(RECOVERIES)}")
+        if (self.sparsity is None) == (self.nm is None):
+            raise ValueError("give exactly one of a sparsity and an N:M pattern")
+        if self.nm is not None:
+            parse_nm(self.nm)
+        else:
+            check_sparsity(self.sparsity)
+        if self.recovery == "sgd" and self.retrain_epochs < 1:
+            raise ValueError("sgd recovery needs at least 1 re-training epoch")
+
+    def finetune_config(self) -> FinetuneConfig:
+        """The demo's short schedule: SGD momentum 0.9, lr x0.1 for the last quarter of the epochs."""
+        last = max(1, (3 * self.retrain_epochs) // 4)
+        return FinetuneConfig(epochs=self.retrain_epochs, lr=self.lr, milestones=(last,), batch_size=self.batch_size)
+
+
+def build_encoder(options: PruneOptions) -> Encoder:
+    """The unpruned encoder, at the requested input size."""
+    encoder = load_encoder(options.encoder, options.weights)
+    if options.input_size is not None:
+        encoder.preprocess = dataclasses.replace(encoder.preprocess, input_size=options.input_size)
+    return encoder
+
+
+def make_mask(scores: dict[str, Tensor], sparsity: float | None, nm: str | None) -> tuple[Mask, list[str]]:
+    """A global top-k mask at ``sparsity``, or an N:M mask; and the names left dense by N:M."""
+    if nm is not None:
+        return nm_mask(scores, *parse_nm(nm))
+    return global_mask(scores, sparsity), []
+
+
+def target_sparsity(options: PruneOptions) -> float:
+    """The requested sparsity, or 1 - N/M for an N:M pattern."""
+    if options.nm is not None:
+        n, m = parse_nm(options.nm)
+        return 1 - n / m
+    return float(options.sparsity)
+
+
+def _counts(encoder: Encoder) -> dict[str, int]:
+    params = list(encoder.model.parameters())
+    prunable = list(encoder.prunable_parameters().values())
+    return {"total": sum(p.numel() for p in params), "nonzero": sum(int(torch.count_nonzero(p)) for p in params),
+            "prunable": sum(p.numel() for p in prunable),
+            "prunable_nonzero": sum(int(torch.count_nonzero(p)) for p in prunable)}
+
+
+def prune(options: PruneOptions, data: str | Path, on_step: Callable[[str], None] = lambda _: None,
+          on_epoch: Callable[[int, float], None] | None = None) -> tuple[Encoder, Mask, dict[str, Any]]:
+    """Prune ``options.encoder`` on the folder ``data``; return the pruned encoder, its mask and the report."""
+    options.validate()
+    on_step("loading the encoder")
+    encoder = build_encoder(options)
+    device = resolve_device(options.device)
+    encoder.model.to(device).eval()
+    on_step("decoding the images")
+    task, calib, evaluation = folder_splits(data, encoder, options.calib_per_class, options.eval_per_class, options.seed)
+    bs = options.batch_size
+    on_step("fitting the ridge head")
+    head = fit_head(encoder, calib, task.num_classes, bs, device)
+    before = accuracy(encoder, head, evaluation, bs, device)
+    counts_before = _counts(encoder)
+    on_step(f"scoring ({options.score})")
+    model = HeadedModel(encoder.model, encoder.feature_fn, head.to(device)).eval()
+    batches = calibration_batches(calib, encoder.preprocess.normalize, bs, device)
+    kwargs = {"sparsity": target_sparsity(options)} if score_is_per_sparsity(options.score) else {}
+    scores = get_score(options.score)(model, batches, encoder.prunable_parameters(), **kwargs)
+    mask, dense = make_mask(scores, options.sparsity, options.nm)
+    on_step(f"recovery ({options.recovery})")
+    recover(model, mask, options.recovery, calib, encoder.preprocess.normalize, device, options.finetune_config(),
+            batch_size=bs, damping=options.damping, seed=options.seed, on_epoch=on_epoch)
+    on_step("evaluating")
+    after = accuracy(encoder, head, evaluation, bs, device)
+    refit = accuracy(encoder, fit_head(encoder, calib, task.num_classes, bs, device), evaluation, bs, device)
+    counts_after = _counts(encoder)
+    report = {
+        "options": dataclasses.asdict(options),
+        "data": {"folder": str(data), "classes": list(task.class_names), "images": len(task.labels),
+                 "calibration": len(calib), "evaluation": len(evaluation), "protocol": "heldout"},
+        "accuracy": {"before": before, "after": after, "after_refit_head": refit},
+        "parameters": {"before": counts_before, "after": counts_after},
+        "sparsity": mask_sparsity(mask),
+        "density": [dataclasses.asdict(r) for r in density_report(mask)],
+        "nm_dense_layers": dense,
+        "storage_bytes": storage_bytes(encoder.model.state_dict(), mask),
+        "note": CPU_NOTE,
+    }
+    return encoder, mask, report

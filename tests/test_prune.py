@@ -1,0 +1,118 @@
+import json
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+from PIL import Image
+from torch import nn
+
+from pait.cli import main
+from pait.encoders import Encoder, Preprocessing, register_encoder
+from pait.export import load_into, load_mask, save_pruned
+from pait.prune import PruneOptions, prune
+
+ENCODER = "tiny-prune-test"
+
+
+def _stock() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(8, 8)).eval()
+
+
+@register_encoder(ENCODER, "tiny conv net", "none", "random, seeded")
+def _tiny(weights):
+    return Encoder(ENCODER, _stock(), Preprocessing(input_size=16, crop_pct=1.0), 8, lambda m, x: m(x))
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for c, colour in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200)]):
+        (root / f"class{c}").mkdir()
+        for i in range(8):
+            pixels = np.clip(rng.normal(colour, 40, (16, 16, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / f"class{c}" / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("recovery", ["none", "obs", "sgd"])
+def test_pruned_checkpoint_reloads_into_a_fresh_stock_module_with_exact_sparsity(folder, tmp_path, recovery):
+    options = PruneOptions(ENCODER, score="kfac", sparsity=0.6, recovery=recovery, retrain_epochs=2,
+                           calib_per_class=5, eval_per_class=3, batch_size=8, device="cpu")
+    encoder, mask, report = prune(options, folder)
+    save_pruned(encoder.model, mask, tmp_path)
+    fresh = _stock()
+    fresh.load_state_dict(safetensors.torch.load_file(str(tmp_path / "pruned.safetensors")))  # plain torch
+    assert load_mask(tmp_path).keys() == mask.keys()
+    params = dict(fresh.named_parameters())
+    total = sum(m.numel() for m in mask.values())
+    assert sum(int((~m).sum()) for m in mask.values()) == round(0.6 * total)
+    for name, m in mask.items():
+        assert (params[name][~m] == 0).all()
+    x = torch.randn(4, 3, 16, 16)
+    assert torch.equal(fresh(x), encoder.model(x))
+    other = load_into(_stock(), tmp_path)
+    assert torch.equal(other(x), encoder.model(x))
+    assert report["parameters"]["after"]["prunable_nonzero"] <= total - round(0.6 * total)
+
+
+def test_prune_and_evaluate_commands_end_to_end(folder, tmp_path, capsys):
+    out = tmp_path / "pruned"
+    code = main(["prune", "--encoder", ENCODER, "--data", str(folder), "--score", "kfac", "--sparsity", "0.5",
+                 "--recovery", "obs", "--calib-per-class", "5", "--eval-per-class", "3", "--device", "cpu",
+                 "--out", str(out)])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["sparsity"] == pytest.approx(0.5, abs=1e-3)
+    assert report["data"]["calibration"] == 15 and report["data"]["evaluation"] == 9
+    assert set(report["storage_bytes"]) == {"dense", "sparse_values_plus_bitmask", "zlib_safetensors"}
+    assert "storage, not time" in (out / "report.md").read_text()
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(out), "--data", str(folder), "--device", "cpu", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["accuracy"] == pytest.approx(report["accuracy"]["after_refit_head"])
+    assert result["sparsity"] == pytest.approx(report["sparsity"])
+
+
+def test_nm_pattern_through_the_command(folder, tmp_path):
+    out = tmp_path / "nm"
+    assert main(["prune", "--encoder", ENCODER, "--data", str(folder), "--nm", "2:4", "--recovery", "none",
+                 "--score", "magnitude", "--calib-per-class", "5", "--eval-per-class", "3", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["nm_dense_layers"] == ["0.weight"]  # 3 * 3 * 3 = 27 inputs, not divisible by 4
+    mask = load_mask(out)
+    rows = mask["3.weight"].reshape(8, -1, 4)
+    assert (rows.sum(-1) == 2).all()
+
+
+def _prune(argv, tmp_path):
+    return main(["prune", "--encoder", ENCODER, "--device", "cpu", "--out", str(tmp_path / "x"), *argv])
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--data", "/nonexistent/folder"], "does not exist"),
+    (["--sparsity", "1.0"], "sparsity must lie in [0, 1)"),
+    (["--calib-per-class", "7"], "too few in"),
+    (["--encoder", "no-such-encoder"], "unknown encoder"),
+])
+def test_bad_input_gives_a_clear_error(folder, tmp_path, capsys, argv, message):
+    argv = argv if "--data" in argv else ["--data", str(folder), *argv]
+    assert _prune(argv, tmp_path) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_folder_with_one_class_is_rejected(tmp_path, capsys):
+    (tmp_path / "only").mkdir()
+    Image.new("RGB", (16, 16)).save(tmp_path / "only" / "a.png")
+    assert _prune(["--data", str(tmp_path)], tmp_path) == 2
+    assert "at least 2 are needed" in capsys.readouterr().err
+
+
+def test_an_unknown_score_is_rejected():
+    with pytest.raises(ValueError, match="unknown score"):
+        PruneOptions(ENCODER, score="nope").validate()
