@@ -23,7 +23,7 @@ def _stock() -> nn.Module:
 
 
 @register_encoder(ENCODER, "tiny conv net", "none", "random, seeded")
-def _tiny(weights):
+def _tiny(weights, trust_torchscript=False):
     return Encoder(ENCODER, _stock(), Preprocessing(input_size=16, crop_pct=1.0), 8, lambda m, x: m(x))
 
 

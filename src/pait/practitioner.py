@@ -1,46 +1,35 @@
 """The practitioner's data: one folder of class sub-folders, split into calibration and held-out
 evaluation images, and accuracy through a ridge head.
 
-A small reader built on torchvision's ``find_classes`` / ``make_dataset``; it builds a plain
-:class:`pait.tasks.Task`, so the split and decoding are the suites' own.
+The folder is read as one task of the ``imagefolder`` suite, so reading, splitting and decoding are
+the suites' own.
 """
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
 from pait.encoders import Encoder
+from pait.errors import DataError
 from pait.evaluate import evaluate_head, extract_features
 from pait.heads import fit_ridge
 from pait.tasks import Task, TaskData, decode, split_indices
-
-
-def _open(path: str) -> Image.Image:
-    with Image.open(path) as image:
-        return image.convert("RGB")
+from pait.tasks.imagefolder import class_folder_task
 
 
 def folder_task(folder: str | Path) -> Task:
-    """A task from ``folder/<class>/<image>``; class names sorted, as torchvision's ImageFolder does."""
+    """A task from ``folder/<class>/<image>``, class names sorted (as torchvision's ImageFolder does)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"data folder {folder} does not exist")
-    try:
-        classes, class_to_idx = find_classes(str(folder))
-    except FileNotFoundError:
-        raise ValueError(f"data folder {folder} has no class sub-folders") from None
+        raise DataError(f"data folder {folder} does not exist")
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:
-        raise ValueError(f"data folder {folder} has {len(classes)} class sub-folder; at least 2 are needed")
-    samples = make_dataset(str(folder), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
-    labels = np.array([c for _, c in samples], dtype=np.int64)
-    return Task(folder.name, tuple(classes), [partial(_open, p) for p, _ in samples], labels)
+        raise DataError(f"data folder {folder} has {len(classes)} class sub-folder(s); at least 2 are needed")
+    return class_folder_task(folder.name, folder, classes)
 
 
 def folder_splits(folder: str | Path, encoder: Encoder, calib_per_class: int, eval_per_class: int,
