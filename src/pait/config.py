@@ -23,6 +23,8 @@ class FinetuneConfig:
     milestones: tuple[int, ...] = (30, 60, 80)
     gamma: float = 0.1
     batch_size: int = 64
+    channels_last: str = "auto"  # auto: on for conv nets on CUDA; on; off
+    compile: bool = False  # torch.compile the model for re-training
 
 
 @dataclass(frozen=True)
