@@ -25,6 +25,7 @@ class FinetuneConfig:
     batch_size: int = 64
     channels_last: str = "auto"  # auto: on for conv nets on CUDA; on; off
     compile: bool = False  # torch.compile the model for re-training
+    pack: int = 1  # re-train up to this many sparsities of one source and score together (finetune_many)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pait.cache import StageStore, config_key, to_jsonable, write_atomic
 from pait.config import EncoderConfig, ExperimentConfig
 from pait.masks import check_sparsity
-from pait.pipeline import Context, prepare, unit_stage
+from pait.pipeline import Context, prepare, unit_stage, units_stage
 from pait.scores import get_score
 
 RESULT_COLUMNS = ["encoder", "score", "sparsity", "source", "target", "is_source", "stage", "accuracy", "loss",
@@ -39,6 +39,8 @@ def validate(config: ExperimentConfig) -> None:
         get_score(score)
     if not config.encoders:
         raise ValueError("the config names no encoder")
+    if config.finetune.pack < 1:
+        raise ValueError(f"finetune.pack must be at least 1, got {config.finetune.pack}")
 
 
 def expand(config: ExperimentConfig, tasks: list[str]) -> list[Unit]:
@@ -49,6 +51,19 @@ def expand(config: ExperimentConfig, tasks: list[str]) -> list[Unit]:
         raise ValueError(f"source task(s) {', '.join(unknown)} not in the suite; its tasks: {', '.join(tasks)}")
     return [Unit(e, score, sp, src) for e in config.encoders for src in sources for score in config.scores
             for sp in config.sparsities]
+
+
+def packs(units: list[Unit], size: int) -> list[list[Unit]]:
+    """Consecutive units of the same encoder, source and score, in groups of at most ``size``."""
+    groups: list[list[Unit]] = []
+    for unit in units:
+        last = groups[-1] if groups else None
+        if last and len(last) < size and (last[0].encoder, last[0].source, last[0].score) == (
+                unit.encoder, unit.source, unit.score):
+            last.append(unit)
+        else:
+            groups.append([unit])
+    return groups
 
 
 def unit_rows(ctx: Context, unit: Unit, metrics: dict) -> list[dict]:
@@ -86,13 +101,18 @@ def run_grid(config: ExperimentConfig, out_root: str | Path = "runs", show_progr
             units = [u for u in expand(config, list(ctx.splits)) if u.encoder == encoder_config]
             progress.update(step, description=f"{encoder_config.name}: units", total=len(units), completed=0)
             epochs = progress.add_task("  re-training", total=config.finetune.epochs, visible=False)
-            for unit in units:
-                label = f"  {unit.score} @ {unit.sparsity:.2%} on {unit.source}"
+            for group in packs(units, config.finetune.pack):
+                first = group[0]
+                label = f"  {first.score} @ {', '.join(f'{u.sparsity:.2%}' for u in group)} on {first.source}"
                 progress.update(epochs, description=label, completed=0, visible=True)
-                metrics = unit_stage(ctx, unit.source, unit.score, unit.sparsity,
-                                     on_epoch=lambda e, _loss: progress.update(epochs, completed=e + 1))
-                rows.extend(unit_rows(ctx, unit, metrics))
-                progress.advance(step)
+                if len(group) == 1:
+                    results = [unit_stage(ctx, first.source, first.score, first.sparsity,
+                                          on_epoch=lambda e, _loss: progress.update(epochs, completed=e + 1))]
+                else:
+                    results = units_stage(ctx, first.source, first.score, [u.sparsity for u in group])
+                for unit, metrics in zip(group, results):
+                    rows.extend(unit_rows(ctx, unit, metrics))
+                progress.advance(step, len(group))
             progress.update(epochs, visible=False)
     table = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     buffer = io.BytesIO()
