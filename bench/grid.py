@@ -56,7 +56,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, help="default 224 on GPU, 64 on CPU")
     parser.add_argument("--tasks", type=int, default=10)
     parser.add_argument("--classes", type=int, default=10)
-    parser.add_argument("--per-class", type=int, help="images per class and task (default 50 GPU, 10 CPU)")
+    parser.add_argument("--per-class", type=int, help="images per class and task (default 50 GPU, 5 CPU)")
     parser.add_argument("--epochs", type=int, help="measured re-training epochs (default 3 GPU, 2 CPU)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, help="baseline DataLoader workers (default 8 GPU, 0 CPU)")
@@ -71,7 +71,7 @@ def parse_args() -> argparse.Namespace:
     gpu = torch.device(args.device).type == "cuda"
     args.model = args.model or ("resnet50" if gpu else "resnet18")
     args.image_size = args.image_size or (224 if gpu else 64)
-    args.per_class = args.per_class or (50 if gpu else 10)
+    args.per_class = args.per_class or (50 if gpu else 5)
     args.epochs = args.epochs or (3 if gpu else 2)
     args.workers = (8 if gpu else 0) if args.workers is None else args.workers
     if args.threads:
