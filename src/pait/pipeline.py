@@ -121,11 +121,12 @@ def data_stage(store: StageStore, suite: SuiteConfig, encoder: Encoder) -> tuple
 
 
 def prepare(config: ExperimentConfig, encoder_config: EncoderConfig, store: StageStore) -> Context:
-    """Load the encoder, its decoded data (cached) and its ridge heads (cached)."""
+    """Load the encoder, its decoded data (cached; then resident on the device) and its ridge heads (cached)."""
     device = resolve_device(config.device)
     encoder = build_encoder(encoder_config)
     encoder.model.to(device).eval()
     splits, data_key = data_stage(store, config.suite, encoder)
+    splits = {task: (calib.to(device), evaluation.to(device)) for task, (calib, evaluation) in splits.items()}
     theta0 = {k: v.detach().clone() for k, v in encoder.model.state_dict().items()}
     heads_key = {"encoder": encoder_config, "data": config_key(data_key), "alpha": config.ridge_alpha,
                  "precision": config.precision}
@@ -135,7 +136,8 @@ def prepare(config: ExperimentConfig, encoder_config: EncoderConfig, store: Stag
             heads = {}
             for task, (calib, _) in splits.items():
                 feats = extract_features(ctx.features, calib, ctx.normalize, config.eval_batch_size, device)
-                heads[task] = fit_ridge(feats.double(), calib.labels, int(calib.labels.max()) + 1, config.ridge_alpha).float().contiguous()
+                labels = calib.labels.cpu()
+                heads[task] = fit_ridge(feats.double(), labels, int(labels.max()) + 1, config.ridge_alpha).float().contiguous()
             save_file(heads, str(out / "heads.safetensors"))
             ctx.heads = {k: v.to(device) for k, v in heads.items()}
             unpruned = {task: ctx.evaluate(task) for task in splits}
