@@ -2,11 +2,13 @@
 
 The slice is one unit (magnitude score, one sparsity, one source) with ``--epochs`` re-training epochs
 on a synthetic in-memory suite of JPEG files (``--tasks`` tasks x ``--classes`` classes x
-``--per-class`` images) and a random-init timm encoder, in two ways, interleaved ``--repeats`` times after one warm-up of each:
+``--per-class`` images) and a random-init timm encoder, in two or three ways, interleaved ``--repeats`` times after one warm-up round:
 
 - fast: the real code path, ``pait.pipeline.prepare`` (images decoded once, heads) then
   ``unit_stage`` (mask, evaluation of every task, ``finetune``, evaluation again), defaults for the
   device (bf16 autocast and channels_last on CUDA);
+- fast_packed (``--pack K``): K sparsities of the same source and score re-trained together by
+  ``pipeline.units_stage`` (``finetune_many``), timed per unit;
 - baseline: a plain loop, a torch DataLoader over the JPEG files decoding every epoch and every
   evaluation, fp32, masks re-applied after each step by a Python loop over parameters, a loss
   ``.item()`` per step, one unit at a time.
@@ -27,6 +29,8 @@ import argparse
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -47,6 +51,7 @@ from pait.tasks.base import Task
 from pait.tasks.suites import SUITES
 
 SUITE = "bench-synthetic"
+SPARSITIES = (0.36, 0.4752, 0.5904, 0.6642, 0.738, 0.7852, 0.8322)
 
 
 def parse_args() -> argparse.Namespace:
@@ -65,6 +70,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--grid-epochs", type=int, default=90)
     parser.add_argument("--grid-images", type=int, default=500)
     parser.add_argument("--grid-tasks", type=int, default=10)
+    parser.add_argument("--pack", type=int, help="also time units packed by finetune_many (default 7 GPU, 0 CPU)")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--out", help="JSON path (default bench/results/grid.json)")
     args = parser.parse_args()
@@ -74,6 +80,7 @@ def parse_args() -> argparse.Namespace:
     args.per_class = args.per_class or (50 if gpu else 5)
     args.epochs = args.epochs or (3 if gpu else 2)
     args.workers = (8 if gpu else 0) if args.workers is None else args.workers
+    args.pack = (7 if gpu else 0) if args.pack is None else args.pack
     if args.threads:
         torch.set_num_threads(args.threads)
     return args
@@ -171,26 +178,42 @@ def baseline_unit(ctx: pipeline.Context, files: list[list[tuple[Path, int]]], ar
     return {"train": train, "mask": mask_s, "eval": evaluation}
 
 
-def fast_unit(ctx: pipeline.Context, device: torch.device) -> dict[str, float]:
-    """One unit by ``pipeline.unit_stage`` (its cached directory removed first); re-training and mask timed apart."""
-    shutil.rmtree(ctx.store.path("unit", pipeline.unit_key(ctx, "task0", "magnitude", 0.5)), ignore_errors=True)
-    spent: dict[str, float] = {}
-    real = {"train": pipeline.finetune, "mask": pipeline.global_mask}
+@contextmanager
+def timing(spent: dict[str, float], **parts: str) -> Iterator[None]:
+    """Accumulate into ``spent[part]`` the seconds spent in the named ``pait.pipeline`` functions."""
+    real = {part: getattr(pipeline, name) for part, name in parts.items()}
 
-    def timing(part: str):
+    def wrap(part: str) -> Callable:
         def call(*a, **k):
             start = time.perf_counter()
             out = real[part](*a, **k)
-            spent[part] = time.perf_counter() - start
+            spent[part] = spent.get(part, 0.0) + time.perf_counter() - start
             return out
         return call
 
-    pipeline.finetune, pipeline.global_mask = timing("train"), timing("mask")
+    for part, name in parts.items():
+        setattr(pipeline, name, wrap(part))
     try:
-        total = timed(lambda: pipeline.unit_stage(ctx, "task0", "magnitude", 0.5), device)
+        yield
     finally:
-        pipeline.finetune, pipeline.global_mask = real["train"], real["mask"]
-    return {**spent, "eval": total - spent["train"] - spent["mask"]}
+        for part, name in parts.items():
+            setattr(pipeline, name, real[part])
+
+
+def fast_units(ctx: pipeline.Context, device: torch.device, pack: int) -> dict[str, float]:
+    """Seconds per unit by the pipeline: one ``unit_stage`` (pack 1) or ``units_stage`` of ``pack`` sparsities."""
+    sparsities = [0.5] if pack == 1 else list(SPARSITIES[:pack])
+    for s in sparsities:  # recompute: drop the cached unit directories
+        shutil.rmtree(ctx.store.path("unit", pipeline.unit_key(ctx, "task0", "magnitude", s)), ignore_errors=True)
+    spent: dict[str, float] = {}
+    if pack == 1:
+        with timing(spent, train="finetune", mask="global_mask"):
+            total = timed(lambda: pipeline.unit_stage(ctx, "task0", "magnitude", 0.5), device)
+    else:
+        with timing(spent, train="finetune_many", mask="global_mask"):
+            total = timed(lambda: pipeline.units_stage(ctx, "task0", "magnitude", sparsities), device)
+    per_unit = {"train": spent["train"], "mask": spent["mask"], "eval": total - spent["train"] - spent["mask"]}
+    return {k: v / len(sparsities) for k, v in per_unit.items()}
 
 
 def extrapolate(unit: dict[str, float], args: argparse.Namespace) -> dict[str, float]:
@@ -220,28 +243,31 @@ def main() -> None:
         ctx = pipeline.prepare(config, config.encoders[0], StageStore(root / "stages"))
         once = time.perf_counter() - start
         pipeline.scores_stage(ctx, "task0", "magnitude", None)  # scores are bench/scores.py's business
-        fast_unit(ctx, device), baseline_unit(ctx, files, args, device)  # warm-up, not counted
-        fast, base = [], []
-        for _ in range(args.repeats):
-            fast.append(fast_unit(ctx, device))
-            base.append(baseline_unit(ctx, files, args, device))
+        kinds = {"fast": lambda: fast_units(ctx, device, 1), "baseline": lambda: baseline_unit(ctx, files, args, device)}
+        if args.pack > 1:
+            kinds["fast_packed"] = lambda: fast_units(ctx, device, args.pack)
+        measured: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
+        for run in [None] + list(range(args.repeats)):  # the first round warms up and is not counted
+            for kind, unit in kinds.items():
+                seconds = unit()
+                if run is not None:
+                    measured[kind].append(seconds)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    slice_f = {k: median([u[k] for u in fast]) for k in ("train", "mask", "eval")}
-    slice_b = {k: median([u[k] for u in base]) for k in ("train", "mask", "eval")}
-    grid_f, grid_b = extrapolate(slice_f, args), extrapolate(slice_b, args)
+    grids = {kind: extrapolate({k: median([u[k] for u in units]) for k in ("train", "mask", "eval")}, args)
+             for kind, units in measured.items()}
+    base = grids["baseline"]
+    speedups = {kind: {"grid": base["grid_s"] / g["grid_s"],
+                       "train": base["train_s_per_image_epoch"] / g["train_s_per_image_epoch"],
+                       "eval": base["eval_s_per_image"] / g["eval_s_per_image"]} for kind, g in grids.items()}
     result = {"benchmark": "grid", "date": date.today().isoformat(), "machine": machine(device), "args": vars(args),
-              "per_encoder_once_s": {"decode_and_heads": once}, "fast_units": fast, "baseline_units": base,
-              "fast": grid_f, "baseline": grid_b,
-              "speedup_fast_over_baseline": grid_b["grid_s"] / grid_f["grid_s"],
-              "train_speedup_fast_over_baseline": grid_b["train_s_per_image_epoch"] / grid_f["train_s_per_image_epoch"],
-              "eval_speedup_fast_over_baseline": grid_b["eval_s_per_image"] / grid_f["eval_s_per_image"]}
-    for name, g in (("fast", grid_f), ("baseline", grid_b)):
-        print(f"{name:9s} re-training {g['train_img_per_s']:8.1f} img/s, eval {1 / g['eval_s_per_image']:8.1f} img/s, "
-              f"grid {g['grid_s'] / 3600:8.2f} h")
-    print(f"speedup fast/baseline: grid {result['speedup_fast_over_baseline']:.2f}x, re-training "
-          f"{result['train_speedup_fast_over_baseline']:.2f}x, evaluation {result['eval_speedup_fast_over_baseline']:.2f}x; "
-          f"decode + heads once per encoder {once:.1f} s")
+              "per_encoder_once_s": {"decode_and_heads": once}, "units_s": measured, "grid": grids,
+              "speedup_over_baseline": speedups}
+    for kind, g in grids.items():
+        print(f"{kind:12s} re-training {g['train_img_per_s']:8.1f} img/s, eval {1 / g['eval_s_per_image']:8.1f} img/s, "
+              f"grid {g['grid_s'] / 3600:8.2f} h, speedup over baseline: grid {speedups[kind]['grid']:.2f}x, "
+              f"re-training {speedups[kind]['train']:.2f}x, evaluation {speedups[kind]['eval']:.2f}x")
+    print(f"decode + heads once per encoder: {once:.1f} s")
     print("wrote", write_json(result, args.out, "grid.json"))
 
 

@@ -108,14 +108,14 @@ def main() -> None:
             print(f"{name:24s} masked={v['masked']!s:5s} {v['precision']} channels_last={v['channels_last']:3s} "
                   f"compile={v['compile']!s:5s} {row['img_per_s']:9.1f} img/s")
         if args.pack > 1:
-            packed.append(measure_packing(model, theta0, params, data, normalize, device, args))
+            packed.append(measure_packing(name, model, theta0, params, data, normalize, device, args))
         del model, backbone
     data_out = {"benchmark": "retrain_throughput", "date": date.today().isoformat(), "machine": machine(device),
                 "args": vars(args), "images_per_repeat": n, "results": results, "packed": packed}
     print("wrote", write_json(data_out, args.out, "retrain_throughput.json"))
 
 
-def measure_packing(model: HeadedModel, theta0: dict, params: dict, data: TaskData, normalize, device: torch.device,
+def measure_packing(name: str, model: HeadedModel, theta0: dict, params: dict, data: TaskData, normalize, device: torch.device,
                     args: argparse.Namespace) -> dict:
     """K masked re-trainings: finetune_many (one vmapped loop) vs K finetune calls, fp32, eager, contiguous."""
     k, n = args.pack, len(data)
@@ -136,10 +136,10 @@ def measure_packing(model: HeadedModel, theta0: dict, params: dict, data: TaskDa
     for _ in range(args.repeats):
         seq.append(timed(sequential, device))
         pack.append(timed(together, device))
-    row = {"model": type(model.backbone).__name__, "k": k, "sequential_seconds": seq, "packed_seconds": pack,
+    row = {"model": name, "k": k, "sequential_seconds": seq, "packed_seconds": pack,
            "sequential_img_per_s": k * n / median(seq), "packed_img_per_s": k * n / median(pack),
            "packed_over_sequential": median(seq) / median(pack)}
-    print(f"packed x{k}: {row['packed_img_per_s']:.1f} img/s vs sequential {row['sequential_img_per_s']:.1f} img/s "
+    print(f"{name:24s} packed x{k}: {row['packed_img_per_s']:.1f} img/s vs sequential {row['sequential_img_per_s']:.1f} img/s "
           f"(ratio {row['packed_over_sequential']:.2f})")
     return row
 
