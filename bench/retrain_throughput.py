@@ -115,8 +115,8 @@ def main() -> None:
     print("wrote", write_json(data_out, args.out, "retrain_throughput.json"))
 
 
-def measure_packing(name: str, model: HeadedModel, theta0: dict, params: dict, data: TaskData, normalize, device: torch.device,
-                    args: argparse.Namespace) -> dict:
+def measure_packing(name: str, model: HeadedModel, theta0: dict, params: dict, data: TaskData, normalize,
+                    device: torch.device, args: argparse.Namespace) -> dict:
     """K masked re-trainings: finetune_many (one vmapped loop) vs K finetune calls, fp32, eager, contiguous."""
     k, n = args.pack, len(data)
     sparsities = torch.linspace(0.36, 0.83, k).tolist()
