@@ -24,10 +24,10 @@ from pait.config import EncoderConfig, ExperimentConfig, FinetuneConfig, SuiteCo
 from pait.encoders import Encoder, load_encoder
 from pait.evaluate import evaluate_head, extract_features
 from pait.finetune import MaskHolder, finetune
-from pait.packed import finetune_many, load_copy
 from pait.headed import HeadedModel
 from pait.heads import fit_ridge
 from pait.masks import global_mask
+from pait.packed import finetune_many, load_copy
 from pait.scores import get_score
 from pait.tasks import TaskData, decode, load_suite, split_indices
 
@@ -137,7 +137,8 @@ def prepare(config: ExperimentConfig, encoder_config: EncoderConfig, store: Stag
             for task, (calib, _) in splits.items():
                 feats = extract_features(ctx.features, calib, ctx.normalize, config.eval_batch_size, device)
                 labels = calib.labels.cpu()
-                heads[task] = fit_ridge(feats.double(), labels, int(labels.max()) + 1, config.ridge_alpha).float().contiguous()
+                head = fit_ridge(feats.double(), labels, int(labels.max()) + 1, config.ridge_alpha)
+                heads[task] = head.float().contiguous()
             save_file(heads, str(out / "heads.safetensors"))
             ctx.heads = {k: v.to(device) for k, v in heads.items()}
             unpruned = {task: ctx.evaluate(task) for task in splits}
