@@ -10,6 +10,7 @@ sets becomes one grouped conv), which fills a GPU that one small re-training lea
 written out by hand with ``torch._foreach_*`` ops, matching ``torch.optim.SGD`` (dampening 0, no
 Nesterov) and ``MultiStepLR``. Buffers (BatchNorm running statistics, the frozen head) are shared
 and unbatched; the model stays in eval mode, so BatchNorm uses its running statistics.
+``FinetuneConfig.channels_last`` and ``compile`` are not applied in this loop (contiguous, eager).
 """
 
 from __future__ import annotations
