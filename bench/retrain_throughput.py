@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from pait.config import FinetuneConfig
+from pait.encoders.base import timm_pre_logits
 from pait.finetune import MaskHolder, finetune, is_conv_net
 from pait.headed import HeadedModel
 from pait.masks import global_mask
@@ -82,7 +83,7 @@ def main() -> None:
     for name in args.models:
         backbone = timm_backbone(name, args.image_size).to(device)
         head = torch.randn(backbone.num_features, CLASSES, device=device) / backbone.num_features**0.5
-        model = HeadedModel(backbone, lambda m, x: m.forward_head(m.forward_features(x), pre_logits=True), head)
+        model = HeadedModel(backbone, timm_pre_logits, head)
         theta0 = {k: v.clone() for k, v in model.state_dict().items()}
         mask = magnitude_mask(model, args.sparsity)
         params = dict(model.backbone.named_parameters())
