@@ -40,3 +40,19 @@ def test_retraining_changes_kept_weights_and_lowers_the_loss():
     losses = finetune(model, data, MaskHolder(params, mask), config, lambda x: x.float() / 255, torch.device("cpu"))
     assert losses[-1] < losses[0]
     assert any(not torch.equal(before[n], p) for n, p in params.items())
+
+
+def test_channels_last_gives_the_same_weights_and_restores_the_layout():
+    gen = torch.Generator().manual_seed(3)
+    data = TaskData(torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8, generator=gen), torch.arange(16) % 3)
+    trained = []
+    for option in ("off", "on"):
+        model = _tiny_cnn().double()
+        params = {n: p for n, p in model.named_parameters() if p.ndim > 1}
+        mask = global_mask({n: p.detach().abs() for n, p in params.items()}, 0.5)
+        config = FinetuneConfig(epochs=2, lr=0.1, batch_size=8, channels_last=option)
+        finetune(model, data, MaskHolder(params, mask), config, lambda x: x.double() / 255, torch.device("cpu"))
+        assert model[0].weight.is_contiguous()
+        trained.append(model.state_dict())
+    for name, value in trained[0].items():
+        torch.testing.assert_close(trained[1][name], value, rtol=1e-10, atol=1e-12)

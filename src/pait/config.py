@@ -25,6 +25,9 @@ class FinetuneConfig:
     milestones: tuple[int, ...] = (30, 60, 80)
     gamma: float = 0.1
     batch_size: int = 64
+    channels_last: str = "auto"  # auto: on for conv nets on CUDA; on; off
+    compile: bool = False  # torch.compile the model for re-training
+    pack: int = 1  # re-train up to this many sparsities of one source and score together (finetune_many)
 
 
 @dataclass(frozen=True)

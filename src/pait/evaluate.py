@@ -27,7 +27,7 @@ def extract_features(
 
 @torch.no_grad()
 def evaluate_head(features: Tensor, labels: Tensor, head: Tensor) -> tuple[float, float]:
-    """(accuracy, MSE-to-one-hot loss) of ``features @ head``."""
+    """(accuracy, MSE-to-one-hot loss) of ``features @ head``, computed on the head's device."""
     outputs = features.to(head.device, head.dtype) @ head
     labels = labels.to(head.device)
     accuracy = (outputs.argmax(1) == labels).double().mean().item()

@@ -15,7 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pait.cache import StageStore, config_key, to_jsonable, write_atomic
 from pait.config import EncoderConfig, ExperimentConfig
 from pait.errors import ConfigError
-from pait.pipeline import Context, load_tasks, prepare, score_is_per_sparsity, scores_key, unit_key, unit_stage
+from pait.pipeline import (Context, load_tasks, prepare, score_is_per_sparsity, scores_key, unit_key, unit_stage,
+                           units_stage)
 from pait.tasks import Task
 from pait.validation import validate_config
 
@@ -42,6 +43,19 @@ def expand(config: ExperimentConfig, tasks: list[str]) -> list[Unit]:
         raise ConfigError(f"source task(s) {', '.join(unknown)} not in the suite; its tasks: {', '.join(tasks)}")
     return [Unit(e, score, sp, src) for e in config.encoders for src in sources for score in config.scores
             for sp in config.sparsities]
+
+
+def packs(units: list[Unit], size: int) -> list[list[Unit]]:
+    """Consecutive units of the same encoder, source and score, in groups of at most ``size``."""
+    groups: list[list[Unit]] = []
+    for unit in units:
+        last = groups[-1] if groups else None
+        if last and len(last) < size and (last[0].encoder, last[0].source, last[0].score) == (
+                unit.encoder, unit.source, unit.score):
+            last.append(unit)
+        else:
+            groups.append([unit])
+    return groups
 
 
 def unit_rows(ctx: Context, unit: Unit, metrics: dict) -> list[dict]:
@@ -148,14 +162,19 @@ def run_grid(config: ExperimentConfig, out_root: str | Path = "runs", show_progr
             mine = [u for u in units if u.encoder == encoder_config]
             progress.update(step, description=f"{encoder_config.name}: units", total=len(mine), completed=0)
             epochs = progress.add_task("  re-training", total=config.finetune.epochs, visible=False)
-            for unit in mine:
-                label = f"  {unit.score} @ {unit.sparsity:.2%} on {unit.source}"
+            for group in packs(mine, config.finetune.pack):
+                first = group[0]
+                label = f"  {first.score} @ {', '.join(f'{u.sparsity:.2%}' for u in group)} on {first.source}"
                 progress.update(epochs, description=label, completed=0, visible=True)
-                metrics = unit_stage(ctx, unit.source, unit.score, unit.sparsity,
-                                     on_epoch=lambda e, _loss: progress.update(epochs, completed=e + 1))
-                rows.extend(unit_rows(ctx, unit, metrics))
-                index.append(unit_index_entry(ctx, unit, directory))
+                if len(group) == 1:
+                    results = [unit_stage(ctx, first.source, first.score, first.sparsity,
+                                          on_epoch=lambda e, _loss: progress.update(epochs, completed=e + 1))]
+                else:
+                    results = units_stage(ctx, first.source, first.score, [u.sparsity for u in group])
+                for unit, metrics in zip(group, results):
+                    rows.extend(unit_rows(ctx, unit, metrics))
+                    index.append(unit_index_entry(ctx, unit, directory))
                 write_outputs(rows, index, directory)
-                progress.advance(step)
+                progress.advance(step, len(group))
             progress.update(epochs, visible=False)
     return write_outputs(rows, index, directory)

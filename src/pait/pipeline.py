@@ -29,6 +29,7 @@ from pait.finetune import MaskHolder, finetune
 from pait.headed import HeadedModel
 from pait.heads import fit_ridge
 from pait.masks import global_mask
+from pait.packed import finetune_many, load_copy
 from pait.scores import get_score
 from pait.errors import DataError
 from pait.tasks import Task, TaskData, decode, load_suite, split_indices
@@ -189,7 +190,8 @@ def prepare(
             for task, (calib, _) in splits.items():
                 feats = extract_features(ctx.features, calib, ctx.normalize, config.eval_batch_size, device)
                 labels = calib.labels.cpu()
-                heads[task] = fit_ridge(feats.double(), labels, int(labels.max()) + 1, config.ridge_alpha).float().contiguous()
+                head = fit_ridge(feats.double(), labels, int(labels.max()) + 1, config.ridge_alpha)
+                heads[task] = head.float().contiguous()
             save_file(heads, str(out / "heads.safetensors"))
             ctx.heads = {k: v.to(device) for k, v in heads.items()}
             unpruned = {task: ctx.evaluate(task) for task in splits}
@@ -250,25 +252,60 @@ def unit_stage(
     """Mask, zero-shot evaluation, masked re-training on the source, evaluation: metrics per stage and task."""
     key = unit_key(ctx, source, score, sparsity)
     if not ctx.store.done("unit", key):
-        scores = scores_stage(ctx, source, score, sparsity if score_is_per_sparsity(score) else None)
-        mask = global_mask(scores, sparsity)
-        ctx.reset_weights()
+        mask = unit_mask(ctx, source, score, sparsity)
         holder = MaskHolder(ctx.encoder.prunable_parameters(), mask)
-        holder.hold()
-        pruned = {task: ctx.evaluate(task) for task in ctx.splits}
+        pruned = evaluate_pruned(ctx, holder)
         model = HeadedModel(ctx.encoder.model, ctx.encoder.feature_fn, ctx.heads[source])
         losses = finetune(model, ctx.splits[source][0], holder, ctx.config.finetune, ctx.normalize, ctx.device,
                           seed=ctx.config.seed, autocast_dtype=ctx.autocast, on_epoch=on_epoch)
-        retrained = {task: ctx.evaluate(task) for task in ctx.splits}
-        metrics = {"pruned": pruned, "retrained": retrained, "train_loss": losses}
-        with ctx.store.writing("unit", key) as out:
-            save_file({k: v.to(torch.uint8).contiguous() for k, v in mask.items()}, str(out / "mask.safetensors"))
-            (out / "metrics.json").write_text(json.dumps(metrics))
-            if ctx.config.save_weights:
-                state = {k: v.detach().cpu().contiguous() for k, v in ctx.encoder.model.state_dict().items()}
-                save_file(state, str(out / "retrained.safetensors"))
-        ctx.reset_weights()
+        write_unit(ctx, key, mask, pruned, losses)
     return json.loads((ctx.store.path("unit", key) / "metrics.json").read_text())
+
+
+def units_stage(ctx: Context, source: str, score: str, sparsities: list[float]) -> list[dict[str, Any]]:
+    """Several units of one source and score re-trained together by ``finetune_many``; same metrics as
+    ``unit_stage``. Used when ``FinetuneConfig.pack`` > 1."""
+    todo = [s for s in sparsities if not ctx.store.done("unit", unit_key(ctx, source, score, s))]
+    if todo:
+        masks = [unit_mask(ctx, source, score, s) for s in todo]
+        pruned = [evaluate_pruned(ctx, MaskHolder(ctx.encoder.prunable_parameters(), m)) for m in masks]
+        ctx.reset_weights()
+        model = HeadedModel(ctx.encoder.model, ctx.encoder.feature_fn, ctx.heads[source])
+        named = [{f"backbone.{n}": v for n, v in m.items()} for m in masks]
+        stacked, losses = finetune_many(model, ctx.splits[source][0], named, ctx.config.finetune, ctx.normalize,
+                                        ctx.device, seed=ctx.config.seed, autocast_dtype=ctx.autocast)
+        for k, s in enumerate(todo):
+            ctx.reset_weights()
+            load_copy(model, stacked, k)
+            write_unit(ctx, unit_key(ctx, source, score, s), masks[k], pruned[k], losses[k])
+    return [json.loads((ctx.store.path("unit", unit_key(ctx, source, score, s)) / "metrics.json").read_text())
+            for s in sparsities]
+
+
+def unit_mask(ctx: Context, source: str, score: str, sparsity: float) -> dict[str, Tensor]:
+    """The global mask of one unit, from its (cached) scores."""
+    scores = scores_stage(ctx, source, score, sparsity if score_is_per_sparsity(score) else None)
+    return global_mask(scores, sparsity)
+
+
+def evaluate_pruned(ctx: Context, holder: MaskHolder) -> dict[str, tuple[float, float]]:
+    """Zero-shot metrics of every task with the mask applied to the unpruned weights (left applied)."""
+    ctx.reset_weights()
+    holder.hold()
+    return {task: ctx.evaluate(task) for task in ctx.splits}
+
+
+def write_unit(ctx: Context, key: dict[str, Any], mask: dict[str, Tensor], pruned: dict, losses: list[float]) -> None:
+    """Evaluate the re-trained weights now in the encoder, write the unit's outputs, restore theta0."""
+    retrained = {task: ctx.evaluate(task) for task in ctx.splits}
+    metrics = {"pruned": pruned, "retrained": retrained, "train_loss": losses}
+    with ctx.store.writing("unit", key) as out:
+        save_file({k: v.to(torch.uint8).contiguous() for k, v in mask.items()}, str(out / "mask.safetensors"))
+        (out / "metrics.json").write_text(json.dumps(metrics))
+        if ctx.config.save_weights:
+            state = {k: v.detach().cpu().contiguous() for k, v in ctx.encoder.model.state_dict().items()}
+            save_file(state, str(out / "retrained.safetensors"))
+    ctx.reset_weights()
 
 
 def finetune_config_summary(config: FinetuneConfig) -> str:

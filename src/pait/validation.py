@@ -34,6 +34,8 @@ def validate_config(config: ExperimentConfig, check_registries: bool = True) -> 
     ft = config.finetune
     if ft.epochs < 0 or ft.batch_size < 1 or ft.lr < 0:
         raise ConfigError(f"finetune: epochs >= 0, batch_size >= 1 and lr >= 0 needed, got {ft}")
+    if ft.pack < 1:
+        raise ConfigError(f"finetune.pack must be at least 1, got {ft.pack}")
     if check_registries:
         check_names(config)
 

@@ -47,6 +47,10 @@ class TaskData:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def to(self, device: torch.device) -> TaskData:
+        """The split with its tensors on ``device`` (a no-op where they already are)."""
+        return TaskData(self.pixels.to(device), self.labels.to(device))
+
 
 PROTOCOLS = ("paper", "heldout")
 
