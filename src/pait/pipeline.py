@@ -163,7 +163,7 @@ def to_device(splits: Splits, device: torch.device) -> Splits:
 
     def move(data: TaskData) -> TaskData:
         if id(data) not in moved:
-            moved[id(data)] = TaskData(data.pixels.to(device), data.labels.to(device))
+            moved[id(data)] = data.to(device)
         return moved[id(data)]
 
     return {name: (move(calib), move(evaluation)) for name, (calib, evaluation) in splits.items()}

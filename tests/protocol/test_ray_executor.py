@@ -17,7 +17,7 @@ HERE = Path(__file__).parent
 
 def _config(name: str, scores: list[str]) -> object:
     return config_from_dict({
-        "name": name, "plugins": ["tiny_plugin"], "encoders": ["tiny_cnn"],
+        "name": name, "plugins": ["tiny_plugin", "failing_scores"], "encoders": ["tiny_cnn"],
         "suite": {"name": "tiny", "protocol": "heldout", "calib_per_class": 4, "eval_per_class": 4},
         "scores": scores, "sparsities": [0.3, 0.6], "sources": ["t0", "t1"],
         "finetune": {"epochs": 2, "lr": 0.05, "milestones": [1], "batch_size": 8}, "device": "cpu",

@@ -5,15 +5,11 @@ Importing this module registers both; a subprocess running ``pait`` imports it f
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch import nn
 
 from pait.encoders import Encoder, Preprocessing, register_encoder
-from pait.scores import register_score
 from pait.tasks import SUITES, Task
 
 torch.set_num_threads(1)
@@ -48,21 +44,3 @@ def tiny_suite(tasks: int = 3, classes: int = 3, per_class: int = 12) -> list[Ta
 
 SUITES["tiny"] = tiny_suite
 
-
-@register_score("flaky_once")
-def flaky_once(model: nn.Module, batches, params) -> dict[str, torch.Tensor]:
-    """Magnitude, but the first call raises when $PAIT_TEST_FLAKY_DIR names a folder without a marker:
-    an injected one-time failure, for retry tests across processes."""
-    folder = os.environ.get("PAIT_TEST_FLAKY_DIR")
-    if folder:
-        marker = Path(folder) / "failed-once"
-        if not marker.exists():
-            marker.touch()
-            raise RuntimeError("injected one-time failure")
-    return {name: p.detach().pow(2) for name, p in params.items()}
-
-
-@register_score("always_fails")
-def always_fails(model: nn.Module, batches, params) -> dict[str, torch.Tensor]:
-    """A score that always raises: its units must be reported without stopping the grid."""
-    raise RuntimeError("injected permanent failure")

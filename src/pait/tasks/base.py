@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+import torch
 from torch import Tensor
 
 from pait.errors import DataError
