@@ -55,3 +55,15 @@ def test_apply_mask_zeroes_pruned_entries():
     apply_mask(p, mask)
     assert p["w"].tolist() == [0, 0, 0, 4, 5, 6]
     assert mask_sparsity(mask) == 0.5
+
+
+def test_global_mask_equals_a_stable_sort_reference_with_many_ties():
+    gen = torch.Generator().manual_seed(3)
+    scores = {"a": torch.randint(0, 5, (40, 7), generator=gen).double(), "b": torch.randint(0, 5, (33,), generator=gen).double()}
+    flat = torch.cat([scores["a"].reshape(-1), scores["b"]])
+    for sparsity in (0.1, 0.37, 0.5, 0.9):
+        k = round(sparsity * flat.numel())
+        reference = torch.ones(flat.numel(), dtype=torch.bool)
+        reference[torch.sort(flat, stable=True).indices[:k]] = False
+        mask = global_mask(scores, sparsity)
+        assert torch.equal(torch.cat([mask["a"].reshape(-1), mask["b"]]), reference)

@@ -45,14 +45,13 @@ def global_mask(scores: Mapping[str, Tensor], sparsity: float, min_density: floa
     flat = torch.cat([scores[n].detach().reshape(-1).double().cpu() for n in names])
     flat = torch.nan_to_num(flat, nan=-torch.inf)
     k = num_pruned(flat.numel(), sparsity)
-    order = torch.sort(flat, stable=True).indices  # stable: equal scores keep index order
+    candidates = torch.arange(flat.numel())
     if min_density > 0:
-        reserved = _reserved(scores, names, flat, min_density)
-        if k > flat.numel() - int(reserved.sum()):
+        candidates = (~_reserved(scores, names, flat, min_density)).nonzero().squeeze(1)
+        if k > candidates.numel():
             raise ValueError(f"cannot prune {k} of {flat.numel()} weights while keeping min_density={min_density} per tensor")
-        order = order[torch.sort(reserved[order].to(torch.uint8), stable=True).indices]  # unreserved first
     keep = torch.ones(flat.numel(), dtype=torch.bool)
-    keep[order[:k]] = False
+    keep[candidates[lowest(flat[candidates], k)]] = False
     mask, offset = {}, 0
     for n in names:
         size = scores[n].numel()
@@ -64,16 +63,24 @@ def global_mask(scores: Mapping[str, Tensor], sparsity: float, min_density: floa
     return mask
 
 
+def lowest(values: Tensor, k: int) -> Tensor:
+    """Indices of the ``k`` lowest values, ties broken by position (earlier first): the first ``k`` of a
+    stable ascending sort, found by selection (``kthvalue``, linear time) instead of sorting."""
+    if k == 0:
+        return torch.zeros(0, dtype=torch.long)
+    threshold = torch.kthvalue(values, k).values
+    below = (values < threshold).nonzero().squeeze(1)
+    ties = (values == threshold).nonzero().squeeze(1)
+    return torch.cat([below, ties[: k - below.numel()]])
+
+
 def _reserved(scores: Mapping[str, Tensor], names: list[str], flat: Tensor, min_density: float) -> Tensor:
     """Flat bool tensor: each tensor's ceil(min_density * numel) top scores (ties: later ones kept)."""
-    reserved = torch.zeros(flat.numel(), dtype=torch.bool)
+    reserved = torch.ones(flat.numel(), dtype=torch.bool)
     offset = 0
     for n in names:
         size = scores[n].numel()
-        keep = math.ceil(min_density * size)
-        if keep:
-            local = torch.sort(flat[offset : offset + size], stable=True).indices
-            reserved[offset + local[size - keep :]] = True
+        reserved[offset + lowest(flat[offset : offset + size], size - math.ceil(min_density * size))] = False
         offset += size
     return reserved
 
