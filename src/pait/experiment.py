@@ -15,8 +15,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pait.cache import StageStore, config_key, to_jsonable, write_atomic
 from pait.config import EncoderConfig, ExperimentConfig
 from pait.errors import ConfigError
-from pait.pipeline import (Context, load_tasks, prepare, score_is_per_sparsity, scores_key, unit_key, unit_stage,
-                           units_stage)
+from pait.pipeline import (
+    Context,
+    load_tasks,
+    prepare,
+    score_is_per_sparsity,
+    scores_key,
+    unit_key,
+    unit_stage,
+    units_stage,
+)
 from pait.tasks import Task
 from pait.validation import validate_config
 

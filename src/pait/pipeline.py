@@ -24,6 +24,7 @@ from torch import Tensor
 from pait.cache import StageStore, config_key
 from pait.config import EncoderConfig, ExperimentConfig, FinetuneConfig, SuiteConfig
 from pait.encoders import Encoder, load_encoder
+from pait.errors import DataError
 from pait.evaluate import evaluate_head, extract_features
 from pait.finetune import MaskHolder, finetune
 from pait.headed import HeadedModel
@@ -31,7 +32,6 @@ from pait.heads import fit_ridge
 from pait.masks import global_mask
 from pait.packed import finetune_many, load_copy
 from pait.scores import get_score
-from pait.errors import DataError
 from pait.tasks import Task, TaskData, decode, load_suite, split_indices
 
 Splits = dict[str, tuple[TaskData, TaskData]]  # task -> (calibration, evaluation)

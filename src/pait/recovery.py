@@ -12,10 +12,9 @@ from pait.finetune import MaskHolder, finetune
 from pait.headed import HeadedModel
 from pait.masks import Mask
 from pait.obs import obs_prune
+from pait.prune_options import RECOVERIES
 from pait.scores.kfac import kfac_factors
 from pait.tasks.base import TaskData
-
-RECOVERIES = ("none", "sgd", "obs")
 
 
 def calibration_batches(data: TaskData, normalize: Callable[[Tensor], Tensor], batch_size: int,

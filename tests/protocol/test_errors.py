@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import write_jpeg
+from fake_imagenet import write_jpeg
 from gridutil import tiny_config, write_config
 
 from pait.cli import main

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import write_jpeg
+from fake_imagenet import write_jpeg
 from gridutil import logged_stages, stage_dirs, tiny_config, write_config
 from safetensors.torch import load_file
 

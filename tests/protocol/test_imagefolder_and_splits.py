@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
-from conftest import write_jpeg
+from fake_imagenet import write_jpeg
 
 from pait.errors import DataError
 from pait.tasks import load_suite, split_indices

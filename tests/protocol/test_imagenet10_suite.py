@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import WNIDS, devkit_order, imagenet10_indices
+from fake_imagenet import WNIDS, devkit_order, imagenet10_indices
 
 from pait.errors import DataError
 from pait.tasks import load_suite

@@ -5,12 +5,10 @@ encoder and report whether it fits (the same reader every command uses)."""
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-import torch
-from rich.console import Console
-from rich.table import Table
-
-from pait.encoders import RANDOM, CheckpointError, encoder_specs, family_specs, load_encoder
+if TYPE_CHECKING:
+    from rich.console import Console
 
 HELP = "list the encoders (or check a weights file against one)"
 
@@ -26,6 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def shape_of(name: str) -> tuple[int, int]:
     """Feature size and prunable parameter count, from a random model built on the meta device."""
+    import torch
+
+    from pait.encoders import RANDOM, load_encoder
+
     with torch.device("meta"):
         encoder = load_encoder(name, weights=RANDOM)
     return encoder.feature_dim, sum(p.numel() for p in encoder.prunable_parameters().values())
@@ -33,6 +35,8 @@ def shape_of(name: str) -> tuple[int, int]:
 
 def check(args: argparse.Namespace, console: Console) -> int:
     """Load ``args.weights`` into ``args.check``; 0 when it fits, 1 with the reader's message otherwise."""
+    from pait.encoders import CheckpointError, load_encoder
+
     try:
         encoder = load_encoder(args.check, weights=args.weights, trust_torchscript=args.trust_torchscript)
     except (CheckpointError, KeyError) as err:
@@ -46,6 +50,11 @@ def check(args: argparse.Namespace, console: Console) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Print the table of encoders, or check one weights file."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from pait.encoders import encoder_specs, family_specs
+
     console = Console()
     if args.check:
         return check(args, console)

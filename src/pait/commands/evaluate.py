@@ -11,14 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from rich.console import Console
-
-from pait.export import load_into, load_mask
-from pait.masks import mask_sparsity
-from pait.pipeline import resolve_device
-from pait.practitioner import accuracy, fit_head, folder_splits
-from pait.prune import PruneOptions, build_encoder
-from pait.prune_report import read_report
+from pait.prune_options import PruneOptions
 
 HELP = "accuracy of a pruned checkpoint (from pait prune) on a folder of images"
 
@@ -35,6 +28,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load, check the mask holds, fit the head, evaluate."""
+    from rich.console import Console
+
+    from pait.export import load_into, load_mask
+    from pait.masks import mask_sparsity
+    from pait.pipeline import resolve_device
+    from pait.practitioner import accuracy, fit_head, folder_splits
+    from pait.prune import build_encoder
+    from pait.prune_report import read_report
+
     console = Console(stderr=True)
     try:
         options = PruneOptions(**read_report(args.checkpoint)["options"])

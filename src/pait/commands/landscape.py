@@ -12,14 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from pait.cache import StageStore
 from pait.config import config_from_dict
-from pait.landscape import compute_surface, surface_key
-from pait.pipeline import prepare, unit_key
-from pait.report.fig4 import plot_fig4
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 HELP = "Fig. 4: loss surface on the plane of pre-trained, pruned and re-trained weights"
 
@@ -51,6 +49,13 @@ def select_unit(results: pd.DataFrame, args: argparse.Namespace) -> pd.Series:
 
 
 def run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from pait.cache import StageStore
+    from pait.landscape import compute_surface, surface_key
+    from pait.pipeline import prepare, unit_key
+    from pait.report.fig4 import plot_fig4
+
     run_dir = Path(args.run_dir)
     results = pd.read_parquet(run_dir / "results.parquet")
     config = config_from_dict(json.loads((run_dir / "config.json").read_text()))

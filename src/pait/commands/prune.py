@@ -12,14 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-from pait.export import save_pruned
-from pait.prune import PruneOptions, prune
-from pait.prune_report import write_report
-from pait.recovery import RECOVERIES
-from pait.scores import SCORES
+from pait.prune_options import RECOVERIES, PruneOptions
 
 HELP = "prune one encoder on a folder of images; write the pruned checkpoint, its mask and a report"
 
@@ -31,11 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", help="checkpoint file, for encoders that need one")
     parser.add_argument("--input-size", type=int, help="input resolution (default: the encoder's)")
     parser.add_argument("--data", type=Path, required=True, help="folder of class sub-folders of images")
-    parser.add_argument("--score", default=d.score, choices=SCORES)
+    parser.add_argument("--score", default=d.score, help="pruning score (`pait score --help`; an unknown name lists them)")
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--sparsity", type=float, help=f"global fraction of prunable weights removed (default {d.sparsity})")
     target.add_argument("--nm", help="N:M semi-structured pattern instead of a global sparsity, e.g. 2:4")
-    parser.add_argument("--recovery", default=d.recovery, choices=RECOVERIES)
+    parser.add_argument("--recovery", default=d.recovery, choices=RECOVERIES,
+                        help="after pruning: nothing, SGD re-training with masks held, or one-shot OBS (K-FAC)")
     parser.add_argument("--retrain-epochs", type=int, default=d.retrain_epochs, help="epochs of sgd recovery")
     parser.add_argument("--lr", type=float, default=d.lr, help="learning rate of sgd recovery")
     parser.add_argument("--calib-per-class", type=int, default=d.calib_per_class)
@@ -48,6 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Prune, save and report; a clear one-line error for bad input."""
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from pait.export import save_pruned
+    from pait.prune import prune
+    from pait.prune_report import write_report
+
     sparsity = args.sparsity if args.sparsity is not None or args.nm else PruneOptions("").sparsity
     options = PruneOptions(args.encoder, args.weights, args.input_size, args.score, sparsity, args.nm, args.recovery,
                            args.retrain_epochs, args.lr, args.calib_per_class, args.eval_per_class, args.seed,

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 
-from pait.report import build_report
-
 HELP = "figures and the Markdown/HTML report of a finished run"
 
 
@@ -15,6 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pait.report import build_report
+
     path = build_report(args.run_dir)
     print(f"report: {path}\nhtml: {path.with_suffix('.html')}")
     return 0

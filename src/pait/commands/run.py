@@ -12,8 +12,6 @@ import sys
 from pait.config import load_config
 from pait.configs import config_path
 from pait.errors import PaitError
-from pait.experiment import run_dir, run_grid
-from pait.report import build_report
 
 HELP = "run an experiment grid from a config (YAML path or shipped name)"
 
@@ -38,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the grid; a bad config, name or input file is reported as one ``pait: error:`` line, exit 2."""
+    from pait.experiment import run_dir, run_grid
+    from pait.report import build_report
+
     try:
         config = load_config(config_path(args.config), args.overrides)
         options = {}

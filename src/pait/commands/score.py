@@ -12,19 +12,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 import yaml
-from rich.console import Console
-from safetensors.torch import save
 
-from pait.cache import StageStore, write_atomic
 from pait.config import EncoderConfig, ExperimentConfig, SuiteConfig
 from pait.errors import ConfigError, PaitError
-from pait.experiment import expand, import_plugins
-from pait.masks import density_report, density_table, global_mask
-from pait.pipeline import load_tasks, prepare, score_is_per_sparsity, scores_stage
-from pait.validation import validate_config
+
+if TYPE_CHECKING:
+    import torch
 
 HELP = "compute a pruning score on a source task and save scores and masks"
 PAPER_SPARSITIES = [0.36, 0.4752, 0.5904, 0.6642, 0.738, 0.7852, 0.8322]
@@ -71,11 +67,24 @@ def score_config(args: argparse.Namespace) -> ExperimentConfig:
 
 
 def _save(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    from safetensors.torch import save
+
+    from pait.cache import write_atomic
+
     write_atomic(path, save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}))
 
 
 def run(args: argparse.Namespace) -> int:
     """Load the encoder and the source calibration data (cached), score, and write the files."""
+    import torch
+    from rich.console import Console
+
+    from pait.cache import StageStore
+    from pait.experiment import expand, import_plugins
+    from pait.masks import density_report, density_table, global_mask
+    from pait.pipeline import load_tasks, prepare, score_is_per_sparsity, scores_stage
+    from pait.validation import validate_config
+
     try:
         config = score_config(args)
         import_plugins(config)

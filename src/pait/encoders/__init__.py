@@ -5,16 +5,16 @@ weights supplied by the user), ``efficientnet_lite{0,1,2}`` and ``vits14_dinov2_
 installed with packages), and the family ``timm:<model>``.
 """
 
+from pait.encoders import clip as _clip  # noqa: F401  (registers)
+from pait.encoders import dinov2_onnx as _dinov2_onnx  # noqa: F401  (registers)
+from pait.encoders import efficientnet_lite as _efficientnet_lite  # noqa: F401  (registers)
+from pait.encoders import resnet50 as _resnet50  # noqa: F401  (registers)
+from pait.encoders import timm_any as _timm_any  # noqa: F401  (registers)
+from pait.encoders import vit as _vit  # noqa: F401  (registers)
 from pait.encoders.base import Encoder, prunable_parameter_names
 from pait.encoders.checkpoints import RANDOM, CheckpointError, MissingWeightsError
 from pait.encoders.preprocessing import Preprocessing
 from pait.encoders.registry import EncoderSpec, FamilySpec, encoder_specs, family_specs, load_encoder, register_encoder
-from pait.encoders import resnet50 as _resnet50  # noqa: F401  (registers)
-from pait.encoders import vit as _vit  # noqa: F401  (registers)
-from pait.encoders import clip as _clip  # noqa: F401  (registers)
-from pait.encoders import efficientnet_lite as _efficientnet_lite  # noqa: F401  (registers)
-from pait.encoders import dinov2_onnx as _dinov2_onnx  # noqa: F401  (registers)
-from pait.encoders import timm_any as _timm_any  # noqa: F401  (registers)
 
 __all__ = [
     "RANDOM",

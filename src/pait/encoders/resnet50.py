@@ -21,7 +21,14 @@ import timm
 from torch import Tensor
 
 from pait.encoders.base import Encoder, timm_encoder
-from pait.encoders.checkpoints import CheckpointError, load_checked, read_checkpoint, resolve_weights, strip_prefix, unwrap
+from pait.encoders.checkpoints import (
+    CheckpointError,
+    load_checked,
+    read_checkpoint,
+    resolve_weights,
+    strip_prefix,
+    unwrap,
+)
 from pait.encoders.preprocessing import Preprocessing
 from pait.encoders.registry import register_encoder
 
