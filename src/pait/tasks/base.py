@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -93,3 +94,13 @@ def split_indices(
         calib.append(np.sort(idx[:calib_per_class]))
         evaluation.append(np.sort(idx[calib_per_class:need]))
     return np.concatenate(calib), np.concatenate(evaluation)
+
+
+def suite_root(suite: str, root: str | Path | None, example: str) -> Path:
+    """The folder named by a suite's ``root`` option; a DataError when it is missing or not a folder."""
+    if root is None:
+        raise DataError(f"the {suite} suite needs the option root (suite.options.root={example})")
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise DataError(f"{suite} root {path} is not a folder")
+    return path

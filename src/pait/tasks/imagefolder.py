@@ -16,7 +16,7 @@ import numpy as np
 import yaml
 
 from pait.errors import DataError
-from pait.tasks.base import Task
+from pait.tasks.base import Task, suite_root
 from pait.tasks.decode import FileImage, is_image_file
 
 log = logging.getLogger(__name__)
@@ -59,11 +59,7 @@ def imagefolder_suite(
     classes_per_task: int | None = None,
 ) -> list[Task]:
     """Tasks from the class folders under ``root``, grouped by ``tasks`` or ``classes_per_task``."""
-    if root is None:
-        raise DataError("the imagefolder suite needs the option root (suite.options.root=/path/to/class/folders)")
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise DataError(f"imagefolder root {root} is not a folder")
+    root = suite_root("imagefolder", root, "/path/to/class/folders")
     if (tasks is None) == (classes_per_task is None):
         raise DataError("the imagefolder suite needs exactly one of the options tasks and classes_per_task")
     if tasks is not None:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from pait.errors import DataError
-from pait.tasks.base import Task
+from pait.tasks.base import Task, suite_root
 from pait.tasks.decode import FileImage, is_image_file
 from pait.tasks.imagefolder import class_folder_task
 
@@ -135,11 +135,7 @@ def imagenet10_suite(
     devkit_synsets: str | Path | None = None,
 ) -> list[Task]:
     """The 10 ImageNet-10 tasks from the validation images under ``root`` (see the module docstring)."""
-    if root is None:
-        raise DataError("the imagenet10 suite needs the option root (suite.options.root=/path/to/imagenet/val)")
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise DataError(f"imagenet10 root {root} is not a folder")
+    root = suite_root("imagenet10", root, "/path/to/imagenet/val")
     definition = imagenet10_definition()
     folders = sorted(p.name for p in root.iterdir() if p.is_dir() and WNID.match(p.name))
     if folders:
