@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from pait.cache import StageStore, config_key
-from pait.config import EncoderConfig, ExperimentConfig, FinetuneConfig, SuiteConfig
+from pait.config import EncoderConfig, ExperimentConfig, SuiteConfig
 from pait.encoders import Encoder, load_encoder
 from pait.errors import DataError
 from pait.evaluate import evaluate_head, extract_features
@@ -35,7 +35,6 @@ from pait.scores import get_score
 from pait.tasks import Task, TaskData, decode, load_suite, split_indices
 
 Splits = dict[str, tuple[TaskData, TaskData]]  # task -> (calibration, evaluation)
-STAGES = ("data", "heads", "scores", "unit")
 SKIP_BAD = "skip_bad_images"  # suite option: leave unreadable images out with a warning instead of failing
 
 
@@ -259,7 +258,7 @@ def unit_stage(
         losses = finetune(model, ctx.splits[source][0], holder, ctx.config.finetune, ctx.normalize, ctx.device,
                           seed=ctx.config.seed, autocast_dtype=ctx.autocast, on_epoch=on_epoch)
         write_unit(ctx, key, mask, pruned, losses)
-    return json.loads((ctx.store.path("unit", key) / "metrics.json").read_text())
+    return unit_metrics(ctx, key)
 
 
 def units_stage(ctx: Context, source: str, score: str, sparsities: list[float]) -> list[dict[str, Any]]:
@@ -278,8 +277,12 @@ def units_stage(ctx: Context, source: str, score: str, sparsities: list[float]) 
             ctx.reset_weights()
             load_copy(model, stacked, k)
             write_unit(ctx, unit_key(ctx, source, score, s), masks[k], pruned[k], losses[k])
-    return [json.loads((ctx.store.path("unit", unit_key(ctx, source, score, s)) / "metrics.json").read_text())
-            for s in sparsities]
+    return [unit_metrics(ctx, unit_key(ctx, source, score, s)) for s in sparsities]
+
+
+def unit_metrics(ctx: Context, key: dict[str, Any]) -> dict[str, Any]:
+    """The saved metrics of a finished unit: pruned and re-trained (accuracy, loss) per task, train losses."""
+    return json.loads((ctx.store.path("unit", key) / "metrics.json").read_text())
 
 
 def unit_mask(ctx: Context, source: str, score: str, sparsity: float) -> dict[str, Tensor]:
@@ -306,9 +309,3 @@ def write_unit(ctx: Context, key: dict[str, Any], mask: dict[str, Tensor], prune
             state = {k: v.detach().cpu().contiguous() for k, v in ctx.encoder.model.state_dict().items()}
             save_file(state, str(out / "retrained.safetensors"))
     ctx.reset_weights()
-
-
-def finetune_config_summary(config: FinetuneConfig) -> str:
-    """One line describing the re-training schedule, for reports."""
-    return (f"{config.epochs} epochs, SGD lr {config.lr:g} (x{config.gamma:g} at {list(config.milestones)}), "
-            f"momentum {config.momentum:g}, weight decay {config.weight_decay:g}, batch {config.batch_size}")
