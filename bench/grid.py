@@ -112,7 +112,7 @@ def register(files: list[list[tuple[Path, int]]], encoder: Encoder) -> None:
                      [lambda p=p: Image.open(p) for p, _ in fs], np.array([y for _, y in fs])) for t, fs in enumerate(files)]
 
     SUITES[SUITE] = suite
-    register_encoder(f"bench-{encoder.name}", "timm " + encoder.name, "none (random init)", "none")(lambda _w: encoder)
+    register_encoder(f"bench-{encoder.name}", "timm " + encoder.name, "none (random init)", "none")(lambda _weights, _trust: encoder)
 
 
 class JpegFiles(Dataset):

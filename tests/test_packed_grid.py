@@ -12,7 +12,7 @@ from pait.tasks import suites
 from pait.tasks.base import Task
 
 
-def _encoder(_weights) -> Encoder:
+def _encoder(_weights, _trust_torchscript=False) -> Encoder:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     return Encoder("tiny", model.eval(), Preprocessing(input_size=8, crop_pct=1.0), 4, lambda m, x: m(x))
