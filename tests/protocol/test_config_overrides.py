@@ -33,3 +33,12 @@ def test_list_index_overrides_set_fields_of_list_entries(config_file):
 def test_bad_overrides_raise_config_errors(config_file, override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(config_file, [override])
+
+
+def test_demo_keeps_the_configured_sources_the_suite_has():
+    from pait.commands.demo import available_sources
+
+    tasks = ["digits-0-4", "digits-5-9"]  # no Fashion-MNIST on this machine
+    assert available_sources(["digits-0-4", "clothing-a"], tasks) == ["digits-0-4"]
+    assert available_sources(["clothing-a"], tasks) == ["digits-0-4"]
+    assert available_sources(["digits-0-4", "digits-5-9"], tasks) == ["digits-0-4", "digits-5-9"]
