@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch
 from torch import Tensor, nn
@@ -48,7 +49,9 @@ def synflow(model: nn.Module, batches: Batches, params: Params, sparsity: float 
             grads = torch.autograd.grad(linear(ones).sum(), tensors, allow_unused=True)
             scores = {k: (t.detach() * g).abs() if g is not None else torch.zeros_like(t.detach())
                       for (k, t), g in zip(targets.items(), grads)}
-            mask = global_mask(scores, 1.0 - (1.0 - sparsity) ** (step / iterations))
+            with warnings.catch_warnings():  # intermediate masks only; the caller's final mask still warns
+                warnings.filterwarnings("ignore", message="global_mask prunes these tensors entirely")
+                mask = global_mask(scores, 1.0 - (1.0 - sparsity) ** (step / iterations))
             with torch.no_grad():
                 for k, t in targets.items():
                     t.mul_(mask[k].to(t.device))
