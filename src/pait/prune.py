@@ -16,11 +16,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pait.encoders import Encoder, load_encoder
+from pait.config import EncoderConfig
+from pait.encoders import Encoder
 from pait.export import storage_bytes
 from pait.headed import HeadedModel
 from pait.masks import Mask, density_report, global_mask, mask_sparsity
 from pait.nm import nm_mask, parse_nm
+from pait.pipeline import build_encoder as pipeline_build_encoder
 from pait.pipeline import resolve_device, score_is_per_sparsity
 from pait.practitioner import accuracy, fit_head, folder_splits
 from pait.prune_options import PruneOptions
@@ -33,10 +35,7 @@ CPU_NOTE = ("Unstructured masks save storage, not time: dense CPU (and GPU) kern
 
 def build_encoder(options: PruneOptions) -> Encoder:
     """The unpruned encoder, at the requested input size."""
-    encoder = load_encoder(options.encoder, options.weights)
-    if options.input_size is not None:
-        encoder.preprocess = dataclasses.replace(encoder.preprocess, input_size=options.input_size)
-    return encoder
+    return pipeline_build_encoder(EncoderConfig(options.encoder, options.weights, options.input_size))
 
 
 def make_mask(scores: dict[str, Tensor], sparsity: float | None, nm: str | None) -> tuple[Mask, list[str]]:
