@@ -29,10 +29,15 @@ def _tensors(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
 
 
+def save_tensors(tensors: Mapping[str, Tensor], path: Path) -> None:
+    """Write ``tensors`` (moved to the CPU, made contiguous) as one safetensors file, atomically."""
+    write_atomic(path, save(_tensors(tensors)))
+
+
 def save_pruned(model: nn.Module, mask: Mask, out_dir: Path) -> None:
     """Write ``pruned.safetensors`` (full state dict) and ``mask.safetensors`` (bool, True = kept) atomically."""
-    write_atomic(out_dir / PRUNED_FILE, save(_tensors(model.state_dict())))
-    write_atomic(out_dir / MASK_FILE, save(_tensors({k: v.bool() for k, v in mask.items()})))
+    save_tensors(model.state_dict(), out_dir / PRUNED_FILE)
+    save_tensors({k: v.bool() for k, v in mask.items()}, out_dir / MASK_FILE)
 
 
 def _file(path: str | Path, name: str) -> Path:

@@ -12,15 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import yaml
 
 from pait.config import EncoderConfig, ExperimentConfig, SuiteConfig
 from pait.errors import ConfigError, PaitError
-
-if TYPE_CHECKING:
-    import torch
 
 HELP = "compute a pruning score on a source task and save scores and masks"
 PAPER_SPARSITIES = [0.36, 0.4752, 0.5904, 0.6642, 0.738, 0.7852, 0.8322]
@@ -66,14 +62,6 @@ def score_config(args: argparse.Namespace) -> ExperimentConfig:
     )
 
 
-def _save(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    from safetensors.torch import save
-
-    from pait.cache import write_atomic
-
-    write_atomic(path, save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}))
-
-
 def run(args: argparse.Namespace) -> int:
     """Load the encoder and the source calibration data (cached), score, and write the files."""
     import torch
@@ -81,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
     from pait.cache import StageStore
     from pait.experiment import expand, import_plugins
+    from pait.export import save_tensors
     from pait.masks import density_report, density_table, global_mask
     from pait.pipeline import load_tasks, prepare, score_is_per_sparsity, scores_stage
     from pait.validation import validate_config
@@ -100,9 +89,9 @@ def run(args: argparse.Namespace) -> int:
     for q in args.sparsity:
         scores = scores_stage(ctx, args.task, args.score, q if per_sparsity else None)
         if per_sparsity or q == args.sparsity[0]:
-            _save(scores, args.out / (f"scores-{q:.4f}.safetensors" if per_sparsity else "scores.safetensors"))
+            save_tensors(scores, args.out / (f"scores-{q:.4f}.safetensors" if per_sparsity else "scores.safetensors"))
         mask = global_mask(scores, q, min_density=args.min_density)
-        _save({k: v.to(torch.uint8) for k, v in mask.items()}, args.out / f"mask-{q:.4f}.safetensors")
+        save_tensors({k: v.to(torch.uint8) for k, v in mask.items()}, args.out / f"mask-{q:.4f}.safetensors")
     Console().print(density_table(density_report(mask)))
     print(f"pait score: wrote {args.score} scores and {len(args.sparsity)} mask(s) to {args.out}")
     return 0
