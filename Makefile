@@ -22,6 +22,7 @@ demo: setup
 	$(BIN)/pait demo
 
 test: setup
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest
 
 clean:

@@ -4,7 +4,7 @@ The slice is one unit (magnitude score, one sparsity, one source) with ``--epoch
 on a synthetic in-memory suite of JPEG files (``--tasks`` tasks x ``--classes`` classes x
 ``--per-class`` images) and a random-init timm encoder, in two or three ways, interleaved ``--repeats`` times after one warm-up round:
 
-- fast: the real code path, ``pait.pipeline.prepare`` (images decoded once, heads) then
+- fast: the real code path, ``pait.grid.stages.prepare`` (images decoded once, heads) then
   ``unit_stage`` (mask, evaluation of every task, ``finetune``, evaluation again), defaults for the
   device (bf16 autocast and channels_last on CUDA);
 - fast_packed (``--pack K``): K sparsities of the same source and score re-trained together by
@@ -41,11 +41,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-import pait.pipeline as pipeline
+import pait.grid.stages as pipeline
 from pait.cache import StageStore
 from pait.config import EncoderConfig, ExperimentConfig, FinetuneConfig, SuiteConfig
 from pait.encoders import Encoder, register_encoder
-from pait.headed import mse_to_one_hot
+from pait.heads import mse_to_one_hot
 from pait.masks import global_mask
 from pait.tasks.base import Task
 from pait.tasks.suites import SUITES
@@ -180,7 +180,7 @@ def baseline_unit(ctx: pipeline.Context, files: list[list[tuple[Path, int]]], ar
 
 @contextmanager
 def timing(spent: dict[str, float], **parts: str) -> Iterator[None]:
-    """Accumulate into ``spent[part]`` the seconds spent in the named ``pait.pipeline`` functions."""
+    """Accumulate into ``spent[part]`` the seconds spent in the named ``pait.grid.stages`` functions."""
     real = {part: getattr(pipeline, name) for part, name in parts.items()}
 
     def wrap(part: str) -> Callable:

@@ -1,6 +1,6 @@
 """2:4 semi-structured sparsity: measured inference speed against dense, on an NVIDIA GPU.
 
-2:4 masks come from ``pait.nm.nm_mask`` (magnitude scores); weights are converted with
+2:4 masks come from ``pait.prune.nm.nm_mask`` (magnitude scores); weights are converted with
 ``torch.sparse.to_sparse_semi_structured`` and run through torch's sparse kernels (CUTLASS/cuSPARSELt,
 compute capability 8.0+, fp16). Measured: single Linear products of ViT-B/16 shapes, and a whole
 ViT-B/16 forward (timm, random init, 224 px) with every Linear of its blocks made 2:4. Medians of
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pait.cache import write_atomic
-from pait.nm import nm_mask
+from pait.prune.nm import nm_mask
 
 
 def timed(fn: Callable[[], object], warmup: int = 10, iters: int = 50) -> float:

@@ -21,10 +21,10 @@ import torch
 
 from pait.cache import StageStore, write_atomic
 from pait.config import EncoderConfig, ExperimentConfig, FinetuneConfig, SuiteConfig
-from pait.headed import HeadedModel
+from pait.heads import HeadedModel
 from pait.masks import global_mask
-from pait.pipeline import prepare, scores_stage
-from pait.recovery import RECOVERIES, recover
+from pait.grid.stages import prepare, scores_stage
+from pait.prune.recovery import RECOVERIES, recover
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Masked re-training throughput (images/s) through ``pait.finetune``, side by side.
+"""Masked re-training throughput (images/s) through ``pait.train.finetune``, side by side.
 
 For each model (timm, random init): masked vs unmasked, fp32 vs bf16 autocast, channels_last on/off
 (conv nets), torch.compile on/off; then K re-trainings packed with ``finetune_many`` vs the same K run
@@ -21,10 +21,10 @@ from torch import nn
 
 from pait.config import FinetuneConfig
 from pait.encoders.base import timm_pre_logits
-from pait.finetune import MaskHolder, finetune, is_conv_net
-from pait.headed import HeadedModel
+from pait.train.finetune import MaskHolder, finetune, is_conv_net
+from pait.heads import HeadedModel
 from pait.masks import global_mask
-from pait.packed import finetune_many
+from pait.train.packed import finetune_many
 from pait.tasks.base import TaskData
 
 CLASSES = 10

@@ -20,7 +20,7 @@ import torch
 from timm.models.resnet import BasicBlock, ResNet
 
 from pait.encoders.base import prunable_parameter_names, timm_pre_logits
-from pait.headed import HeadedModel, mse_to_one_hot
+from pait.heads import HeadedModel, mse_to_one_hot
 from pait.scores import SCORES, get_score
 from pait.scores.kfac import kfac_factors
 

@@ -11,8 +11,9 @@ from torch import nn
 
 from pait.config import config_from_dict
 from pait.encoders import Encoder, Preprocessing, encoder_specs, register_encoder
-from pait.experiment import run_dir, run_grid
-from pait.headed import mse_to_one_hot
+from pait.executors import run_grid
+from pait.grid.plan import run_dir
+from pait.heads import mse_to_one_hot
 from pait.scores import SCORES
 from pait.scores.registry import register_score
 from pait.tasks.base import Task

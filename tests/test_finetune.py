@@ -2,7 +2,7 @@ import torch
 from torch import nn
 
 from pait.config import FinetuneConfig
-from pait.finetune import MaskHolder, finetune
+from pait.train.finetune import MaskHolder, finetune
 from pait.masks import global_mask
 from pait.tasks.base import TaskData
 

@@ -9,9 +9,9 @@ import torch
 from pait.cache import StageStore
 from pait.cli import main
 from pait.config import config_from_dict
-from pait.landscape import (Surface, compute_surface, coordinates, evaluate_points, plane_through, reconstruct,
+from pait.grid.landscape import (Surface, compute_surface, coordinates, evaluate_points, plane_through, reconstruct,
                             unit_dir, unit_weights)
-from pait.pipeline import prepare
+from pait.grid.stages import prepare
 from pait.report.fig4 import draw_fig4
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pait.nm import nm_mask, parse_nm
+from pait.prune.nm import nm_mask, parse_nm
 
 
 def test_two_of_every_four_consecutive_weights_along_the_input_dimension_are_kept():

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from pait.obs import bias_name, damped_inverse, obs_prune, obs_rows
+from pait.prune.obs import bias_name, damped_inverse, obs_prune, obs_rows
 from pait.scores.kfac import kfac_factors
 from tests.scores import tiny
 

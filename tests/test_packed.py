@@ -7,10 +7,10 @@ from torch import nn
 
 from pait.config import FinetuneConfig
 from pait.encoders.base import timm_pre_logits
-from pait.finetune import MaskHolder, finetune
-from pait.headed import HeadedModel
+from pait.train.finetune import MaskHolder, finetune
+from pait.heads import HeadedModel
 from pait.masks import global_mask
-from pait.packed import finetune_many, load_copy
+from pait.train.packed import finetune_many, load_copy
 from pait.tasks.base import TaskData
 
 

@@ -7,7 +7,7 @@ from torch import nn
 from pait.config import EncoderConfig, ExperimentConfig, FinetuneConfig, SuiteConfig
 from pait.encoders import Encoder, Preprocessing
 from pait.encoders import registry
-from pait.experiment import run_grid
+from pait.executors import run_grid
 from pait.tasks import suites
 from pait.tasks.base import Task
 

@@ -10,7 +10,7 @@ from torch import nn
 from pait.cli import main
 from pait.encoders import Encoder, Preprocessing, register_encoder
 from pait.export import load_into, load_mask, save_pruned
-from pait.prune import PruneOptions, prune
+from pait.prune.run import PruneOptions, prune
 
 ENCODER = "tiny-prune-test"
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from pait.config import config_from_dict
-from pait.experiment import run_grid
+from pait.executors import run_grid
 from pait.report import build_report
 
 ray = pytest.importorskip("ray")

@@ -6,7 +6,7 @@ import pytest
 
 from pait.config import load_config
 from pait.configs import CONFIG_DIR, config_path
-from pait.validation import validate_config
+from pait.grid.validation import validate_config
 
 SHIPPED = sorted(CONFIG_DIR.rglob("*.yaml"))
 

@@ -7,7 +7,7 @@ from timm.models.resnet import BasicBlock, ResNet
 from timm.models.vision_transformer import VisionTransformer
 
 from pait.encoders.base import prunable_parameter_names, timm_pre_logits
-from pait.headed import HeadedModel
+from pait.heads import HeadedModel
 from pait.scores import SCORES, get_score
 from tests.scores import tiny
 

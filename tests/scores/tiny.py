@@ -88,7 +88,7 @@ def vit(batch_first: bool = True) -> nn.Module:
 
 
 def loss(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    from pait.headed import mse_to_one_hot
+    from pait.heads import mse_to_one_hot
 
     return mse_to_one_hot(model(x), y)
 
@@ -109,6 +109,6 @@ def one_hot(y: Tensor) -> Tensor:
 
 
 def mse(out: Tensor, y: Tensor) -> Tensor:
-    from pait.headed import mse_to_one_hot
+    from pait.heads import mse_to_one_hot
 
     return mse_to_one_hot(out, y)

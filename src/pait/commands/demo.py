@@ -29,7 +29,7 @@ def available_sources(configured: list[str], tasks: list[str]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from pait.config import load_config
     from pait.configs import config_path
-    from pait.pipeline import load_tasks
+    from pait.grid.stages import load_tasks
 
     start = time.perf_counter()
     config = load_config(config_path("demo"), args.overrides)

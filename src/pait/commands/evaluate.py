@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from pait.prune_options import PruneOptions
+from pait.prune.options import PruneOptions
 
 HELP = "accuracy of a pruned checkpoint (from pait prune) on a folder of images"
 
@@ -32,10 +32,10 @@ def run(args: argparse.Namespace) -> int:
 
     from pait.export import load_into, load_mask
     from pait.masks import mask_sparsity
-    from pait.pipeline import resolve_device
-    from pait.practitioner import accuracy, fit_head, folder_splits
-    from pait.prune import build_encoder
-    from pait.prune_report import read_report
+    from pait.device import resolve_device
+    from pait.prune.data import accuracy, fit_head, folder_splits
+    from pait.prune.run import build_encoder
+    from pait.prune.report import read_report
 
     console = Console(stderr=True)
     try:

@@ -52,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from pait.cache import StageStore
-    from pait.landscape import compute_surface, surface_key
-    from pait.pipeline import prepare, unit_key
+    from pait.grid.landscape import compute_surface, surface_key
+    from pait.grid.stages import prepare, unit_key
     from pait.report.fig4 import plot_fig4
 
     run_dir = Path(args.run_dir)

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pait.prune_options import RECOVERIES, PruneOptions
+from pait.prune.options import RECOVERIES, PruneOptions
 
 HELP = "prune one encoder on a folder of images; write the pruned checkpoint, its mask and a report"
 
@@ -46,8 +46,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from pait.export import save_pruned
-    from pait.prune import prune
-    from pait.prune_report import write_report
+    from pait.prune.run import prune
+    from pait.prune.report import write_report
 
     sparsity = args.sparsity if args.sparsity is not None or args.nm else PruneOptions("").sparsity
     options = PruneOptions(args.encoder, args.weights, args.input_size, args.score, sparsity, args.nm, args.recovery,

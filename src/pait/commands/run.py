@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the grid; a bad config, name or input file is reported as one ``pait: error:`` line, exit 2."""
-    from pait.experiment import run_dir, run_grid
+    from pait.executors import run_grid
+    from pait.grid.plan import run_dir
     from pait.report import build_report
 
     try:

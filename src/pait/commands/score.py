@@ -68,11 +68,11 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from pait.cache import StageStore
-    from pait.experiment import expand, import_plugins
+    from pait.grid.plan import expand, import_plugins
     from pait.export import save_tensors
     from pait.masks import density_report, density_table, global_mask
-    from pait.pipeline import load_tasks, prepare, score_is_per_sparsity, scores_stage
-    from pait.validation import validate_config
+    from pait.grid.stages import load_tasks, prepare, score_is_per_sparsity, scores_stage
+    from pait.grid.validation import validate_config
 
     try:
         config = score_config(args)

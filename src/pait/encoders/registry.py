@@ -7,10 +7,12 @@ each a factory ``fn(model_name, weights, trust_torchscript) -> Encoder``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pait.config import EncoderConfig
 from pait.encoders.base import Encoder
 
 Weights = str | Path | None
@@ -93,3 +95,11 @@ def load_encoder(name: str, weights: Weights = None, trust_torchscript: bool = F
         known = ", ".join([*_REGISTRY, *(f"{p}:<model>" for p in _FAMILIES)])
         raise KeyError(f"unknown encoder {name!r}; known encoders: {known}") from None
     return spec.factory(weights, trust_torchscript)
+
+
+def build_encoder(config: EncoderConfig) -> Encoder:
+    """Load the encoder and apply the configured input size."""
+    encoder = load_encoder(config.name, config.weights)
+    if config.input_size is not None:
+        encoder.preprocess = dataclasses.replace(encoder.preprocess, input_size=config.input_size)
+    return encoder

@@ -25,8 +25,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pait.cache import write_atomic
 from pait.config import ExperimentConfig
 from pait.errors import ConfigError
-from pait.experiment import Unit, import_plugins, plan, run_dir, run_unit, stage_store, write_outputs
-from pait.pipeline import prepare, score_is_per_sparsity, scores_stage
+from pait.grid.plan import Unit, import_plugins, plan, run_dir, run_unit, stage_store, write_outputs
+from pait.grid.stages import prepare, score_is_per_sparsity, scores_stage
 
 
 def _prepare(config: ExperimentConfig, unit: Unit, out_root: str) -> None:

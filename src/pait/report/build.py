@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from pait.cache import write_atomic
-from pait.landscape import Surface
+from pait.report.surface import Surface
 from pait.report.claims import p1_table, p2_pairs, p2_table
 from pait.report.document import Block, Bullets, Figure, Heading, Table, Text, to_markdown
 from pait.report.fig3 import plot_fig3

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pait.landscape import Surface  # noqa: E402
+from pait.report.surface import Surface  # noqa: E402
 from pait.report.savefig import save_figure  # noqa: E402
 
 POINTS = (("θ₀ pre-trained", "k*"), ("pruned θ₀⊙m", "bs"), ("re-trained", "go"))

@@ -13,6 +13,6 @@ from pait.scores import gradient as _gradient  # noqa: F401  (registers snip, gr
 from pait.scores import kfac as _kfac  # noqa: F401  (registers kfac)
 from pait.scores import px as _px  # noqa: F401  (registers px)
 from pait.scores import synflow as _synflow  # noqa: F401  (registers synflow)
-from pait.scores.registry import SCORES, ScoreFn, get_score, register_score
+from pait.scores.registry import SCORES, ScoreFn, get_score, register_score, score_is_per_sparsity
 
-__all__ = ["SCORES", "ScoreFn", "get_score", "register_score"]
+__all__ = ["SCORES", "ScoreFn", "get_score", "register_score", "score_is_per_sparsity"]

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from pait.headed import mse_to_one_hot
+from pait.heads import mse_to_one_hot
 from pait.scores.registry import Batches, Params
 
 

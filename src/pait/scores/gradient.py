@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from pait.headed import mse_to_one_hot
+from pait.heads import mse_to_one_hot
 from pait.scores._common import eval_mode, mean_gradient, requiring_grad
 from pait.scores.registry import Batches, Params, register_score
 

@@ -34,7 +34,7 @@ from timm.layers import Conv2dSame
 from timm.layers.padding import pad_same
 from torch import Tensor, nn
 
-from pait.headed import mse_to_one_hot
+from pait.heads import mse_to_one_hot
 from pait.scores._attention import tapping
 from pait.scores._common import eval_mode, requiring_grad
 from pait.scores.registry import Batches, Params, register_score

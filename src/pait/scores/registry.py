@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 
 from torch import Tensor, nn
@@ -34,3 +35,8 @@ def get_score(name: str) -> ScoreFn:
 
 Batches = Iterable[tuple[Tensor, Tensor]]
 Params = Mapping[str, nn.Parameter]
+
+
+def score_is_per_sparsity(score: str) -> bool:
+    """Scores that take a ``sparsity`` keyword (SynFlow's iterative schedule) are computed per sparsity."""
+    return "sparsity" in inspect.signature(get_score(score)).parameters

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from pait.encoders import Encoder
 from pait.errors import DataError
-from pait.evaluate import evaluate_head, extract_features
+from pait.heads import evaluate_head, extract_features
 from pait.heads import fit_ridge
 from pait.tasks import Task, TaskData, decode, split_indices
 from pait.tasks.imagefolder import class_folder_task

@@ -10,12 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pait.cache import StageStore, config_key, to_jsonable, write_atomic
 from pait.config import EncoderConfig, ExperimentConfig
 from pait.errors import ConfigError
-from pait.pipeline import (
+from pait.grid.stages import (
     Context,
     load_tasks,
     prepare,
@@ -26,7 +25,7 @@ from pait.pipeline import (
     units_stage,
 )
 from pait.tasks import Task
-from pait.validation import validate_config
+from pait.grid.validation import validate_config
 
 RESULT_COLUMNS = ["encoder", "score", "sparsity", "source", "target", "is_source", "stage", "accuracy", "loss",
                   "seed", "protocol", "suite", "unit"]
@@ -138,51 +137,3 @@ def run_unit(config: ExperimentConfig, unit: Unit, out_root: str | Path) -> tupl
     ctx = prepare(config, unit.encoder, stage_store(config, out_root))
     metrics = unit_stage(ctx, unit.source, unit.score, unit.sparsity)
     return unit_rows(ctx, unit, metrics), unit_index_entry(ctx, unit, run_dir(config, out_root))
-
-
-def run_grid(config: ExperimentConfig, out_root: str | Path = "runs", show_progress: bool = True,
-             executor: str = "local", **executor_options: object) -> pd.DataFrame:
-    """Run every unit of the grid (skipping finished stages) and write ``<run>/results.parquet``.
-
-    Names, values, the suite's files and the source tasks are all checked before anything is decoded
-    or computed. The table is rewritten atomically after every unit, so progress is visible and a
-    killed run leaves a consistent (partial) table; a rerun recomputes no finished stage.
-    ``executor="ray"`` runs units as Ray tasks (see ``pait.executors.ray``); the default runs them here.
-    """
-    if executor == "ray":
-        from pait.executors.ray import run_grid_ray
-
-        return run_grid_ray(config, out_root, show_progress=show_progress, **executor_options)
-    if executor != "local":
-        raise ConfigError(f"unknown executor {executor!r}; choose local or ray")
-    if executor_options:
-        raise ConfigError(f"options {', '.join(executor_options)} apply to the ray executor only")
-    tasks, units = plan(config, out_root)
-    directory = run_dir(config, out_root)
-    store = stage_store(config, out_root)
-    rows: list[dict] = []
-    index: list[dict] = []
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, disable=not show_progress, transient=False) as progress:
-        for encoder_config in config.encoders:
-            step = progress.add_task(f"{encoder_config.name}: features and heads", total=None)
-            ctx = prepare(config, encoder_config, store, tasks, progress)
-            mine = [u for u in units if u.encoder == encoder_config]
-            progress.update(step, description=f"{encoder_config.name}: units", total=len(mine), completed=0)
-            epochs = progress.add_task("  re-training", total=config.finetune.epochs, visible=False)
-            for group in packs(mine, config.finetune.pack):
-                first = group[0]
-                label = f"  {first.score} @ {', '.join(f'{u.sparsity:.2%}' for u in group)} on {first.source}"
-                progress.update(epochs, description=label, completed=0, visible=True)
-                if len(group) == 1:
-                    results = [unit_stage(ctx, first.source, first.score, first.sparsity,
-                                          on_epoch=lambda e, _loss: progress.update(epochs, completed=e + 1))]
-                else:
-                    results = units_stage(ctx, first.source, first.score, [u.sparsity for u in group])
-                for unit, metrics in zip(group, results):
-                    rows.extend(unit_rows(ctx, unit, metrics))
-                    index.append(unit_index_entry(ctx, unit, directory))
-                write_outputs(rows, index, directory)
-                progress.advance(step, len(group))
-            progress.update(epochs, visible=False)
-    return write_outputs(rows, index, directory)

@@ -17,17 +17,17 @@ import torch
 from torch import Tensor
 
 from pait.config import EncoderConfig
+from pait.device import resolve_device
 from pait.encoders import Encoder
+from pait.encoders import build_encoder as build_configured_encoder
 from pait.export import storage_bytes
-from pait.headed import HeadedModel
+from pait.heads import HeadedModel
 from pait.masks import Mask, density_report, global_mask, mask_sparsity
-from pait.nm import nm_mask, parse_nm
-from pait.pipeline import build_encoder as pipeline_build_encoder
-from pait.pipeline import resolve_device, score_is_per_sparsity
-from pait.practitioner import accuracy, fit_head, folder_splits
-from pait.prune_options import PruneOptions
-from pait.recovery import calibration_batches, recover
-from pait.scores import get_score
+from pait.prune.nm import nm_mask, parse_nm
+from pait.prune.data import accuracy, fit_head, folder_splits
+from pait.prune.options import PruneOptions
+from pait.prune.recovery import calibration_batches, recover
+from pait.scores import get_score, score_is_per_sparsity
 
 CPU_NOTE = ("Unstructured masks save storage, not time: dense CPU (and GPU) kernels still multiply the zeros. "
             "Only N:M (2:4) masks run faster, with semi-structured sparse kernels on NVIDIA GPUs.")
@@ -35,7 +35,7 @@ CPU_NOTE = ("Unstructured masks save storage, not time: dense CPU (and GPU) kern
 
 def build_encoder(options: PruneOptions) -> Encoder:
     """The unpruned encoder, at the requested input size."""
-    return pipeline_build_encoder(EncoderConfig(options.encoder, options.weights, options.input_size))
+    return build_configured_encoder(EncoderConfig(options.encoder, options.weights, options.input_size))
 
 
 def make_mask(scores: dict[str, Tensor], sparsity: float | None, nm: str | None) -> tuple[Mask, list[str]]:

@@ -22,9 +22,10 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
-from pait.cache import config_key, write_atomic
-from pait.headed import HeadedModel
-from pait.pipeline import Context, unit_key
+from pait.cache import config_key
+from pait.report.surface import Surface
+from pait.heads import HeadedModel
+from pait.grid.stages import Context, unit_key
 
 GRID_MARGIN = 0.3  # the grid extends the three points' bounding box by this fraction of its size
 
@@ -137,37 +138,6 @@ def evaluate_points(ctx: Context, names: list[str], vectors: Tensor, task: str) 
     accuracy = (out.argmax(-1) == labels).double().mean(1)
     loss = ((out - target) ** 2).mean((1, 2))
     return accuracy.numpy(), loss.double().numpy()
-
-
-@dataclass
-class Surface:
-    """A loss surface on the plane: axes, the three points' coordinates, per-task loss/accuracy grids."""
-
-    alphas: np.ndarray
-    betas: np.ndarray
-    points: np.ndarray  # (3, 2): theta0, pruned, re-trained
-    tasks: list[str]
-    loss: np.ndarray  # (T, len(betas), len(alphas)), NaN where not yet computed
-    accuracy: np.ndarray
-    meta: dict
-
-    @property
-    def rows_done(self) -> int:
-        return int((~np.isnan(self.loss).any(axis=(0, 2))).sum())
-
-    def save(self, path: Path) -> None:
-        """Write the surface atomically as ``.npz``."""
-        buffer = io.BytesIO()
-        np.savez(buffer, alphas=self.alphas, betas=self.betas, points=self.points, tasks=np.array(self.tasks),
-                 loss=self.loss, accuracy=self.accuracy, meta=np.array(json.dumps(self.meta)))
-        write_atomic(path, buffer.getvalue())
-
-    @classmethod
-    def load(cls, path: Path) -> Surface:
-        """Read a surface written by ``save``."""
-        with np.load(path) as z:
-            return cls(z["alphas"], z["betas"], z["points"], [str(t) for t in z["tasks"]], z["loss"], z["accuracy"],
-                       json.loads(str(z["meta"])))
 
 
 def surface_key(unit: dict, tasks: list[str], grid: int) -> str:

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from pait.config import FinetuneConfig
-from pait.headed import mse_to_one_hot
+from pait.heads import mse_to_one_hot
 from pait.tasks.base import TaskData
 
 

@@ -32,7 +32,7 @@ class PruneOptions:
     def validate(self) -> None:
         """Raise a ValueError on an unknown score or recovery, a bad sparsity or N:M pattern."""
         from pait.masks import check_sparsity
-        from pait.nm import parse_nm
+        from pait.prune.nm import parse_nm
         from pait.scores import SCORES
 
         if self.score not in SCORES:

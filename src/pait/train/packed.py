@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from pait.config import FinetuneConfig
-from pait.headed import mse_to_one_hot
+from pait.heads import mse_to_one_hot
 from pait.tasks.base import TaskData
 
 

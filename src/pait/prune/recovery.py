@@ -8,11 +8,11 @@ import torch
 from torch import Tensor, nn
 
 from pait.config import FinetuneConfig
-from pait.finetune import MaskHolder, finetune
-from pait.headed import HeadedModel
+from pait.train.finetune import MaskHolder, finetune
+from pait.heads import HeadedModel
 from pait.masks import Mask
-from pait.obs import obs_prune
-from pait.prune_options import RECOVERIES
+from pait.prune.obs import obs_prune
+from pait.prune.options import RECOVERIES
 from pait.scores.kfac import kfac_factors
 from pait.tasks.base import TaskData
 
@@ -41,7 +41,7 @@ def recover(
 
     ``none`` zeroes the pruned weights; ``sgd`` also re-trains on ``calib`` with the masks held
     (``finetune_config``); ``obs`` applies the per-row OBS update with K-FAC factors of the unpruned
-    model on ``calib`` (see :mod:`pait.obs`).
+    model on ``calib`` (see :mod:`pait.prune.obs`).
     """
     if method not in RECOVERIES:
         raise ValueError(f"unknown recovery {method!r}; choose one of {', '.join(RECOVERIES)}")

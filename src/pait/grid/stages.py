@@ -9,7 +9,6 @@ evaluation again). Each stage is keyed by the hash of everything it depends on.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,43 +22,18 @@ from torch import Tensor
 
 from pait.cache import StageStore, config_key
 from pait.config import EncoderConfig, ExperimentConfig, SuiteConfig
-from pait.encoders import Encoder, load_encoder
+from pait.device import autocast_dtype, resolve_device
+from pait.encoders import Encoder, build_encoder
 from pait.errors import DataError
-from pait.evaluate import evaluate_head, extract_features
-from pait.finetune import MaskHolder, finetune
-from pait.headed import HeadedModel
-from pait.heads import fit_ridge
+from pait.heads import HeadedModel, evaluate_head, extract_features, fit_ridge
+from pait.train.finetune import MaskHolder, finetune
 from pait.masks import global_mask
-from pait.packed import finetune_many, load_copy
-from pait.scores import get_score
+from pait.train.packed import finetune_many, load_copy
+from pait.scores import get_score, score_is_per_sparsity
 from pait.tasks import Task, TaskData, decode, load_suite, split_indices
 
 Splits = dict[str, tuple[TaskData, TaskData]]  # task -> (calibration, evaluation)
 SKIP_BAD = "skip_bad_images"  # suite option: leave unreadable images out with a warning instead of failing
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> the GPU when one is present, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on GPUs by default; fp32 on the CPU."""
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
-    return torch.bfloat16 if precision == "bf16" else None
-
-
-def build_encoder(config: EncoderConfig) -> Encoder:
-    """Load the encoder and apply the configured input size."""
-    encoder = load_encoder(config.name, config.weights)
-    if config.input_size is not None:
-        encoder.preprocess = dataclasses.replace(encoder.preprocess, input_size=config.input_size)
-    return encoder
 
 
 @dataclass
@@ -212,11 +186,6 @@ class SourceBatches:
         for start in range(0, len(self.data), bs):
             pixels = self.data.pixels[start : start + bs].to(self.ctx.device)
             yield self.ctx.normalize(pixels), self.data.labels[start : start + bs].to(self.ctx.device)
-
-
-def score_is_per_sparsity(score: str) -> bool:
-    """Scores that take a ``sparsity`` keyword (SynFlow's iterative schedule) are computed per sparsity."""
-    return "sparsity" in inspect.signature(get_score(score)).parameters
 
 
 def scores_key(ctx: Context, source: str, score: str, sparsity: float | None) -> dict[str, Any]:

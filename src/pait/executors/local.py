@@ -1,0 +1,45 @@
+"""The local executor: run the grid's units one after the other in this process, with progress bars."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from pait.config import ExperimentConfig
+from pait.grid.plan import packs, plan, run_dir, stage_store, unit_index_entry, unit_rows, write_outputs
+from pait.grid.stages import prepare, unit_stage, units_stage
+
+
+def run_grid_local(config: ExperimentConfig, out_root: str | Path = "runs", show_progress: bool = True) -> pd.DataFrame:
+    """Run every unit here, in grid order, re-training up to ``finetune.pack`` sparsities together."""
+    tasks, units = plan(config, out_root)
+    directory = run_dir(config, out_root)
+    store = stage_store(config, out_root)
+    rows: list[dict] = []
+    index: list[dict] = []
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, disable=not show_progress, transient=False) as progress:
+        for encoder_config in config.encoders:
+            step = progress.add_task(f"{encoder_config.name}: features and heads", total=None)
+            ctx = prepare(config, encoder_config, store, tasks, progress)
+            mine = [u for u in units if u.encoder == encoder_config]
+            progress.update(step, description=f"{encoder_config.name}: units", total=len(mine), completed=0)
+            epochs = progress.add_task("  re-training", total=config.finetune.epochs, visible=False)
+            for group in packs(mine, config.finetune.pack):
+                first = group[0]
+                label = f"  {first.score} @ {', '.join(f'{u.sparsity:.2%}' for u in group)} on {first.source}"
+                progress.update(epochs, description=label, completed=0, visible=True)
+                if len(group) == 1:
+                    results = [unit_stage(ctx, first.source, first.score, first.sparsity,
+                                          on_epoch=lambda e, _loss: progress.update(epochs, completed=e + 1))]
+                else:
+                    results = units_stage(ctx, first.source, first.score, [u.sparsity for u in group])
+                for unit, metrics in zip(group, results):
+                    rows.extend(unit_rows(ctx, unit, metrics))
+                    index.append(unit_index_entry(ctx, unit, directory))
+                write_outputs(rows, index, directory)
+                progress.advance(step, len(group))
+            progress.update(epochs, visible=False)
+    return write_outputs(rows, index, directory)

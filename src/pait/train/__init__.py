@@ -1,0 +1,1 @@
+"""Masked re-training on the source task: one run (finetune) or several sparsities in one vmapped loop (packed)."""
