@@ -54,7 +54,7 @@ def main() -> None:
             model = HeadedModel(ctx.encoder.model, ctx.encoder.feature_fn, ctx.heads[args.source])
             start = time.perf_counter()
             recover(model, mask, method, ctx.splits[args.source][0], ctx.normalize, ctx.device,
-                    config.finetune, batch_size=config.score_batch_size, seed=config.seed)
+                    config.finetune, batch_size=config.score_batch_size, seed=config.seeds[0])
             seconds = time.perf_counter() - start
             rows.append(_row(method, q, {t: ctx.evaluate(t)[0] for t in ctx.splits}, args.source, transfer, seconds))
             print(json.dumps(rows[-1]), flush=True)

@@ -41,7 +41,7 @@ def test_batched_evaluation_reproduces_the_recorded_metrics(ctx):
     metrics = json.loads((directory / "metrics.json").read_text())
     for task in ("task-0", "task-2"):
         acc, loss = evaluate_points(ctx, w.names, torch.stack([w.theta0, w.pruned, w.retrained]), task)
-        recorded = [ctx.unpruned[task], metrics["pruned"][task], metrics["retrained"][task]]
+        recorded = [ctx.unpruned[task], metrics["pruned"][task], metrics["recovered"][task]]
         assert np.allclose(acc, [r[0] for r in recorded])
         assert np.allclose(loss, [r[1] for r in recorded], rtol=1e-4)
     assert torch.equal(ctx.encoder.model[1].running_mean, ctx.theta0["1.running_mean"])  # buffers never move

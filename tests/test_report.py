@@ -33,7 +33,7 @@ def test_fig3_bar_heights_are_the_summary_means(results):
     for row, metric in enumerate(("source_acc", "transfer_acc")):
         containers = {c.get_label(): c for c in axes[row, 0].containers if hasattr(c, "patches")}
         for score in ("magnitude", "tiny-test-snip"):
-            for stage, name in (("pruned", "zero-shot"), ("retrained", "re-trained")):
+            for stage, name in (("pruned", "zero-shot"), ("recovered", "re-trained")):
                 bars = containers[f"{score} ({name})"]
                 want = table[(table.score == score) & (table.stage == stage)].sort_values("sparsity")[f"{metric}_mean"]
                 assert np.allclose([b.get_height() for b in bars.patches], want.to_numpy())

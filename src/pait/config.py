@@ -53,7 +53,7 @@ class SuiteConfig:
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """The grid: encoders x scores x sparsities x sources, each unit evaluated on every task."""
+    """The grid: encoders x seeds x sources x scores x recoveries x sparsities, each unit evaluated on every task."""
 
     name: str
     encoders: tuple[EncoderConfig, ...]
@@ -65,7 +65,8 @@ class ExperimentConfig:
     ridge_alpha: float = 1.0
     score_batch_size: int = 32
     eval_batch_size: int = 128
-    seed: int = 0
+    seeds: tuple[int, ...] = (0,)  # replicates: each seed sets the split (suite.split_seed + seed), the scores' RNG and the re-training order
+    recoveries: tuple[str, ...] = ("sgd",)  # after pruning: none, bn, obs, sequential, bn+sequential, sgd (masked re-training)
     device: str = "auto"
     precision: str = "auto"
     save_weights: bool = False  # keep each unit's re-trained weights (needed by `pait landscape`)

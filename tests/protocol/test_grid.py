@@ -39,7 +39,7 @@ def test_tiny_grid_runs_every_stage_of_every_unit(tmp_path, protocol):
     for (source, score, sparsity), unit in table.groupby(["source", "score", "sparsity"]):
         assert sorted(unit.target.unique()) == tasks
         stages = unit.groupby("target").stage.apply(sorted).tolist()
-        assert stages == [["pruned", "retrained", "unpruned"]] * 3
+        assert stages == [["pruned", "recovered", "unpruned"]] * 3
         assert unit[unit.is_source].target.unique().tolist() == [source]
     assert set(table.protocol) == {protocol}
     counts = pd.Series([s for s, _ in logged_stages(tmp_path / "out" / "tiny")]).value_counts().to_dict()

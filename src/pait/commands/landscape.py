@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--score", help="score (default: the run's first)")
     parser.add_argument("--sparsity", type=float, help="sparsity (default: the run's highest)")
     parser.add_argument("--encoder", help="encoder (default: the run's first)")
+    parser.add_argument("--seed", type=int, help="replicate seed (default: the run's first)")
+    parser.add_argument("--recovery", help="recovery (default: the run's first)")
     parser.add_argument("--transfer", help="transfer task (default: the first task that is not the source)")
     parser.add_argument("--grid", type=int, default=11, help="grid points per axis")
     parser.add_argument("--chunk", type=int, default=4, help="grid points evaluated together in one batched pass")
@@ -36,11 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def select_unit(results: pd.DataFrame, args: argparse.Namespace) -> pd.Series:
     """The results row naming the chosen unit: by key, or by the given (or default) fields."""
-    rows = results[results.stage == "retrained"]
+    rows = results[results.stage == "recovered"]
     if args.unit:
         rows = rows[rows.unit == args.unit]
     else:
-        for column, value in (("encoder", args.encoder), ("source", args.source), ("score", args.score)):
+        for column, value in (("encoder", args.encoder), ("source", args.source), ("score", args.score),
+                              ("seed", args.seed), ("recovery", args.recovery)):
             rows = rows[rows[column] == (value if value is not None else rows[column].iloc[0])]
         rows = rows[rows.sparsity == (args.sparsity if args.sparsity is not None else rows.sparsity.max())]
     if rows.empty:
@@ -63,11 +66,13 @@ def run(args: argparse.Namespace) -> int:
     targets = [t for t in dict.fromkeys(results.target) if t != unit.source]
     transfer = args.transfer or targets[0]
     encoder_config = next(e for e in config.encoders if e.name == unit.encoder)
-    ctx = prepare(config, encoder_config, StageStore(run_dir.parent / "stages"))
-    key = surface_key(unit_key(ctx, unit.source, unit.score, float(unit.sparsity)), [unit.source, transfer], args.grid)
+    ctx = prepare(config, encoder_config, StageStore(run_dir.parent / "stages"), int(unit.seed))
+    key = surface_key(unit_key(ctx, unit.source, unit.score, float(unit.sparsity), unit.recovery),
+                      [unit.source, transfer], args.grid)
     path = run_dir / "landscape" / f"{key}.npz"
     surface = compute_surface(ctx, unit.source, unit.score, float(unit.sparsity), transfer, args.grid, path,
-                              chunk=args.chunk, on_row=lambda r, n: print(f"grid row {r + 1}/{n}", flush=True))
+                              chunk=args.chunk, on_row=lambda r, n: print(f"grid row {r + 1}/{n}", flush=True),
+                              recovery=unit.recovery)
     figure = plot_fig4(surface, run_dir / "figures" / f"fig4_{key}.png")
     print(f"surface: {path}\nfigure: {figure}")
     return 0

@@ -21,18 +21,20 @@ def run_grid_local(config: ExperimentConfig, out_root: str | Path = "runs", show
     index: list[dict] = []
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, disable=not show_progress, transient=False) as progress:
-        for encoder_config in config.encoders:
-            step = progress.add_task(f"{encoder_config.name}: features and heads", total=None)
-            ctx = prepare(config, encoder_config, store, tasks, progress)
-            mine = [u for u in units if u.encoder == encoder_config]
-            progress.update(step, description=f"{encoder_config.name}: units", total=len(mine), completed=0)
+        for encoder_config, seed in dict.fromkeys((u.encoder, u.seed) for u in units):
+            name = f"{encoder_config.name} (seed {seed})"
+            step = progress.add_task(f"{name}: features and heads", total=None)
+            ctx = prepare(config, encoder_config, store, seed, tasks, progress)
+            mine = [u for u in units if (u.encoder, u.seed) == (encoder_config, seed)]
+            progress.update(step, description=f"{name}: units", total=len(mine), completed=0)
             epochs = progress.add_task("  re-training", total=config.finetune.epochs, visible=False)
             for group in packs(mine, config.finetune.pack):
                 first = group[0]
-                label = f"  {first.score} @ {', '.join(f'{u.sparsity:.2%}' for u in group)} on {first.source}"
+                label = (f"  {first.score} @ {', '.join(f'{u.sparsity:.2%}' for u in group)} on {first.source}, "
+                         f"recovery {first.recovery}")
                 progress.update(epochs, description=label, completed=0, visible=True)
                 if len(group) == 1:
-                    results = [unit_stage(ctx, first.source, first.score, first.sparsity,
+                    results = [unit_stage(ctx, first.source, first.score, first.sparsity, first.recovery,
                                           on_epoch=lambda e, _loss: progress.update(epochs, completed=e + 1))]
                 else:
                     results = units_stage(ctx, first.source, first.score, [u.sparsity for u in group])

@@ -31,12 +31,12 @@ from pait.grid.stages import prepare, score_is_per_sparsity, scores_stage
 
 def _prepare(config: ExperimentConfig, unit: Unit, out_root: str) -> None:
     import_plugins(config)
-    prepare(config, unit.encoder, stage_store(config, out_root))
+    prepare(config, unit.encoder, stage_store(config, out_root), unit.seed)
 
 
 def _scores(config: ExperimentConfig, unit: Unit, out_root: str, _ready: None) -> None:
     import_plugins(config)
-    ctx = prepare(config, unit.encoder, stage_store(config, out_root))
+    ctx = prepare(config, unit.encoder, stage_store(config, out_root), unit.seed)
     scores_stage(ctx, unit.source, unit.score, unit.sparsity if score_is_per_sparsity(unit.score) else None)
 
 
@@ -91,11 +91,12 @@ def run_grid_ray(
     scored: dict[Any, Any] = {}
     pending: dict[Any, int] = {}
     for i, unit in enumerate(units):
-        if unit.encoder not in prepared:
-            prepared[unit.encoder] = prepare_task.remote(config, unit, root)
-        key = (unit.encoder, unit.source, unit.score, unit.sparsity if score_is_per_sparsity(unit.score) else None)
+        replicate = (unit.encoder, unit.seed)
+        if replicate not in prepared:
+            prepared[replicate] = prepare_task.remote(config, unit, root)
+        key = (*replicate, unit.source, unit.score, unit.sparsity if score_is_per_sparsity(unit.score) else None)
         if key not in scored:
-            scored[key] = scores_task.remote(config, unit, root, prepared[unit.encoder])
+            scored[key] = scores_task.remote(config, unit, root, prepared[replicate])
         pending[unit_task.remote(config, unit, root, scored[key])] = i
 
     directory = run_dir(config, out_root)
@@ -113,7 +114,7 @@ def run_grid_ray(
                 except Exception as err:  # a unit that failed after its retries: report it, go on
                     unit = units[i]
                     failures.append({"encoder": unit.encoder.name, "score": unit.score, "sparsity": unit.sparsity,
-                                     "source": unit.source, "error": "".join(traceback.format_exception_only(err)).strip()})
+                                     "source": unit.source, "seed": unit.seed, "recovery": unit.recovery, "error": "".join(traceback.format_exception_only(err)).strip()})
                 _write(done, directory)
                 progress.advance(bar)
     except KeyboardInterrupt:

@@ -95,14 +95,14 @@ def moved_parameter_names(ctx: Context) -> list[str]:
     return [n for n, p in ctx.encoder.model.named_parameters() if p.is_floating_point()]
 
 
-def unit_dir(ctx: Context, source: str, score: str, sparsity: float) -> Path:
-    """The unit stage directory (mask, metrics, re-trained weights) of one grid point."""
-    return ctx.store.path("unit", unit_key(ctx, source, score, sparsity))
+def unit_dir(ctx: Context, source: str, score: str, sparsity: float, recovery: str = "sgd") -> Path:
+    """The unit stage directory (mask, metrics, recovered weights) of one grid point."""
+    return ctx.store.path("unit", unit_key(ctx, source, score, sparsity, recovery))
 
 
 def unit_weights(ctx: Context, directory: Path) -> UnitWeights:
     """theta0, theta0 * mask and the re-trained parameters read from a unit stage directory."""
-    weights = directory / "retrained.safetensors"
+    weights = directory / "recovered.safetensors"
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} is missing: run the grid with save_weights: true to keep re-trained weights")
     names = moved_parameter_names(ctx)
@@ -155,10 +155,11 @@ def compute_surface(
     path: Path,
     chunk: int = 4,
     on_row: Callable[[int, int], None] | None = None,
+    recovery: str = "sgd",
 ) -> Surface:
     """Evaluate the source and ``transfer`` losses on a ``grid`` x ``grid`` plane grid, resuming from ``path``."""
     tasks = [source, transfer]
-    weights = unit_weights(ctx, unit_dir(ctx, source, score, sparsity))
+    weights = unit_weights(ctx, unit_dir(ctx, source, score, sparsity, recovery))
     plane = plane_through(weights.theta0, weights.pruned, weights.retrained)
     points = coordinates(plane, torch.stack([weights.theta0, weights.pruned, weights.retrained]))
     if path.is_file():
@@ -166,7 +167,7 @@ def compute_surface(
     else:
         alphas, betas = grid_coordinates(points, grid)
         nan = np.full((len(tasks), grid, grid), np.nan)
-        meta = {"source": source, "score": score, "sparsity": sparsity, "transfer": transfer,
+        meta = {"source": source, "score": score, "sparsity": sparsity, "recovery": recovery, "transfer": transfer,
                 "encoder": ctx.encoder_config.name, "bn": "eval mode, pre-trained running statistics"}
         surface = Surface(alphas, betas, points.numpy(), tasks, nan, nan.copy(), meta)
     for row, beta in enumerate(surface.betas):

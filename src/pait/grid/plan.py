@@ -27,38 +27,46 @@ from pait.grid.stages import (
 from pait.tasks import Task
 from pait.grid.validation import validate_config
 
-RESULT_COLUMNS = ["encoder", "score", "sparsity", "source", "target", "is_source", "stage", "accuracy", "loss",
-                  "seed", "protocol", "suite", "unit"]
-STAGE_NAMES = ("unpruned", "pruned", "retrained")
+RESULT_COLUMNS = ["encoder", "score", "sparsity", "source", "recovery", "seed", "target", "is_source", "stage",
+                  "accuracy", "loss", "protocol", "suite", "unit"]
+STAGE_NAMES = ("unpruned", "pruned", "recovered")  # recovered: after the unit's recovery (sgd: re-trained)
 
 
 @dataclass(frozen=True)
 class Unit:
-    """One grid point: an encoder pruned with one score at one sparsity on one source task."""
+    """One grid point: an encoder pruned with one score at one sparsity on one source task, recovered one
+    way, in one replicate (seed)."""
 
     encoder: EncoderConfig
     score: str
     sparsity: float
     source: str
+    seed: int = 0
+    recovery: str = "sgd"
 
 
 def expand(config: ExperimentConfig, tasks: list[str]) -> list[Unit]:
-    """Units in run order: encoder, source, score, sparsity (so scores are reused across sparsities)."""
+    """Units in run order: encoder, seed, source, score, recovery, sparsity (so data and heads are shared by
+    a seed's units and scores are reused across sparsities and recoveries)."""
     sources = list(config.sources) if config.sources is not None else tasks
     unknown = [s for s in sources if s not in tasks]
     if unknown:
         raise ConfigError(f"source task(s) {', '.join(unknown)} not in the suite; its tasks: {', '.join(tasks)}")
-    return [Unit(e, score, sp, src) for e in config.encoders for src in sources for score in config.scores
-            for sp in config.sparsities]
+    return [Unit(e, score, sp, src, seed, rec) for e in config.encoders for seed in config.seeds for src in sources
+            for score in config.scores for rec in config.recoveries for sp in config.sparsities]
 
 
 def packs(units: list[Unit], size: int) -> list[list[Unit]]:
-    """Consecutive units of the same encoder, source and score, in groups of at most ``size``."""
+    """Consecutive ``sgd`` units of the same encoder, seed, source and score, in groups of at most ``size``
+    (units of other recoveries stay alone)."""
     groups: list[list[Unit]] = []
+
+    def group_of(u: Unit) -> tuple:
+        return u.encoder, u.seed, u.source, u.score, u.recovery
+
     for unit in units:
         last = groups[-1] if groups else None
-        if last and len(last) < size and (last[0].encoder, last[0].source, last[0].score) == (
-                unit.encoder, unit.source, unit.score):
+        if last and unit.recovery == "sgd" and len(last) < size and group_of(last[0]) == group_of(unit):
             last.append(unit)
         else:
             groups.append([unit])
@@ -66,12 +74,12 @@ def packs(units: list[Unit], size: int) -> list[list[Unit]]:
 
 
 def unit_rows(ctx: Context, unit: Unit, metrics: dict) -> list[dict]:
-    """Rows of the results table for one unit: every task x {unpruned, pruned, retrained}."""
+    """Rows of the results table for one unit: every task x {unpruned, pruned, recovered}."""
     rows = []
     base = {"encoder": unit.encoder.name, "score": unit.score, "sparsity": unit.sparsity, "source": unit.source,
-            "seed": ctx.config.seed, "protocol": ctx.config.suite.protocol, "suite": ctx.config.suite.name,
+            "recovery": unit.recovery, "seed": unit.seed, "protocol": ctx.config.suite.protocol, "suite": ctx.config.suite.name,
             "unit": config_key(unit)}
-    stages = {"unpruned": ctx.unpruned, "pruned": metrics["pruned"], "retrained": metrics["retrained"]}
+    stages = {"unpruned": ctx.unpruned, "pruned": metrics["pruned"], "recovered": metrics["recovered"]}
     for target in ctx.splits:
         for stage in STAGE_NAMES:
             acc, loss = stages[stage][target]
@@ -83,10 +91,10 @@ def unit_rows(ctx: Context, unit: Unit, metrics: dict) -> list[dict]:
 def unit_index_entry(ctx: Context, unit: Unit, directory: Path) -> dict:
     """Where a unit's stage outputs lie (relative to the run directory), for reports that read masks and scores."""
     per_sparsity = unit.sparsity if score_is_per_sparsity(unit.score) else None
-    stages = {"unit_dir": ctx.store.path("unit", unit_key(ctx, unit.source, unit.score, unit.sparsity)),
+    stages = {"unit_dir": ctx.store.path("unit", unit_key(ctx, unit.source, unit.score, unit.sparsity, unit.recovery)),
               "scores_dir": ctx.store.path("scores", scores_key(ctx, unit.source, unit.score, per_sparsity))}
     return {"unit": config_key(unit), "encoder": unit.encoder.name, "score": unit.score, "sparsity": unit.sparsity,
-            "source": unit.source, **{k: os.path.relpath(v, directory) for k, v in stages.items()}}
+            "source": unit.source, "seed": unit.seed, "recovery": unit.recovery, **{k: os.path.relpath(v, directory) for k, v in stages.items()}}
 
 
 def run_dir(config: ExperimentConfig, out_root: str | Path) -> Path:
@@ -134,6 +142,6 @@ def run_unit(config: ExperimentConfig, unit: Unit, out_root: str | Path) -> tupl
     """Rows and stage-index entry of one unit, computing whatever stage is not cached yet (idempotent:
     a rerun or a duplicate does no harm). Used by executors that run units in separate processes."""
     import_plugins(config)
-    ctx = prepare(config, unit.encoder, stage_store(config, out_root))
-    metrics = unit_stage(ctx, unit.source, unit.score, unit.sparsity)
+    ctx = prepare(config, unit.encoder, stage_store(config, out_root), unit.seed)
+    metrics = unit_stage(ctx, unit.source, unit.score, unit.sparsity, unit.recovery)
     return unit_rows(ctx, unit, metrics), unit_index_entry(ctx, unit, run_dir(config, out_root))

@@ -28,6 +28,7 @@ from pait.errors import DataError
 from pait.heads import HeadedModel, evaluate_head, extract_features, fit_ridge
 from pait.train.finetune import MaskHolder, finetune
 from pait.masks import global_mask
+from pait.prune.recovery import recover
 from pait.train.packed import finetune_many, load_copy
 from pait.scores import get_score, score_is_per_sparsity
 from pait.tasks import Task, TaskData, decode, load_suite, split_indices
@@ -38,10 +39,11 @@ SKIP_BAD = "skip_bad_images"  # suite option: leave unreadable images out with a
 
 @dataclass
 class Context:
-    """What the stages of one encoder share: config, store, device, encoder, data and heads."""
+    """What the stages of one (encoder, seed) share: config, store, device, encoder, data and heads."""
 
     config: ExperimentConfig
     encoder_config: EncoderConfig
+    seed: int
     store: StageStore
     device: torch.device
     encoder: Encoder
@@ -143,20 +145,24 @@ def to_device(splits: Splits, device: torch.device) -> Splits:
 
 
 def prepare(
-    config: ExperimentConfig, encoder_config: EncoderConfig, store: StageStore, tasks: list[Task] | None = None,
-    progress: Progress | None = None,
+    config: ExperimentConfig, encoder_config: EncoderConfig, store: StageStore, seed: int = 0,
+    tasks: list[Task] | None = None, progress: Progress | None = None,
 ) -> Context:
-    """Load the encoder, its decoded data (cached; kept on the GPU when one is used) and its ridge heads (cached)."""
+    """Load the encoder, its decoded data (cached; kept on the GPU when one is used) and its ridge heads (cached).
+
+    ``seed`` is the replicate: the calibration/evaluation split uses ``suite.split_seed + seed``.
+    """
     device = resolve_device(config.device)
     encoder = build_encoder(encoder_config)
     encoder.model.to(device).eval()
-    splits, data_key = data_stage(store, config.suite, encoder, tasks, progress)
+    suite = dataclasses.replace(config.suite, split_seed=config.suite.split_seed + seed)
+    splits, data_key = data_stage(store, suite, encoder, tasks, progress)
     if device.type == "cuda":
         splits = to_device(splits, device)
     theta0 = {k: v.detach().clone() for k, v in encoder.model.state_dict().items()}
     heads_key = {"encoder": encoder_config, "data": config_key(data_key), "alpha": config.ridge_alpha,
                  "precision": config.precision}
-    ctx = Context(config, encoder_config, store, device, encoder, theta0, splits, data_key, {}, heads_key, {})
+    ctx = Context(config, encoder_config, seed, store, device, encoder, theta0, splits, data_key, {}, heads_key, {})
     if not store.done("heads", heads_key):
         with store.writing("heads", heads_key) as out:
             heads = {}
@@ -191,7 +197,7 @@ class SourceBatches:
 def scores_key(ctx: Context, source: str, score: str, sparsity: float | None) -> dict[str, Any]:
     """Key of the scores stage; ``sparsity`` is None for scores shared by every sparsity."""
     return {"heads": config_key(ctx.heads_key), "source": source, "score": score, "sparsity": sparsity,
-            "batch_size": ctx.config.score_batch_size, "seed": ctx.config.seed}
+            "batch_size": ctx.config.score_batch_size, "seed": ctx.seed}
 
 
 def scores_stage(ctx: Context, source: str, score: str, sparsity: float | None) -> dict[str, Tensor]:
@@ -201,7 +207,7 @@ def scores_stage(ctx: Context, source: str, score: str, sparsity: float | None) 
         ctx.reset_weights()
         model = HeadedModel(ctx.encoder.model, ctx.encoder.feature_fn, ctx.heads[source])
         options = {"sparsity": sparsity} if sparsity is not None else {}
-        torch.manual_seed(ctx.config.seed)
+        torch.manual_seed(ctx.seed)
         scores = get_score(score)(model, SourceBatches(ctx, source), ctx.encoder.prunable_parameters(), **options)
         ctx.reset_weights()  # a score may not leave the weights changed
         with ctx.store.writing("scores", key) as out:
@@ -209,30 +215,50 @@ def scores_stage(ctx: Context, source: str, score: str, sparsity: float | None) 
     return load_file(str(ctx.store.path("scores", key) / "scores.safetensors"))
 
 
-def unit_key(ctx: Context, source: str, score: str, sparsity: float) -> dict[str, Any]:
+def unit_key(ctx: Context, source: str, score: str, sparsity: float, recovery: str = "sgd") -> dict[str, Any]:
+    """Key of the unit stage; the re-training schedule is part of it only for ``sgd`` recovery."""
     return {"heads": config_key(ctx.heads_key), "source": source, "score": score, "sparsity": sparsity,
-            "finetune": ctx.config.finetune, "score_batch_size": ctx.config.score_batch_size, "seed": ctx.config.seed}
+            "recovery": recovery, "finetune": ctx.config.finetune if recovery == "sgd" else None,
+            "score_batch_size": ctx.config.score_batch_size, "seed": ctx.seed}
 
 
 def unit_stage(
-    ctx: Context, source: str, score: str, sparsity: float, on_epoch: Callable[[int, float], None] | None = None
+    ctx: Context, source: str, score: str, sparsity: float, recovery: str = "sgd",
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> dict[str, Any]:
-    """Mask, zero-shot evaluation, masked re-training on the source, evaluation: metrics per stage and task."""
-    key = unit_key(ctx, source, score, sparsity)
+    """Mask, zero-shot evaluation, recovery on the source task, evaluation again: metrics per stage and task."""
+    key = unit_key(ctx, source, score, sparsity, recovery)
     if not ctx.store.done("unit", key):
         mask = unit_mask(ctx, source, score, sparsity)
         holder = MaskHolder(ctx.encoder.prunable_parameters(), mask)
         pruned = evaluate_pruned(ctx, holder)
-        model = HeadedModel(ctx.encoder.model, ctx.encoder.feature_fn, ctx.heads[source])
-        losses = finetune(model, ctx.splits[source][0], holder, ctx.config.finetune, ctx.normalize, ctx.device,
-                          seed=ctx.config.seed, autocast_dtype=ctx.autocast, on_epoch=on_epoch)
-        write_unit(ctx, key, mask, pruned, losses)
+        losses = recover_unit(ctx, source, mask, holder, recovery, on_epoch)
+        write_unit(ctx, key, mask, pruned, losses, recovered=pruned if recovery == "none" else None)
     return unit_metrics(ctx, key)
 
 
+def recover_unit(
+    ctx: Context, source: str, mask: dict[str, Tensor], holder: MaskHolder, recovery: str,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """Recover the pruned encoder (mask applied on entry) on the source's calibration split: masked SGD
+    re-training for ``sgd`` (returns its epoch losses), a one-shot method of :func:`pait.prune.recovery.recover`
+    otherwise (returns [])."""
+    model = HeadedModel(ctx.encoder.model, ctx.encoder.feature_fn, ctx.heads[source])
+    calib = ctx.splits[source][0]
+    if recovery == "sgd":
+        return finetune(model, calib, holder, ctx.config.finetune, ctx.normalize, ctx.device, seed=ctx.seed,
+                        autocast_dtype=ctx.autocast, on_epoch=on_epoch)
+    if recovery != "none":
+        ctx.reset_weights()
+        recover(model, mask, recovery, calib, ctx.normalize, ctx.device, batch_size=ctx.config.score_batch_size,
+                seed=ctx.seed)
+    return []
+
+
 def units_stage(ctx: Context, source: str, score: str, sparsities: list[float]) -> list[dict[str, Any]]:
-    """Several units of one source and score re-trained together by ``finetune_many``; same metrics as
-    ``unit_stage``. Used when ``FinetuneConfig.pack`` > 1."""
+    """Several ``sgd`` units of one source and score re-trained together by ``finetune_many``; same metrics
+    as ``unit_stage``. Used when ``FinetuneConfig.pack`` > 1."""
     todo = [s for s in sparsities if not ctx.store.done("unit", unit_key(ctx, source, score, s))]
     if todo:
         masks = [unit_mask(ctx, source, score, s) for s in todo]
@@ -241,7 +267,7 @@ def units_stage(ctx: Context, source: str, score: str, sparsities: list[float]) 
         model = HeadedModel(ctx.encoder.model, ctx.encoder.feature_fn, ctx.heads[source])
         named = [{f"backbone.{n}": v for n, v in m.items()} for m in masks]
         stacked, losses = finetune_many(model, ctx.splits[source][0], named, ctx.config.finetune, ctx.normalize,
-                                        ctx.device, seed=ctx.config.seed, autocast_dtype=ctx.autocast)
+                                        ctx.device, seed=ctx.seed, autocast_dtype=ctx.autocast)
         for k, s in enumerate(todo):
             ctx.reset_weights()
             load_copy(model, stacked, k)
@@ -250,7 +276,7 @@ def units_stage(ctx: Context, source: str, score: str, sparsities: list[float]) 
 
 
 def unit_metrics(ctx: Context, key: dict[str, Any]) -> dict[str, Any]:
-    """The saved metrics of a finished unit: pruned and re-trained (accuracy, loss) per task, train losses."""
+    """The saved metrics of a finished unit: pruned and recovered (accuracy, loss) per task, train losses."""
     return json.loads((ctx.store.path("unit", key) / "metrics.json").read_text())
 
 
@@ -267,14 +293,17 @@ def evaluate_pruned(ctx: Context, holder: MaskHolder) -> dict[str, tuple[float, 
     return {task: ctx.evaluate(task) for task in ctx.splits}
 
 
-def write_unit(ctx: Context, key: dict[str, Any], mask: dict[str, Tensor], pruned: dict, losses: list[float]) -> None:
-    """Evaluate the re-trained weights now in the encoder, write the unit's outputs, restore theta0."""
-    retrained = {task: ctx.evaluate(task) for task in ctx.splits}
-    metrics = {"pruned": pruned, "retrained": retrained, "train_loss": losses}
+def write_unit(ctx: Context, key: dict[str, Any], mask: dict[str, Tensor], pruned: dict, losses: list[float],
+               recovered: dict | None = None) -> None:
+    """Evaluate the recovered weights now in the encoder (unless ``recovered`` metrics are given), write the
+    unit's outputs, restore theta0."""
+    if recovered is None:
+        recovered = {task: ctx.evaluate(task) for task in ctx.splits}
+    metrics = {"pruned": pruned, "recovered": recovered, "train_loss": losses}
     with ctx.store.writing("unit", key) as out:
         save_file({k: v.to(torch.uint8).contiguous() for k, v in mask.items()}, str(out / "mask.safetensors"))
         (out / "metrics.json").write_text(json.dumps(metrics))
         if ctx.config.save_weights:
             state = {k: v.detach().cpu().contiguous() for k, v in ctx.encoder.model.state_dict().items()}
-            save_file(state, str(out / "retrained.safetensors"))
+            save_file(state, str(out / "recovered.safetensors"))
     ctx.reset_weights()

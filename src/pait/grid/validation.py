@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pait.config import ExperimentConfig
 from pait.errors import ConfigError
+from pait.prune.options import RECOVERIES
 from pait.tasks import PROTOCOLS, SUITES
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -29,6 +30,12 @@ def validate_config(config: ExperimentConfig, check_registries: bool = True) -> 
                           f"{suite.calib_per_class} and {suite.eval_per_class}")
     if config.sources is not None and (not config.sources or len(set(config.sources)) != len(config.sources)):
         raise ConfigError(f"sources must be a non-empty list without repeats, got {list(config.sources)}")
+    if not config.seeds or len(set(config.seeds)) != len(config.seeds) or min(config.seeds) < 0:
+        raise ConfigError(f"seeds must be a non-empty list of distinct integers >= 0, got {list(config.seeds)}")
+    unknown = [r for r in config.recoveries if r not in RECOVERIES]
+    if unknown or not config.recoveries or len(set(config.recoveries)) != len(config.recoveries):
+        raise ConfigError(f"recoveries must be a non-empty list of distinct names among {', '.join(RECOVERIES)}, "
+                          f"got {list(config.recoveries)}")
     if config.precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}")
     ft = config.finetune

@@ -32,7 +32,7 @@ def p2_pairs(results: pd.DataFrame) -> pd.DataFrame:
     """Re-trained minus pruned accuracy for every (setting, source, transfer target)."""
     transfer = results[~results.is_source]
     acc = transfer.pivot_table(index=KEYS + ["source", "target"], columns="stage", values="accuracy", aggfunc="mean")
-    return (acc["retrained"] - acc["pruned"]).rename("gain").reset_index()
+    return (acc["recovered"] - acc["pruned"]).rename("gain").reset_index()
 
 
 def p2_table(results: pd.DataFrame) -> pd.DataFrame:

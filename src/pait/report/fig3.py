@@ -38,7 +38,7 @@ def draw_fig3(results: pd.DataFrame) -> plt.Figure:
             ax.axhline(unpruned, color="k", ls="--", lw=1, label="unpruned")
             for i, score in enumerate(scores):
                 x = np.arange(len(sparsities)) + (i - (len(scores) - 1) / 2) * width
-                for j, (stage, hatch, alpha) in enumerate((("pruned", None, 0.9), ("retrained", "//", 0.45))):
+                for j, (stage, hatch, alpha) in enumerate((("pruned", None, 0.9), ("recovered", "//", 0.45))):
                     s = enc[(enc.score == score) & (enc.stage == stage)].set_index("sparsity").reindex(sparsities)
                     ax.bar(x + (j - 0.5) * width / 2, s[f"{metric}_mean"], width / 2 * 0.95,
                            yerr=s[f"{metric}_std"].fillna(0), color=colors(i), alpha=alpha, hatch=hatch, edgecolor="k", lw=0.5, capsize=2,

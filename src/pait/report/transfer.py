@@ -14,7 +14,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 
 from pait.report.savefig import save_figure  # noqa: E402
 
-STAGE_TITLES = {"pruned": "zero-shot", "retrained": "re-trained"}
+STAGE_TITLES = {"pruned": "zero-shot", "recovered": "recovered"}
 
 
 def transfer_matrix(results: pd.DataFrame, encoder: str, score: str, sparsity: float, stage: str) -> pd.DataFrame:
