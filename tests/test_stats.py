@@ -80,7 +80,19 @@ def test_paired_bundles_the_same_numbers():
     p = paired(d)
     assert p.n == 6 and p.mean == pytest.approx(np.mean(d))
     assert (p.low, p.high) == bootstrap_ci(d)
+    assert (p.t_low, p.t_high) == (mean_ci(d).low, mean_ci(d).high)
     assert p.wilcoxon_p == wilcoxon_p(d) and p.sign_p == sign_test_p(d)
+    assert p.verdict_interval() == (min(p.low, p.t_low), max(p.high, p.t_high))
+
+
+def test_verdict_interval_is_never_narrower_than_the_t_interval_and_undefined_for_one_pair():
+    two = paired([-0.05, -0.04])  # the bootstrap gives [min, max]; the t-interval with 1 df is far wider
+    assert (two.low, two.high) == (pytest.approx(-0.05), pytest.approx(-0.04))
+    low, high = two.verdict_interval()
+    assert (low, high) == (two.t_low, two.t_high) and low < -0.05 and high > -0.04
+    assert verdict(*two.verdict_interval()) == UNCLEAR and verdict(two.low, two.high) == FAILS
+    assert all(math.isnan(v) for v in paired([0.2]).verdict_interval())
+    assert paired([0.0] * 5).verdict_interval() == (0.0, 0.0)
 
 
 @pytest.mark.parametrize(("low", "high", "want"), [

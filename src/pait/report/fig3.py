@@ -1,6 +1,7 @@
 """The study's Fig. 3: per encoder, clusters by sparsity with one bar per score; top row source
 accuracy, bottom row mean transfer accuracy; solid = pruned zero-shot, hatched = re-trained; the
-unpruned accuracy as a dashed reference line; error bars = spread over source rotations."""
+unpruned accuracy as a dashed reference line; error bars = 95% CI over (source x seed) replicates
+(none where a bar has a single replicate)."""
 
 from __future__ import annotations
 
@@ -40,8 +41,10 @@ def draw_fig3(results: pd.DataFrame) -> plt.Figure:
                 x = np.arange(len(sparsities)) + (i - (len(scores) - 1) / 2) * width
                 for j, (stage, hatch, alpha) in enumerate((("pruned", None, 0.9), ("retrained", "//", 0.45))):
                     s = enc[(enc.score == score) & (enc.stage == stage)].set_index("sparsity").reindex(sparsities)
-                    ax.bar(x + (j - 0.5) * width / 2, s[f"{metric}_mean"], width / 2 * 0.95,
-                           yerr=s[f"{metric}_std"].fillna(0), color=colors(i), alpha=alpha, hatch=hatch, edgecolor="k", lw=0.5, capsize=2,
+                    mean, low, high = (s[f"{metric}_{k}"] for k in ("mean", "low", "high"))
+                    yerr = [(mean - low).fillna(0), (high - mean).fillna(0)]
+                    ax.bar(x + (j - 0.5) * width / 2, mean, width / 2 * 0.95,
+                           yerr=yerr, color=colors(i), alpha=alpha, hatch=hatch, edgecolor="k", lw=0.5, capsize=2,
                            label=f"{score} ({'zero-shot' if stage == 'pruned' else 're-trained'})")
             ax.set_xticks(np.arange(len(sparsities)), [f"{s:.1%}" for s in sparsities])
             ax.set_ylim(0, 1)

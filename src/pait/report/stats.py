@@ -5,10 +5,15 @@ methods are compared on identical units through their paired differences (bootst
 interval of the mean difference, Wilcoxon signed-rank and sign-test p-values, all from scipy).
 
 Verdict rule for a claim "A is at least as good as B" (difference d = A - B per unit, tolerated
-loss ``margin`` >= 0, by default one accuracy point): **holds** when the whole 95% interval of the
-mean difference lies at or above ``-margin``; **does not hold** when the whole interval lies below
-``-margin``; **unclear** otherwise, and always when the interval is undefined (fewer than 2 pairs).
-A count of negative pairs never decides a verdict.
+loss ``margin`` >= 0, by default one accuracy point): **holds** when the whole verdict interval of
+the mean difference lies at or above ``-margin``; **does not hold** when it lies entirely below
+``-margin``; **unclear** otherwise, and always when it is undefined (fewer than 2 pairs). A count
+of negative pairs never decides a verdict.
+
+The verdict interval is the union of the bootstrap and the Student-t 95% intervals. The percentile
+bootstrap alone is too narrow on few pairs (it never leaves the range of the data): on normal
+differences its coverage measured 51% at n = 2, 85% at n = 6 and 92% at n = 12, against 95-96% for
+the t-interval (2,000 trials each); the union keeps the bootstrap's robustness to skew at larger n.
 """
 
 from __future__ import annotations
@@ -37,14 +42,23 @@ class MeanCI:
 
 @dataclass(frozen=True)
 class Paired:
-    """Paired comparison of two methods: ``n`` pairs, mean difference, its bootstrap CI and p-values."""
+    """Paired comparison of two methods: ``n`` pairs, mean difference, its bootstrap and t CIs, p-values."""
 
     n: int
     mean: float
     low: float
     high: float
+    t_low: float
+    t_high: float
     wilcoxon_p: float
     sign_p: float
+
+    def verdict_interval(self) -> tuple[float, float]:
+        """The union of the bootstrap and Student-t intervals (NaN when either is undefined)."""
+        bounds = (self.low, self.t_low, self.high, self.t_high)
+        if any(np.isnan(b) for b in bounds):
+            return float("nan"), float("nan")
+        return min(self.low, self.t_low), max(self.high, self.t_high)
 
 
 def _values(values) -> np.ndarray:
@@ -98,7 +112,8 @@ def paired(diffs) -> Paired:
     """Everything the report shows for one set of paired differences (method minus baseline, per unit)."""
     x = _values(diffs)
     low, high = bootstrap_ci(x)
-    return Paired(len(x), float(x.mean()) if len(x) else float("nan"), low, high, wilcoxon_p(x), sign_test_p(x))
+    t = mean_ci(x)
+    return Paired(len(x), t.mean, low, high, t.low, t.high, wilcoxon_p(x), sign_test_p(x))
 
 
 def verdict(low: float, high: float, margin: float = MARGIN) -> str:
