@@ -230,3 +230,10 @@ def test_report_on_synthetic_replicates(synthetic, tmp_path):
         assert heading in md
     p = paired(_hand_differences(synthetic, "fisher_diag", 0.6, "retrained", "transfer_acc"))
     assert fmt_ci(p.mean, p.low, p.high, "signed") in md
+    gains = [_unit_accuracy(synthetic, "kfac", 0.6, src, seed, "retrained")[1]
+             - _unit_accuracy(synthetic, "kfac", 0.6, src, seed, "pruned")[1] for src in SOURCES for seed in SEEDS]
+    p = paired(gains)
+    low, high = p.verdict_interval()
+    assert (f"| enc | kfac | 60.00% | 12 | {fmt_ci(p.mean, p.low, p.high, 'signed')} | {fmt_p(p.wilcoxon_p)} | "
+            f"{fmt_p(p.sign_p)} |") in md
+    assert f"| [{low:+.3f}, {high:+.3f}] | **{FAILS}** |" in md

@@ -88,13 +88,14 @@ def toy_blocks(figures: Path) -> list[Block]:
 
 def p1_blocks(results: pd.DataFrame, pairwise: pd.DataFrame, run_dir: Path, figures: Path) -> list[Block]:
     table, verdicts = p1_table(results), p1_verdicts(pairwise)
-    rows = [[r.encoder, r.score, f"{r.sparsity:.2%}", fmt_ci(-r.source_drop_mean, -r.source_drop_high, -r.source_drop_low,
-                                                             "pct"),
-             fmt_ci(-r.transfer_drop_mean, -r.transfer_drop_high, -r.transfer_drop_low, "pct"), str(r.source_drop_n)]
-            for r in table.itertuples()]
+    def change(r, drop: str) -> str:  # relative change = minus the drop, so its interval flips
+        return fmt_ci(-getattr(r, f"{drop}_mean"), -getattr(r, f"{drop}_high"), -getattr(r, f"{drop}_low"), "pct")
+
+    rows = [[r.encoder, r.score, f"{r.sparsity:.2%}", change(r, "source_drop"), change(r, "transfer_drop"),
+             str(r.source_drop_n)] for r in table.itertuples()]
     verdict = (f"Verdict, data-dependent scores against `magnitude` on zero-shot mean transfer accuracy: "
                f"P1 {verdict_counts(verdicts)} (per setting under Verdicts)." if not verdicts.empty else
-               "No P1 verdict: it compares a data-dependent score with `magnitude`, and this run has none.")
+               "No P1 verdict: it needs `magnitude` and a data-dependent score on the same units.")
     blocks: list[Block] = [
         Heading("P1: does pruning on the source preserve transfer?"),
         Text("Relative accuracy change of the zero-shot pruned encoder against the unpruned one (pruned / unpruned − 1), "
@@ -185,8 +186,8 @@ def build_report(run_dir: str | Path) -> Path:
                "(no bar where n = 1)."),
         *pairwise_blocks(pairwise),
         Heading("Transfer matrix"),
-        Text("Accuracy minus the unpruned encoder's, for each source task (row) and evaluated task (column); the boxed "
-             "cell is the source itself."),
+        Text("Accuracy minus the unpruned encoder's, for each source task (row) and evaluated task (column), mean over "
+             "seeds; the boxed cell is the source itself."),
     ]
     for encoder, score in results[results.stage != "unpruned"][["encoder", "score"]].drop_duplicates().itertuples(index=False):
         path = plot_transfer(results, encoder, score, figures / f"transfer_{encoder}_{score}.png")

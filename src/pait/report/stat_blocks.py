@@ -81,15 +81,16 @@ def claim_blocks(pairwise: pd.DataFrame, p2: pd.DataFrame) -> list[Block]:
     blocks: list[Block] = [Heading("Verdicts"), Text(RULE)]
     items = []
     if p1.empty:
-        items.append(f"P1 (pruning with source data preserves transfer): no verdict, the run has no data-dependent "
-                     f"score besides `{BASELINE}`.")
+        items.append(f"P1 (pruning with source data preserves transfer): no verdict; it needs `{BASELINE}` and a "
+                     "data-dependent score on the same units.")
     else:
         items.append(f"P1 (pruning with source data preserves transfer; data-dependent score minus `{BASELINE}` on "
                      f"zero-shot mean transfer accuracy): {verdict_counts(p1)}.")
     items.append("P2 (re-training on the source does not hurt transfer; re-trained minus zero-shot mean transfer "
                  f"accuracy per unit): {verdict_counts(p2)}." if not p2.empty else "P2: no re-trained units.")
     if so.empty:
-        items.append("Second-order scores at high sparsity: no verdict, the run has neither `fisher_diag` nor `kfac`.")
+        items.append(f"Second-order scores at high sparsity: no verdict; it needs `{BASELINE}` and `fisher_diag` or "
+                     "`kfac` on the same units.")
     else:
         items.append(f"Second-order scores (`fisher_diag`, `kfac`) at least as good as `{BASELINE}` at each encoder's "
                      f"highest sparsity: {verdict_counts(so)}.")
