@@ -13,7 +13,9 @@ of negative pairs never decides a verdict.
 The verdict interval is the union of the bootstrap and the Student-t 95% intervals. The percentile
 bootstrap alone is too narrow on few pairs (it never leaves the range of the data): on normal
 differences its coverage measured 51% at n = 2, 85% at n = 6 and 92% at n = 12, against 95-96% for
-the t-interval (2,000 trials each); the union keeps the bootstrap's robustness to skew at larger n.
+the t-interval (2,000 trials each). The union is never narrower than either; in those trials the
+t-interval contained the bootstrap one always for n <= 6 and in 99.95% (normal) / 96.6% (skewed,
+lognormal) of trials at n = 12, so on a study's few pairs the bootstrap interval is shown but seldom decides.
 """
 
 from __future__ import annotations
