@@ -12,11 +12,18 @@ import torch
 from safetensors.torch import load_file
 from scipy.stats import spearmanr
 
+from pait.cache import to_jsonable
 from pait.cli import main
+from pait.config import config_from_dict
 from pait.report import build_report
-from pait.report.claims import p2_pairs, p2_table
+from pait.report.build import results_table
+from pait.report.claims import p1_verdicts, p2_pairs, p2_table, second_order_verdicts
+from pait.report.document import Table, to_markdown
 from pait.report.fig3 import draw_fig3
 from pait.report.p1 import agreement_summary, draw_agreement, mask_agreement
+from pait.report.pairwise import METRICS, pairwise_table
+from pait.report.stat_blocks import claim_blocks, fmt_ci, fmt_p, pairwise_blocks
+from pait.report.stats import FAILS, HOLDS, UNCLEAR, mean_ci, paired, verdict
 from pait.report.tables import summary
 from pait.report.transfer import STAGE_TITLES, draw_transfer, transfer_matrix
 
@@ -33,7 +40,7 @@ def test_fig3_bar_heights_are_the_summary_means(results):
     for row, metric in enumerate(("source_acc", "transfer_acc")):
         containers = {c.get_label(): c for c in axes[row, 0].containers if hasattr(c, "patches")}
         for score in ("magnitude", "tiny-test-snip"):
-            for stage, name in (("pruned", "zero-shot"), ("recovered", "re-trained")):
+            for stage, name in (("pruned", "zero-shot"), ("recovered", "after sgd")):
                 bars = containers[f"{score} ({name})"]
                 want = table[(table.score == score) & (table.stage == stage)].sort_values("sparsity")[f"{metric}_mean"]
                 assert np.allclose([b.get_height() for b in bars.patches], want.to_numpy())
@@ -44,7 +51,7 @@ def test_fig3_bar_heights_are_the_summary_means(results):
 def test_transfer_heatmaps_are_the_transfer_matrices(results):
     fig = draw_transfer(results, "tiny-test-cnn", "tiny-test-snip")
     images = [ax for ax in fig.axes if ax.images]
-    assert len(images) == 2 * 2  # {zero-shot, re-trained} x 2 sparsities
+    assert len(images) == 2 * 2  # {zero-shot, recovered} x 2 sparsities
     for ax in images:
         stage_title, sparsity = ax.get_title().split(", ")
         stage = next(k for k, v in STAGE_TITLES.items() if v == stage_title)
@@ -98,3 +105,135 @@ def test_report_command_writes_markdown_and_self_contained_html(tiny_run):
     for heading in ("P1", "P2", "Transfer matrix", "Fig. 4"):
         assert heading in md
     assert build_report(tiny_run) == tiny_run / "report.md"
+
+
+# --- Replicates: a synthetic results table with several sources and seeds (no model runs) ---
+
+SOURCES, SEEDS, SPARSITIES = ["s0", "s1", "s2", "s3"], [0, 1, 2], [0.3, 0.6]
+# per score: (zero-shot transfer offset vs magnitude, re-training gain on transfer)
+EFFECTS = {"magnitude": (0.0, 0.03), "fisher_diag": (0.05, 0.03), "kfac": (-0.10, -0.05)}
+
+
+@pytest.fixture(scope="module")
+def synthetic() -> pd.DataFrame:
+    """Every (score, sparsity, source, seed) unit x 4 targets x 3 stages, with known effects plus noise."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for source in SOURCES:
+        for seed in SEEDS:
+            base = {t: 0.8 + rng.normal(0, 0.02) for t in SOURCES}  # unpruned, shared by the unit's scores
+            for score, (offset, gain) in EFFECTS.items():
+                for sp in SPARSITIES:
+                    for target in SOURCES:
+                        pruned = base[target] - sp / 3 + (offset if target != source else 0) + rng.normal(0, 0.01)
+                        for stage, acc in (("unpruned", base[target]), ("pruned", pruned),
+                                           ("recovered", pruned + gain + rng.normal(0, 0.01))):
+                            rows.append({"encoder": "enc", "score": score, "sparsity": sp, "source": source,
+                                         "target": target, "is_source": target == source, "stage": stage,
+                                         "accuracy": acc, "loss": 1 - acc, "seed": seed, "protocol": "heldout",
+                                         "suite": "synthetic", "unit": f"{score}-{sp}-{source}-{seed}"})
+    return pd.DataFrame(rows)
+
+
+def _unit_accuracy(results: pd.DataFrame, score: str, sp: float, source: str, seed: int, stage: str) -> tuple[float, float]:
+    """(source accuracy, mean transfer accuracy) of one unit, read row by row."""
+    sel = results[(results.score == score) & (results.sparsity == sp) & (results.source == source)
+                  & (results.seed == seed) & (results.stage == stage)]
+    return float(sel[sel.target == source].accuracy.iloc[0]), float(sel[sel.target != source].accuracy.mean())
+
+
+def _hand_differences(results, score, sp, stage, metric):
+    i = 0 if metric == "source_acc" else 1
+    return [_unit_accuracy(results, score, sp, src, seed, stage)[i] - _unit_accuracy(results, "magnitude", sp, src, seed,
+                                                                                  stage)[i]
+            for src in SOURCES for seed in SEEDS]
+
+
+def _table_rows(blocks) -> list[list[str]]:
+    return [row for b in blocks if isinstance(b, Table) for row in b.rows]
+
+
+def test_pairwise_table_shows_stats_of_hand_computed_differences(synthetic):
+    shown = {tuple(r[:5]): r[5:] for r in _table_rows(pairwise_blocks(pairwise_table(synthetic)))}
+    assert len(shown) == 2 * 2 * 2 * 2  # scores x sparsities x stages x metrics
+    for score in ("fisher_diag", "kfac"):
+        for sp in SPARSITIES:
+            for stage, stage_name in (("pruned", "zero-shot"), ("recovered", "after sgd")):
+                for metric, metric_name in METRICS.items():
+                    p = paired(_hand_differences(synthetic, score, sp, stage, metric))
+                    n, ci, w, s = shown[("enc", score, f"{sp:.2%}", stage_name, metric_name)]
+                    assert n == str(p.n) == str(len(SOURCES) * len(SEEDS))
+                    assert ci == fmt_ci(p.mean, p.low, p.high, "signed")
+                    assert (w, s) == (fmt_p(p.wilcoxon_p), fmt_p(p.sign_p))
+    md = to_markdown(pairwise_blocks(pairwise_table(synthetic)))
+    assert "| enc | kfac | 60.00% | zero-shot | mean transfer | 12 |" in md
+
+
+def test_summary_and_fig3_error_bars_are_t_intervals_over_sources_and_seeds(synthetic):
+    table = summary(synthetic)
+    row = table[(table.score == "kfac") & (table.sparsity == 0.6) & (table.stage == "recovered")].iloc[0]
+    hand = mean_ci([_unit_accuracy(synthetic, "kfac", 0.6, src, seed, "recovered")[1] for src in SOURCES for seed in SEEDS])
+    assert row.transfer_acc_n == hand.n == 12
+    assert (row.transfer_acc_mean, row.transfer_acc_low, row.transfer_acc_high) == pytest.approx((hand.mean, hand.low,
+                                                                                                  hand.high))
+    shown = {tuple(r[:4]): r for r in results_table(synthetic).rows}
+    assert shown[("enc", "kfac", "60.00%", "after sgd")][5:] == [fmt_ci(hand.mean, hand.low, hand.high), "12"]
+    fig = draw_fig3(synthetic)
+    ax = np.array(fig.axes).reshape(2, -1)[1, 0]
+    bars = next(c for c in ax.containers if c.get_label() == "kfac (after sgd)")
+    segments = bars.errorbar.lines[2][0].get_segments()
+    want = table[(table.score == "kfac") & (table.stage == "recovered")].sort_values("sparsity")
+    assert np.allclose([s[0][1] for s in segments], want.transfer_acc_low)
+    assert np.allclose([s[1][1] for s in segments], want.transfer_acc_high)
+
+
+def test_verdicts_follow_the_intervals(synthetic):
+    pairs = pairwise_table(synthetic)
+    p1 = p1_verdicts(pairs).set_index(["score", "sparsity"])
+    for score, want in (("fisher_diag", HOLDS), ("kfac", FAILS)):  # +0.05 and -0.10 on transfer by construction
+        for sp in SPARSITIES:
+            p = paired(_hand_differences(synthetic, score, sp, "pruned", "transfer_acc"))
+            assert p1.loc[(score, sp), "verdict"] == verdict(*p.verdict_interval()) == want
+    p2 = p2_table(synthetic).set_index(["score", "sparsity"])
+    for score in EFFECTS:
+        for sp in SPARSITIES:
+            gains = [_unit_accuracy(synthetic, score, sp, src, seed, "recovered")[1]
+                     - _unit_accuracy(synthetic, score, sp, src, seed, "pruned")[1] for src in SOURCES for seed in SEEDS]
+            p = paired(gains)
+            assert p2.loc[(score, sp), "mean"] == pytest.approx(p.mean)
+            assert (p2.loc[(score, sp), "low"], p2.loc[(score, sp), "high"]) == pytest.approx((p.low, p.high))
+            assert p2.loc[(score, sp), "verdict"] == verdict(*p.verdict_interval())
+            assert p2.loc[(score, sp), "verdict"] == (FAILS if score == "kfac" else HOLDS)
+    so = second_order_verdicts(pairs)
+    assert set(so.sparsity) == {0.6} and set(so.score) == {"fisher_diag", "kfac"} and len(so) == 2 * 2 * 2
+    assert (so[(so.score == "kfac") & (so.metric == "transfer_acc")].verdict == FAILS).all()
+    md = to_markdown(claim_blocks(pairs, p2_table(synthetic)))
+    assert "P1 (pruning with source data" in md and f"{HOLDS} in 2, {FAILS} in 2, {UNCLEAR} in 0 of 4 setting(s)" in md
+
+
+def test_one_replicate_says_it_has_no_interval(synthetic):
+    one = synthetic[(synthetic.source == "s0") & (synthetic.seed == 0)]
+    cell = {tuple(r[:4]): r for r in results_table(one).rows}[("enc", "kfac", "30.00%", "zero-shot")]
+    assert cell[4].endswith("(no CI, n = 1)") and cell[6] == "1"
+    rows = _table_rows(claim_blocks(pairwise_table(one), p2_table(one)))
+    assert rows and all(r[-2] == "none (n < 2)" and r[-1] == f"**{UNCLEAR}**" for r in rows)
+
+
+def test_report_on_synthetic_replicates(synthetic, tmp_path):
+    config = config_from_dict({"name": "synthetic", "encoders": ["tiny-test-cnn"], "scores": list(EFFECTS),
+                               "sparsities": SPARSITIES, "seeds": SEEDS})
+    (tmp_path / "config.json").write_text(json.dumps(to_jsonable(config)))
+    synthetic.to_parquet(tmp_path / "results.parquet")
+    md = build_report(tmp_path).read_text()
+    assert "Seeds: 0, 1, 2." in md and "n = 12 per bar" in md
+    for heading in ("Each score against `magnitude`, paired", "Verdicts", "P2: does recovery"):
+        assert heading in md
+    p = paired(_hand_differences(synthetic, "fisher_diag", 0.6, "recovered", "transfer_acc"))
+    assert fmt_ci(p.mean, p.low, p.high, "signed") in md
+    gains = [_unit_accuracy(synthetic, "kfac", 0.6, src, seed, "recovered")[1]
+             - _unit_accuracy(synthetic, "kfac", 0.6, src, seed, "pruned")[1] for src in SOURCES for seed in SEEDS]
+    p = paired(gains)
+    low, high = p.verdict_interval()
+    assert (f"| enc | kfac | sgd | 60.00% | 12 | {fmt_ci(p.mean, p.low, p.high, 'signed')} | {fmt_p(p.wilcoxon_p)} | "
+            f"{fmt_p(p.sign_p)} |") in md
+    assert f"| [{low:+.3f}, {high:+.3f}] | **{FAILS}** |" in md

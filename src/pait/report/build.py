@@ -13,34 +13,43 @@ import pandas as pd
 
 from pait.cache import write_atomic
 from pait.report.surface import Surface
-from pait.report.claims import p1_table, p2_pairs, p2_table
+from pait.report.claims import p1_table, p1_verdicts, p2_table
 from pait.report.document import Block, Bullets, Figure, Heading, Table, Text, to_markdown
 from pait.report.fig3 import plot_fig3
 from pait.report.fig4 import plot_fig4
 from pait.report.html import to_html
 from pait.report.p1 import agreement_summary, mask_agreement, plot_agreement
-from pait.report.tables import summary
+from pait.report.pairwise import pairwise_table
+from pait.report.stat_blocks import claim_blocks, fmt_ci, fmt_interval, fmt_p, pairwise_blocks, verdict_counts
+from pait.report.stats import mean_ci
+from pait.report.tables import per_unit, stage_label, summary
 from pait.report.toy import plot_fig1, plot_fig2
 from pait.report.transfer import plot_transfer
 
 
-def _fmt(mean: float, std: float, pct: bool = False) -> str:
-    f = (lambda v: f"{100 * v:+.1f}%") if pct else (lambda v: f"{v:.3f}")
-    return f(mean) if pd.isna(std) else f"{f(mean)} ± {f(std).lstrip('+')}"
-
-
 def results_table(results: pd.DataFrame) -> Table:
-    """Source and mean transfer accuracy per setting and stage (mean ± std over source tasks)."""
+    """Source and mean transfer accuracy per setting and stage: mean [95% CI] over (source x seed), and n."""
     rows = []
     for r in summary(results).itertuples():
         if r.stage != "unpruned":
-            rows.append([r.encoder, r.score, f"{r.sparsity:.2%}", r.stage, _fmt(r.source_acc_mean, r.source_acc_std),
-                         _fmt(r.transfer_acc_mean, r.transfer_acc_std), str(r.source_acc_count)])
-    unpruned = summary(results)
-    unpruned = unpruned[unpruned.stage == "unpruned"].groupby("encoder")[["source_acc_mean", "transfer_acc_mean"]].mean()
-    for enc, r in unpruned.iterrows():
-        rows.append([enc, "—", "0%", "unpruned", f"{r.source_acc_mean:.3f}", f"{r.transfer_acc_mean:.3f}", ""])
-    return Table(["encoder", "score", "sparsity", "stage", "source acc.", "mean transfer acc.", "sources"], rows)
+            rows.append([r.encoder, r.score, f"{r.sparsity:.2%}", stage_label(r.stage, r.recovery),
+                         fmt_ci(r.source_acc_mean, r.source_acc_low, r.source_acc_high),
+                         fmt_ci(r.transfer_acc_mean, r.transfer_acc_low, r.transfer_acc_high), str(r.source_acc_n)])
+    units = per_unit(results)
+    unpruned = units[units.stage == "unpruned"].drop_duplicates(["encoder", "source", "seed"])
+    for enc, g in unpruned.groupby("encoder", sort=False):
+        src, tr = mean_ci(g.source_acc), mean_ci(g.transfer_acc)
+        rows.append([enc, "—", "0%", "unpruned", fmt_ci(src.mean, src.low, src.high),
+                     fmt_ci(tr.mean, tr.low, tr.high), str(src.n)])
+    return Table(["encoder", "score", "sparsity", "stage", "source acc.", "mean transfer acc.", "n (source x seed)"],
+                 rows)
+
+
+def replicates_caption(results: pd.DataFrame) -> str:
+    """The number of (source x seed) replicates behind each bar of Fig. 3, as "n = 6" or "n = 2–6"."""
+    n = summary(results)
+    n = n[n.stage != "unpruned"].source_acc_n
+    return f"n = {n.min()}" if n.min() == n.max() else f"n = {n.min()}–{n.max()}"
 
 
 def setup_blocks(config: dict, results: pd.DataFrame) -> list[Block]:
@@ -60,7 +69,9 @@ def setup_blocks(config: dict, results: pd.DataFrame) -> list[Block]:
         f"Masked re-training on the source: {ft['epochs']} epochs, SGD lr {ft['lr']:g} (x{ft['gamma']:g} at epochs "
         f"{ft['milestones']}), momentum {ft['momentum']:g}, weight decay {ft['weight_decay']:g}, batch {ft['batch_size']}, "
         "MSE to one-hot through the source head, BatchNorm statistics frozen.",
-        "Spread (±) is the standard deviation over source tasks.",
+        f"Seeds: {', '.join(str(s) for s in sorted(results.seed.dropna().unique()))}. A replicate is one (source x "
+        "seed) unit; intervals are 95% confidence intervals over replicates (Student t for means, percentile "
+        "bootstrap for paired differences).",
     ])]
 
 
@@ -75,18 +86,22 @@ def toy_blocks(figures: Path) -> list[Block]:
                    "Fig. 2: gradient descent on the source loss with the mask held, seen by a transfer task.")]
 
 
-def p1_blocks(results: pd.DataFrame, run_dir: Path, figures: Path) -> list[Block]:
-    table = p1_table(results)
-    kept = int((table.transfer_drop_mean <= table.source_drop_mean).sum())
-    rows = [[r.encoder, r.score, f"{r.sparsity:.2%}", _fmt(-r.source_drop_mean, r.source_drop_std, True),
-             _fmt(-r.transfer_drop_mean, r.transfer_drop_std, True)] for r in table.itertuples()]
+def p1_blocks(results: pd.DataFrame, pairwise: pd.DataFrame, run_dir: Path, figures: Path) -> list[Block]:
+    table, verdicts = p1_table(results), p1_verdicts(pairwise)
+    def change(r, drop: str) -> str:  # relative change = minus the drop, so its interval flips
+        return fmt_ci(-getattr(r, f"{drop}_mean"), -getattr(r, f"{drop}_high"), -getattr(r, f"{drop}_low"), "pct")
+
+    rows = [[r.encoder, r.score, f"{r.sparsity:.2%}", change(r, "source_drop"), change(r, "transfer_drop"),
+             str(r.source_drop_n)] for r in table.itertuples()]
+    verdict = (f"Verdict, data-dependent scores against `magnitude` on zero-shot mean transfer accuracy: "
+               f"P1 {verdict_counts(verdicts)} (per setting under Verdicts)." if not verdicts.empty else
+               "No P1 verdict: it needs `magnitude` and a data-dependent score on the same units.")
     blocks: list[Block] = [
         Heading("P1: does pruning on the source preserve transfer?"),
         Text("Relative accuracy change of the zero-shot pruned encoder against the unpruned one (pruned / unpruned − 1), "
-             "on the source task and on the mean over transfer tasks."),
-        Table(["encoder", "score", "sparsity", "source change", "transfer change"], rows),
-        Text(f"In this run, transfer accuracy falls no more (relatively) than source accuracy in **{kept} of {len(table)}** "
-             "settings; where it falls more, the pruning decisions made on the source do not carry over."),
+             "on the source task and on the mean over transfer tasks: mean [95% CI] over (source x seed)."),
+        Table(["encoder", "score", "sparsity", "source change", "transfer change", "n"], rows),
+        Text(verdict),
     ]
     pairs = mask_agreement(run_dir)
     if pairs.empty:
@@ -104,21 +119,18 @@ def p1_blocks(results: pd.DataFrame, run_dir: Path, figures: Path) -> list[Block
     ]
 
 
-def p2_blocks(results: pd.DataFrame) -> list[Block]:
-    table, pairs = p2_table(results), p2_pairs(results)
-    rows = [[r.encoder, r.score, f"{r.sparsity:.2%}", _fmt(r.gain_mean, r.gain_std), f"{r.worst:+.3f}",
-             f"{r.violations} / {r.pairs}"] for r in table.itertuples()]
-    bad = pairs[pairs.gain < 0].sort_values("gain")
-    if bad.empty:
-        verdict = f"P2 holds in this run: re-training never lowered a transfer task's accuracy ({len(pairs)} pairs)."
-    else:
-        worst = "; ".join(f"{r.score} {r.sparsity:.0%}, {r.source} → {r.target}: {r.gain:+.3f}" for r in bad.head(5).itertuples())
-        verdict = (f"**P2 is violated** in {len(bad)} of {len(pairs)} (setting, source, transfer task) pairs: re-training "
-                   f"on the source lowered the transfer accuracy. Worst: {worst}.")
-    return [Heading("P2: does re-training on the source never hurt transfer?"),
-            Text("Re-trained minus zero-shot pruned accuracy on the transfer tasks (mean over tasks, ± over sources); "
-                 "the worst single (source, transfer task) pair and the count of negative pairs."),
-            Table(["encoder", "score", "sparsity", "transfer gain", "worst pair", "violations"], rows), Text(verdict)]
+def p2_blocks(table: pd.DataFrame) -> list[Block]:
+    """P2 from ``claims.p2_table``: the mean transfer gain of each recovery per setting, with interval and verdict."""
+    rows = [[r.encoder, r.score, r.recovery, f"{r.sparsity:.2%}", str(r.n), fmt_ci(r.mean, r.low, r.high, "signed"),
+             fmt_p(r.wilcoxon_p), fmt_p(r.sign_p), f"{r.worst:+.3f}", f"{r.violations} / {r.pairs}",
+             fmt_interval(r.v_low, r.v_high), f"**{r.verdict}**"] for r in table.itertuples()]
+    return [Heading("P2: does recovery on the source (re-training, or a one-shot update) hurt transfer?"),
+            Text("Recovered minus zero-shot pruned mean transfer accuracy per unit (mean over the unit's transfer "
+                 "tasks); n units (sources x seeds), the bootstrap 95% CI of the mean gain and paired p-values; for "
+                 "information, the worst single (source, seed, transfer task) pair and the count of negative pairs."),
+            Table(["encoder", "score", "recovery", "sparsity", "n", "transfer gain [bootstrap 95% CI]", "Wilcoxon p", "sign p",
+                   "worst pair", "negative pairs", "verdict interval", "verdict"], rows),
+            Text(f"P2 {verdict_counts(table)} (rule under Verdicts).")]
 
 
 def landscape_blocks(run_dir: Path, figures: Path) -> list[Block]:
@@ -161,23 +173,33 @@ def build_report(run_dir: str | Path) -> Path:
     config = json.loads((run_dir / "config.json").read_text())
     figures = run_dir / "figures"
     fig3 = plot_fig3(results, figures / "fig3.png")
+    pairwise = pairwise_table(results)
     blocks: list[Block] = [
         Heading(f"pait report: {config['name']}", 1),
-        Text("Pretrained encoders are pruned with data from one source task, then re-trained on it with the masks held; "
+        Text("Pretrained encoders are pruned with data from one source task, then recovered on it (re-trained with the "
+             "masks held, or a one-shot update: see the recovery of each row); "
              "each task is read through its own frozen ridge head. The question: what happens to the other (transfer) "
              "tasks? P1: pruning on the source preserves transfer; P2: re-training on the source never hurts transfer."),
         *setup_blocks(config, results), *toy_blocks(figures),
         Heading("Source and transfer accuracy"), results_table(results),
         Figure(f"figures/{fig3.name}", "Fig. 3: solid bars pruned zero-shot, hatched bars re-trained; dashed line "
-               "unpruned; error bars ± std over source tasks."),
+               f"unpruned; error bars: 95% CI over (source x seed) replicates, {replicates_caption(results)} per bar "
+               "(no bar where n = 1)."),
+        *pairwise_blocks(pairwise),
         Heading("Transfer matrix"),
-        Text("Accuracy minus the unpruned encoder's, for each source task (row) and evaluated task (column); the boxed "
-             "cell is the source itself."),
+        Text("Accuracy minus the unpruned encoder's, for each source task (row) and evaluated task (column), mean over "
+             "seeds; the boxed cell is the source itself."),
     ]
+    recoveries = list(dict.fromkeys(results.recovery)) if "recovery" in results else ["sgd"]
     for encoder, score in results[results.stage != "unpruned"][["encoder", "score"]].drop_duplicates().itertuples(index=False):
-        path = plot_transfer(results, encoder, score, figures / f"transfer_{encoder}_{score}.png")
-        blocks.append(Figure(f"figures/{path.name}", f"Transfer matrix, {encoder}, {score}."))
-    blocks += p1_blocks(results, run_dir, figures) + p2_blocks(results) + landscape_blocks(run_dir, figures)
+        for recovery in recoveries:
+            one = results[results.recovery == recovery] if len(recoveries) > 1 else results
+            name = f"transfer_{encoder}_{score}" + (f"_{recovery}" if len(recoveries) > 1 else "")
+            path = plot_transfer(one, encoder, score, figures / f"{name}.png")
+            blocks.append(Figure(f"figures/{path.name}", f"Transfer matrix, {encoder}, {score}, recovery {recovery}."))
+    p2 = p2_table(results)
+    blocks += p1_blocks(results, pairwise, run_dir, figures) + p2_blocks(p2) + claim_blocks(pairwise, p2)
+    blocks += landscape_blocks(run_dir, figures)
     blocks += failure_blocks(run_dir)
     path = run_dir / "report.md"
     write_atomic(path, to_markdown(blocks).encode())

@@ -1,6 +1,7 @@
 """The study's Fig. 3: per encoder, clusters by sparsity with one bar per score; top row source
 accuracy, bottom row mean transfer accuracy; solid = pruned zero-shot, hatched = re-trained; the
-unpruned accuracy as a dashed reference line; error bars = spread over source rotations."""
+unpruned accuracy as a dashed reference line; error bars = 95% CI over (source x seed) replicates
+(none where a bar has a single replicate)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from pait.report.savefig import save_figure  # noqa: E402
-from pait.report.tables import summary  # noqa: E402
+from pait.report.tables import stage_label, summary  # noqa: E402
 
 ROWS = (("source_acc", "source accuracy"), ("transfer_acc", "mean transfer accuracy"))
+HATCHES = (None, "//", "..", "xx", "\\\\", "++")
 
 
 def draw_fig3(results: pd.DataFrame) -> plt.Figure:
@@ -24,9 +26,12 @@ def draw_fig3(results: pd.DataFrame) -> plt.Figure:
     table = summary(results)
     encoders = list(dict.fromkeys(table.encoder))
     scores = list(dict.fromkeys(table[table.stage != "unpruned"].score))
+    recovered = table[table.stage == "recovered"]
+    # per score: the zero-shot bar, then one bar per recovery
+    bars = [("pruned", None)] + [("recovered", r) for r in dict.fromkeys(recovered.recovery)]
     colors = plt.get_cmap("tab10")
     most = max(table.groupby("encoder").sparsity.nunique())
-    fig_width = max(5.0, 0.5 * len(scores) * most + 1.5)
+    fig_width = max(5.0, 0.25 * len(bars) * len(scores) * most + 1.5)
     fig, axes = plt.subplots(2, len(encoders), figsize=(fig_width * len(encoders), 7), squeeze=False)
     for col, encoder in enumerate(encoders):
         enc = table[table.encoder == encoder]
@@ -38,11 +43,17 @@ def draw_fig3(results: pd.DataFrame) -> plt.Figure:
             ax.axhline(unpruned, color="k", ls="--", lw=1, label="unpruned")
             for i, score in enumerate(scores):
                 x = np.arange(len(sparsities)) + (i - (len(scores) - 1) / 2) * width
-                for j, (stage, hatch, alpha) in enumerate((("pruned", None, 0.9), ("recovered", "//", 0.45))):
-                    s = enc[(enc.score == score) & (enc.stage == stage)].set_index("sparsity").reindex(sparsities)
-                    ax.bar(x + (j - 0.5) * width / 2, s[f"{metric}_mean"], width / 2 * 0.95,
-                           yerr=s[f"{metric}_std"].fillna(0), color=colors(i), alpha=alpha, hatch=hatch, edgecolor="k", lw=0.5, capsize=2,
-                           label=f"{score} ({'zero-shot' if stage == 'pruned' else 're-trained'})")
+                step = width / len(bars)
+                for j, (stage, recovery) in enumerate(bars):
+                    chosen = (enc.score == score) & (enc.stage == stage)
+                    if recovery is not None:
+                        chosen &= enc.recovery == recovery
+                    s = enc[chosen].set_index("sparsity").reindex(sparsities)
+                    mean, low, high = (s[f"{metric}_{k}"] for k in ("mean", "low", "high"))
+                    yerr = [(mean - low).fillna(0), (high - mean).fillna(0)]
+                    ax.bar(x + (j - (len(bars) - 1) / 2) * step, mean, step * 0.95, yerr=yerr, color=colors(i),
+                           alpha=0.9 if stage == "pruned" else 0.45, hatch=HATCHES[j % len(HATCHES)], edgecolor="k",
+                           lw=0.5, capsize=2, label=f"{score} ({stage_label(stage, recovery)})")
             ax.set_xticks(np.arange(len(sparsities)), [f"{s:.1%}" for s in sparsities])
             ax.set_ylim(0, 1)
             ax.set_ylabel(label)

@@ -46,14 +46,16 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def mask_agreement(run_dir: Path) -> pd.DataFrame:
-    """One row per (encoder, score, sparsity, pair of sources); empty without ``units.json`` or 2 sources."""
+    """One row per (encoder, score, sparsity, seed, pair of sources); empty without ``units.json`` or 2 sources."""
     index_path = run_dir / "units.json"
     if not index_path.is_file():
         return pd.DataFrame(columns=P1_COLUMNS)
     units = pd.DataFrame(json.loads(index_path.read_text()))
     rows = []
-    for (encoder, score, sparsity), group in units.groupby(["encoder", "score", "sparsity"], sort=False):
-        group = group.drop_duplicates("source")
+    if "seed" not in units:
+        units = units.assign(seed=0)
+    for (encoder, score, sparsity, _), group in units.groupby(["encoder", "score", "sparsity", "seed"], sort=False):
+        group = group.drop_duplicates("source")  # one unit per source: recoveries share the mask
         for a, b in itertools.combinations(group.itertuples(), 2):
             rows.append({"encoder": encoder, "score": score, "sparsity": sparsity, "source_a": a.source,
                          "source_b": b.source,

@@ -4,19 +4,45 @@ from __future__ import annotations
 
 import pandas as pd
 
+from pait.report.stats import mean_ci
+
+UNIT_KEYS = ["encoder", "score", "recovery", "sparsity", "source", "seed"]
+BEFORE_RECOVERY = "-"  # the recovery of the stages before it (unpruned, pruned), which do not depend on it
+
+
+def stage_label(stage: str, recovery: str) -> str:
+    """How a stage is shown: ``zero-shot`` (pruned), ``after sgd`` (recovered by sgd), ``unpruned``."""
+    return {"pruned": "zero-shot", "recovered": f"after {recovery}"}.get(stage, stage)
+
+
+def with_recovery(results: pd.DataFrame) -> pd.DataFrame:
+    """The results with their ``recovery`` column (``sgd`` for tables written before it existed), set to
+    ``BEFORE_RECOVERY`` on the stages before recovery, so that those count once per unit, not once per recovery."""
+    recovery = results["recovery"] if "recovery" in results else pd.Series("sgd", index=results.index)
+    return results.assign(recovery=recovery.where(results.stage == "recovered", BEFORE_RECOVERY))
+
 
 def per_unit(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per (encoder, score, sparsity, source, stage): source accuracy and mean transfer accuracy."""
-    keys = ["encoder", "score", "sparsity", "source", "stage"]
-    source = results[results.is_source].groupby(keys).accuracy.mean().rename("source_acc")
-    transfer = results[~results.is_source].groupby(keys).accuracy.mean().rename("transfer_acc")
+    """One row per (encoder, score, recovery, sparsity, source, seed, stage): source accuracy and mean transfer
+    accuracy (stages before recovery once per unit, see ``with_recovery``)."""
+    results = with_recovery(results)
+    keys = UNIT_KEYS + ["stage"]
+    source = results[results.is_source].groupby(keys, dropna=False).accuracy.mean().rename("source_acc")
+    transfer = results[~results.is_source].groupby(keys, dropna=False).accuracy.mean().rename("transfer_acc")
     return pd.concat([source, transfer], axis=1).reset_index()
 
 
+def interval_columns(values: pd.Series, prefix: str) -> dict[str, float]:
+    """``{prefix}_mean``, ``_low``, ``_high`` (Student-t 95% CI) and ``_n`` of one group of replicates."""
+    ci = mean_ci(values.dropna())
+    return {f"{prefix}_mean": ci.mean, f"{prefix}_low": ci.low, f"{prefix}_high": ci.high, f"{prefix}_n": ci.n}
+
+
 def summary(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean and spread (std over source rotations) per (encoder, score, sparsity, stage)."""
-    units = per_unit(results)
-    grouped = units.groupby(["encoder", "score", "sparsity", "stage"])
-    out = grouped[["source_acc", "transfer_acc"]].agg(["mean", "std", "count"])
-    out.columns = [f"{a}_{b}" for a, b in out.columns]
-    return out.reset_index()
+    """Mean and 95% CI over (source x seed) replicates per (encoder, score, recovery, sparsity, stage)."""
+    rows = []
+    keys = ["encoder", "score", "recovery", "sparsity", "stage"]
+    for key, g in per_unit(results).groupby(keys):
+        rows.append({**dict(zip(keys, key)),
+                     **interval_columns(g.source_acc, "source_acc"), **interval_columns(g.transfer_acc, "transfer_acc")})
+    return pd.DataFrame(rows)

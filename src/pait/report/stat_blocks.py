@@ -1,0 +1,102 @@
+"""Report blocks for the statistics: the paired table against `magnitude` and the claims' verdicts."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from pait.report.claims import p1_verdicts, second_order_verdicts
+from pait.report.document import Block, Bullets, Heading, Table, Text
+from pait.report.pairwise import BASELINE, METRICS
+from pait.report.stats import FAILS, HOLDS, MARGIN, RESAMPLES, UNCLEAR
+from pait.report.tables import stage_label
+
+
+RULE = (f"Verdict rule (margin {MARGIN:g}, i.e. {100 * MARGIN:g} accuracy point): a claim that A is at least as good as B "
+        f"**holds** when the whole verdict interval of the mean difference A − B lies at or above −{MARGIN:g}, **does "
+        f"not hold** when it lies entirely below −{MARGIN:g}, and is **unclear** otherwise (also when n < 2, where no "
+        "interval exists). The verdict interval is the union of the bootstrap and Student-t 95% intervals: the "
+        "percentile bootstrap alone is too narrow on few pairs (it covered 85% at n = 6 on normal data). Counts of "
+        "negative pairs are shown for information and never decide a verdict.")
+
+
+def fmt_ci(mean: float, low: float, high: float, style: str = "plain") -> str:
+    """``mean [low, high]``; ``style`` is "plain" (0.812), "signed" (+0.012) or "pct" (+1.2%); "(no CI)" if undefined."""
+    f = {"plain": "{:.3f}".format, "signed": "{:+.3f}".format, "pct": lambda v: f"{100 * v:+.1f}%"}[style]
+    if math.isnan(low) or math.isnan(high):
+        return f"{f(mean)} (no CI, n = 1)"
+    return f"{f(mean)} [{f(low)}, {f(high)}]"
+
+
+def fmt_p(p: float) -> str:
+    """A p-value to three decimals; "—" where undefined (fewer than 2 pairs)."""
+    return "—" if math.isnan(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def pairwise_rows(table: pd.DataFrame) -> list[list[str]]:
+    """Rows of the paired table as shown in the report."""
+    return [[r.encoder, r.score, f"{r.sparsity:.2%}", stage_label(r.stage, r.recovery), METRICS[r.metric], str(r.n),
+             fmt_ci(r.mean, r.low, r.high, "signed"), fmt_p(r.wilcoxon_p), fmt_p(r.sign_p)] for r in table.itertuples()]
+
+
+def pairwise_blocks(table: pd.DataFrame) -> list[Block]:
+    """The paired comparison of every score with `magnitude` (``pairwise.pairwise_table``)."""
+    head = [Heading(f"Each score against `{BASELINE}`, paired")]
+    if table.empty:
+        return head + [Text(f"Needs `{BASELINE}` and at least one other score on the same units.")]
+    return head + [
+        Text(f"Score minus `{BASELINE}` on identical units (same encoder, source, seed and sparsity), on source accuracy "
+             "and on mean transfer accuracy (mean over the unit's non-source tasks). n is the number of unit pairs "
+             f"(sources x seeds); the interval is a percentile bootstrap 95% CI of the mean difference ({RESAMPLES:,} "
+             "resamples, fixed seed); p-values are two-sided, Wilcoxon signed-rank and sign test (zero differences "
+             "dropped; — where n < 2)."),
+        Table(["encoder", "score", "sparsity", "stage", "accuracy", "n", "mean difference [bootstrap 95% CI]", "Wilcoxon p",
+               "sign p"], pairwise_rows(table)),
+    ]
+
+
+def verdict_counts(table: pd.DataFrame) -> str:
+    """"holds in a, does not hold in b, unclear in c of N settings"."""
+    counts = table.verdict.value_counts()
+    parts = ", ".join(f"{v} in {int(counts.get(v, 0))}" for v in (HOLDS, FAILS, UNCLEAR))
+    return f"{parts} of {len(table)} setting(s)"
+
+
+def fmt_interval(low: float, high: float) -> str:
+    """``[low, high]`` signed; "none (n < 2)" if undefined."""
+    return "none (n < 2)" if math.isnan(low) or math.isnan(high) else f"[{low:+.3f}, {high:+.3f}]"
+
+
+def verdict_rows(table: pd.DataFrame) -> list[list[str]]:
+    return [[r.encoder, r.score, f"{r.sparsity:.2%}", stage_label(r.stage, r.recovery), METRICS[r.metric], str(r.n),
+             fmt_ci(r.mean, r.low, r.high, "signed"), fmt_interval(r.v_low, r.v_high), f"**{r.verdict}**"]
+            for r in table.itertuples()]
+
+
+def claim_blocks(pairwise: pd.DataFrame, p2: pd.DataFrame) -> list[Block]:
+    """The verdicts of P1, P2 and "second-order scores at least as good as magnitude at high sparsity"."""
+    header = ["encoder", "score", "sparsity", "stage", "accuracy", "n", "mean difference [bootstrap 95% CI]",
+              "verdict interval", "verdict"]
+    p1, so = p1_verdicts(pairwise), second_order_verdicts(pairwise)
+    blocks: list[Block] = [Heading("Verdicts"), Text(RULE)]
+    items = []
+    if p1.empty:
+        items.append(f"P1 (pruning with source data preserves transfer): no verdict; it needs `{BASELINE}` and a "
+                     "data-dependent score on the same units.")
+    else:
+        items.append(f"P1 (pruning with source data preserves transfer; data-dependent score minus `{BASELINE}` on "
+                     f"zero-shot mean transfer accuracy): {verdict_counts(p1)}.")
+    items.append("P2 (re-training on the source does not hurt transfer; re-trained minus zero-shot mean transfer "
+                 f"accuracy per unit): {verdict_counts(p2)}." if not p2.empty else "P2: no re-trained units.")
+    if so.empty:
+        items.append(f"Second-order scores at high sparsity: no verdict; it needs `{BASELINE}` and `fisher_diag` or "
+                     "`kfac` on the same units.")
+    else:
+        items.append(f"Second-order scores (`fisher_diag`, `kfac`) at least as good as `{BASELINE}` at each encoder's "
+                     f"highest sparsity: {verdict_counts(so)}.")
+    blocks.append(Bullets(items))
+    for title, table in (("P1", p1), ("Second-order scores at the highest sparsity", so)):
+        if not table.empty:
+            blocks += [Text(f"**{title}**, per setting:"), Table(header, verdict_rows(table))]
+    return blocks
