@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from pait.cli import main
+from pait.report.p1 import agreement_summary, mask_agreement
 
 
 @pytest.mark.demo
@@ -23,10 +24,20 @@ def test_demo_writes_results_figure_and_report_and_reuses_its_cache(tmp_path):
     expected_columns = {"encoder", "score", "sparsity", "source", "target", "stage", "accuracy", "loss", "seed"}
     assert expected_columns <= set(results.columns)
 
+    assert {"magnitude", "fisher_diag", "kfac"} <= set(results.score) and results.sparsity.nunique() >= 2
+    assert results.source.nunique() >= 2
     low = results.sparsity.min()
     src = results[(results.score == "magnitude") & (results.sparsity == low) & results.is_source]
     by_stage = src.groupby("stage").accuracy.mean()
     assert by_stage["recovered"] >= by_stage["pruned"], by_stage
+
+    # masks from different sources: identical for data-free magnitude, different for data-dependent scores
+    agreement = agreement_summary(mask_agreement(run)).set_index(["score", "sparsity"]).iou
+    assert (agreement.loc["magnitude"] == 1.0).all(), agreement
+    for score in ("fisher_diag", "kfac"):
+        assert (agreement.loc[score] < 1.0).all(), agreement
+    report = (run / "report.md").read_text()
+    assert "Each score against `magnitude`, paired" in report
 
     start = time.perf_counter()
     assert main(["demo", "--out", str(tmp_path), "--quiet"]) == 0
