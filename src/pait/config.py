@@ -13,6 +13,8 @@ import yaml
 
 from pait.errors import ConfigError  # also importable from here, as before
 
+PAPER_SPARSITIES = (0.36, 0.4752, 0.5904, 0.6642, 0.738, 0.7852, 0.8322)  # the study's seven sparsities
+
 
 @dataclass(frozen=True)
 class FinetuneConfig:
@@ -59,13 +61,14 @@ class ExperimentConfig:
     encoders: tuple[EncoderConfig, ...]
     suite: SuiteConfig = SuiteConfig()
     scores: tuple[str, ...] = ("magnitude",)
-    sparsities: tuple[float, ...] = (0.36, 0.4752, 0.5904, 0.6642, 0.738, 0.7852, 0.8322)
+    sparsities: tuple[float, ...] = PAPER_SPARSITIES
     sources: tuple[str, ...] | None = None
     finetune: FinetuneConfig = FinetuneConfig()
     ridge_alpha: float = 1.0
     score_batch_size: int = 32
     eval_batch_size: int = 128
-    seed: int = 0
+    seed: int = 0  # split of re-training batches, and the seed of seeded scores (random)
+    score_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # score -> keyword options, e.g. kfac: {damping: 1e-2}
     device: str = "auto"
     precision: str = "auto"
     save_weights: bool = False  # keep each unit's re-trained weights (needed by `pait landscape`)
@@ -145,6 +148,17 @@ def apply_override(data: dict[str, Any], item: str) -> None:
         node[leaf] = value
     else:
         raise ConfigError(f"override {item!r}: {'.'.join(parents)} is not a mapping or a list")
+
+
+def key_values(items: list[str], flag: str) -> dict[str, Any]:
+    """``KEY=VALUE`` command-line items (values parsed as YAML) as a dict; ``flag`` names them in errors."""
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{flag} {item!r} is not of the form KEY=VALUE")
+        options[key] = yaml.safe_load(value)
+    return options
 
 
 def _list_index(node: list, part: str, where: str) -> int:
