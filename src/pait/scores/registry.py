@@ -58,13 +58,13 @@ def check_score_options(score_options: Mapping[str, Any], where: str = "score_op
         if name not in SCORES:
             raise ConfigError(f"{where}: unknown score {name!r}; known scores: {', '.join(SCORES.known())}")
         if not isinstance(options, Mapping):
-            raise ConfigError(f"{where}.{name}: expected a mapping of options, got {options!r}")
+            raise ConfigError(f"{where}: the options of score {name!r} must be a mapping, got {options!r}")
         accepted = SCORES.metadata(name).get("options", ())
         if accepted is not None and score_is_per_sparsity(name):
             accepted = tuple(o for o in accepted if o != SET_BY_THE_GRID)
         unknown = [o for o in options if accepted is not None and o not in accepted]
         if unknown:
-            raise ConfigError(f"{where}.{name}: unknown option(s) {', '.join(map(str, unknown))}; "
+            raise ConfigError(f"{where}: score {name!r} has no option(s) {', '.join(map(str, unknown))}; "
                               f"its options: {', '.join(accepted) or 'none'}")
 
 
