@@ -68,7 +68,7 @@ class ExperimentConfig:
     score_batch_size: int = 32
     eval_batch_size: int = 128
     seed: int = 0  # split of re-training batches, and the seed of seeded scores (random)
-    score_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # score -> keyword options, e.g. kfac: {damping: 1e-2}
+    score_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # score -> options: {kfac: {damping: 1e-2}}
     device: str = "auto"
     precision: str = "auto"
     save_weights: bool = False  # keep each unit's re-trained weights (needed by `pait landscape`)
