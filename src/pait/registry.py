@@ -58,10 +58,11 @@ class Registry(Generic[T]):
         return wrap
 
     def _check_new(self, name: str) -> None:
+        prefix, sep, _ = name.partition(":")
         if name in self._objects:
             raise ConfigError(f"{self.kind} {name!r} is registered twice")
-        if name.partition(":")[0] in self._families and ":" in name:
-            raise ConfigError(f"{self.kind} {name!r} lies in the family {name.partition(':')[0]!r}")
+        if sep and prefix in self._families:
+            raise ConfigError(f"{self.kind} {name!r} lies in the family {prefix!r}")
 
     def _family(self, name: str) -> tuple[str, str] | None:
         prefix, sep, member = name.partition(":")
@@ -73,7 +74,7 @@ class Registry(Generic[T]):
             return self._objects[name]
         family = self._family(name)
         if family is None:
-            raise ConfigError(f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(self.known())}")
+            raise self._unknown(name)
         prefix, member = family
         return functools.partial(self._families[prefix], member)  # type: ignore[return-value]
 
@@ -84,8 +85,11 @@ class Registry(Generic[T]):
             return self._metadata[name]
         family = self._family(name)
         if family is None:
-            self.get(name)  # raises with the known names
+            raise self._unknown(name)
         return self._family_metadata[family[0]]
+
+    def _unknown(self, name: str) -> ConfigError:
+        return ConfigError(f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(self.known())}")
 
     def names(self) -> list[str]:
         """The registered names, in registration order (families not included: see ``families``)."""
@@ -104,6 +108,3 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
-
-    def __len__(self) -> int:
-        return len(self._objects)
