@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 
 import pait.grid.stages as pipeline
 from pait.cache import StageStore
-from pait.config import EncoderConfig, ExperimentConfig, FinetuneConfig, SuiteConfig
+from pait.config import PAPER_SPARSITIES, EncoderConfig, ExperimentConfig, FinetuneConfig, SuiteConfig
 from pait.encoders import Encoder, register_encoder
 from pait.heads import mse_to_one_hot
 from pait.masks import global_mask
@@ -51,7 +51,6 @@ from pait.tasks.base import Task
 from pait.tasks.suites import SUITES
 
 SUITE = "bench-synthetic"
-SPARSITIES = (0.36, 0.4752, 0.5904, 0.6642, 0.738, 0.7852, 0.8322)
 
 
 def parse_args() -> argparse.Namespace:
@@ -111,7 +110,7 @@ def register(files: list[list[tuple[Path, int]]], encoder: Encoder) -> None:
         return [Task(f"task{t}", tuple(f"c{c}" for c in range(max(y for _, y in fs) + 1)),
                      [lambda p=p: Image.open(p) for p, _ in fs], np.array([y for _, y in fs])) for t, fs in enumerate(files)]
 
-    SUITES[SUITE] = suite
+    SUITES.register(SUITE)(suite)
     register_encoder(f"bench-{encoder.name}", "timm " + encoder.name, "none (random init)", "none")(lambda _weights, _trust: encoder)
 
 
@@ -202,7 +201,7 @@ def timing(spent: dict[str, float], **parts: str) -> Iterator[None]:
 
 def fast_units(ctx: pipeline.Context, device: torch.device, pack: int) -> dict[str, float]:
     """Seconds per unit by the pipeline: one ``unit_stage`` (pack 1) or ``units_stage`` of ``pack`` sparsities."""
-    sparsities = [0.5] if pack == 1 else list(SPARSITIES[:pack])
+    sparsities = [0.5] if pack == 1 else list(PAPER_SPARSITIES[:pack])
     for s in sparsities:  # recompute: drop the cached unit directories
         shutil.rmtree(ctx.store.path("unit", pipeline.unit_key(ctx, "task0", "magnitude", s)), ignore_errors=True)
     spent: dict[str, float] = {}

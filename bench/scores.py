@@ -21,7 +21,7 @@ from timm.models.resnet import BasicBlock, ResNet
 
 from pait.encoders.base import prunable_parameter_names, timm_pre_logits
 from pait.heads import HeadedModel, mse_to_one_hot
-from pait.scores import SCORES, get_score
+from pait.scores import SCORES, get_score, score_is_per_sparsity
 from pait.scores.kfac import kfac_factors
 
 CLASSES = 10
@@ -85,7 +85,7 @@ def gpu_scores(name: str, images: int, batch: int) -> dict:
     batches = data(images, 224, batch, "cuda")
     row = {}
     for score in SCORES:
-        options = {"sparsity": 0.8} if score == "synflow" else {}
+        options = {"sparsity": 0.8} if score_is_per_sparsity(score) else {}
         try:
             row[score] = round(timed(lambda: get_score(score)(model, batches, params, **options), "cuda"), 2)
         except ValueError as err:  # px outside its scope

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from pait.config import config_from_dict
-from pait.encoders import Encoder, Preprocessing, encoder_specs, register_encoder
+from pait.encoders import ENCODERS, Encoder, Preprocessing, register_encoder
 from pait.executors import run_grid
 from pait.grid.plan import run_dir
 from pait.heads import mse_to_one_hot
@@ -43,9 +43,10 @@ def _tiny_suite() -> list[Task]:
     return tasks
 
 
-if TINY_ENCODER not in {s.name for s in encoder_specs()}:
+if TINY_ENCODER not in ENCODERS:
     register_encoder(TINY_ENCODER, "tiny CNN", "random", "none")(_tiny_encoder)
-SUITES.setdefault(TINY_SUITE, _tiny_suite)
+if TINY_SUITE not in SUITES:
+    SUITES.register(TINY_SUITE)(_tiny_suite)
 
 
 def _tiny_snip(model: nn.Module, batches, params) -> dict[str, torch.Tensor]:

@@ -1,6 +1,8 @@
 """Fig. 4: the plane through the three weight vectors, and the cached, resumable surface of a tiny run."""
 
 import json
+import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -71,3 +73,17 @@ def test_landscape_command_then_report_includes_fig4(tiny_run):
     assert list((tiny_run / "landscape").glob("*.npz"))
     assert main(["report", str(tiny_run)]) == 0
     assert "figures/fig4_" in (tiny_run / "report.md").read_text()
+
+
+def test_landscape_imports_the_runs_plugins(tiny_run, tmp_path, monkeypatch):
+    plugin = "landscape_plugin_probe"
+    (tmp_path / f"{plugin}.py").write_text("IMPORTED = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    run = tiny_run.parent / "tiny-with-plugin"  # beside the run: the same stage cache
+    run.mkdir()
+    config = json.loads((tiny_run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "plugins": [plugin]}))
+    shutil.copy(tiny_run / "results.parquet", run / "results.parquet")
+    assert plugin not in sys.modules
+    assert main(["landscape", str(run), "--score", "tiny-test-snip", "--grid", "2"]) == 0
+    assert sys.modules[plugin].IMPORTED

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from pait.masks import apply_mask, global_mask, mask_sparsity
+from pait.masks import global_mask, mask_sparsity
+from pait.train.finetune import MaskHolder
 
 
 def _pruned(mask):
@@ -49,10 +50,10 @@ def test_sparsity_out_of_range_is_refused(bad):
         global_mask({"w": torch.ones(3)}, bad)
 
 
-def test_apply_mask_zeroes_pruned_entries():
+def test_held_mask_zeroes_pruned_entries():
     p = {"w": torch.nn.Parameter(torch.arange(1.0, 7.0))}
     mask = global_mask({"w": p["w"].detach().abs()}, 0.5)
-    apply_mask(p, mask)
+    MaskHolder(p, mask).hold()
     assert p["w"].tolist() == [0, 0, 0, 4, 5, 6]
     assert mask_sparsity(mask) == 0.5
 

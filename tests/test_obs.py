@@ -2,7 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from pait.prune.obs import bias_name, damped_inverse, obs_prune, obs_rows
+from pait.prune.obs import bias_name, obs_prune, obs_rows
+from pait.scores.kfac import damped_inverse
 from pait.scores.kfac import kfac_factors
 from tests.scores import tiny
 

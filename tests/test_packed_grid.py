@@ -5,10 +5,9 @@ import torch
 from torch import nn
 
 from pait.config import EncoderConfig, ExperimentConfig, FinetuneConfig, SuiteConfig
-from pait.encoders import Encoder, Preprocessing
-from pait.encoders import registry
+from pait.encoders import ENCODERS, Encoder, Preprocessing, register_encoder
 from pait.executors import run_grid
-from pait.tasks import suites
+from pait.tasks import SUITES
 from pait.tasks.base import Task
 
 
@@ -24,9 +23,13 @@ def _suite() -> list[Task]:
     return [Task(f"t{t}", ("a", "b", "c"), [lambda x=x: x for x in images[t]], np.arange(12) % 3) for t in range(2)]
 
 
-def test_packed_retraining_matches_one_unit_at_a_time(tmp_path, monkeypatch):
-    monkeypatch.setitem(registry._REGISTRY, "test-tiny", registry.EncoderSpec("test-tiny", "", "", "", _encoder))
-    monkeypatch.setitem(suites.SUITES, "test-tiny", _suite)
+if "test-tiny" not in ENCODERS:
+    register_encoder("test-tiny", "", "", "")(_encoder)
+if "test-tiny" not in SUITES:
+    SUITES.register("test-tiny")(_suite)
+
+
+def test_packed_retraining_matches_one_unit_at_a_time(tmp_path):
     tables = []
     for pack in (1, 3):
         config = ExperimentConfig(

@@ -99,6 +99,8 @@ def _prune(argv, tmp_path):
     (["--sparsity", "1.0"], "sparsity must lie in [0, 1)"),
     (["--calib-per-class", "7"], "too few in"),
     (["--encoder", "no-such-encoder"], "unknown encoder"),
+    (["--score", "kfac", "--score-option", "dampin=0.1"], "score 'kfac' has no option(s) dampin; its options: damping"),
+    (["--score-option", "damping"], "--score-option 'damping' is not of the form KEY=VALUE"),
 ])
 def test_bad_input_gives_a_clear_error(folder, tmp_path, capsys, argv, message):
     argv = argv if "--data" in argv else ["--data", str(folder), *argv]
@@ -116,3 +118,14 @@ def test_a_folder_with_one_class_is_rejected(tmp_path, capsys):
 def test_an_unknown_score_is_rejected():
     with pytest.raises(ValueError, match="unknown score"):
         PruneOptions(ENCODER, score="nope").validate()
+
+
+def test_score_options_reach_the_score(folder):
+    def mask(**score_options):
+        options = PruneOptions(ENCODER, score="random", sparsity=0.5, recovery="none", calib_per_class=5,
+                               eval_per_class=3, device="cpu", score_options=score_options)
+        return prune(options, folder)[1]
+
+    first, again, other = mask(seed=1), mask(seed=1), mask(seed=2)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert any(not torch.equal(first[k], other[k]) for k in first)

@@ -40,11 +40,20 @@ def config_key(config: Any) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
+def current_umask() -> int:
+    """The process's umask (read by setting it and restoring it at once: Python has no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    """Write ``data`` to ``path`` through a temporary file and a rename, with the mode a plain ``open``
+    would give (0666 less the umask: 0644 under umask 022), not mkstemp's private 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)

@@ -13,6 +13,8 @@ import yaml
 
 from pait.errors import ConfigError  # also importable from here, as before
 
+PAPER_SPARSITIES = (0.36, 0.4752, 0.5904, 0.6642, 0.738, 0.7852, 0.8322)  # the study's seven sparsities
+
 
 @dataclass(frozen=True)
 class FinetuneConfig:
@@ -59,7 +61,7 @@ class ExperimentConfig:
     encoders: tuple[EncoderConfig, ...]
     suite: SuiteConfig = SuiteConfig()
     scores: tuple[str, ...] = ("magnitude",)
-    sparsities: tuple[float, ...] = (0.36, 0.4752, 0.5904, 0.6642, 0.738, 0.7852, 0.8322)
+    sparsities: tuple[float, ...] = PAPER_SPARSITIES
     sources: tuple[str, ...] | None = None
     finetune: FinetuneConfig = FinetuneConfig()
     ridge_alpha: float = 1.0
@@ -67,6 +69,7 @@ class ExperimentConfig:
     eval_batch_size: int = 128
     seeds: tuple[int, ...] = (0,)  # replicates: each seed sets the split (suite.split_seed + seed), the scores' RNG and the re-training order
     recoveries: tuple[str, ...] = ("sgd",)  # after pruning: none, bn, obs, sequential, bn+sequential, sgd (masked re-training)
+    score_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # score -> options: {kfac: {damping: 1e-2}}
     device: str = "auto"
     precision: str = "auto"
     save_weights: bool = False  # keep each unit's re-trained weights (needed by `pait landscape`)
@@ -146,6 +149,17 @@ def apply_override(data: dict[str, Any], item: str) -> None:
         node[leaf] = value
     else:
         raise ConfigError(f"override {item!r}: {'.'.join(parents)} is not a mapping or a list")
+
+
+def key_values(items: list[str], flag: str) -> dict[str, Any]:
+    """``KEY=VALUE`` command-line items (values parsed as YAML) as a dict; ``flag`` names them in errors."""
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{flag} {item!r} is not of the form KEY=VALUE")
+        options[key] = yaml.safe_load(value)
+    return options
 
 
 def _list_index(node: list, part: str, where: str) -> int:

@@ -3,7 +3,8 @@ encoder-plus-head model that scores and re-training differentiate; accuracy and 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -66,6 +67,22 @@ def mse_to_one_hot(outputs: Tensor, labels: Tensor) -> Tensor:
 
 
 Normalize = Callable[[Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class SplitBatches:
+    """Re-iterable (normalised images, labels) batches of a split, each moved to ``device`` when reached:
+    the ``batches`` of scores and of K-FAC factors (some scores pass over them twice)."""
+
+    data: TaskData
+    normalize: Normalize
+    batch_size: int
+    device: torch.device
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for start in range(0, len(self.data), self.batch_size):
+            pixels = self.data.pixels[start : start + self.batch_size].to(self.device)
+            yield self.normalize(pixels), self.data.labels[start : start + self.batch_size].to(self.device)
 
 
 @torch.no_grad()

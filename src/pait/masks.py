@@ -125,12 +125,3 @@ def mask_sparsity(mask: Mapping[str, Tensor]) -> float:
     total = sum(m.numel() for m in mask.values())
     kept = sum(int(m.sum()) for m in mask.values())
     return 1.0 - kept / total if total else 0.0
-
-
-@torch.no_grad()
-def apply_mask(params: Mapping[str, Tensor], mask: Mapping[str, Tensor]) -> None:
-    """Zero the pruned entries of each masked parameter in place, with one fused multiply."""
-    names = [n for n in mask if n in params]
-    if names:
-        targets = [params[n] for n in names]
-        torch._foreach_mul_(targets, [mask[n].to(device=t.device, dtype=t.dtype) for n, t in zip(names, targets)])

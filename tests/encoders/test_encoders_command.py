@@ -3,15 +3,15 @@
 import torch
 
 from pait.cli import main
-from pait.encoders import encoder_specs
+from pait.encoders import ENCODERS
 
 
 def test_lists_every_encoder_with_counts(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")
     assert main(["encoders"]) == 0
     out = capsys.readouterr().out
-    for spec in encoder_specs():
-        assert spec.name in out
+    for name in ENCODERS.names():
+        assert name in out
     assert "85,524,480" in out and "23,454,912" in out and "timm:<model>" in out
 
 

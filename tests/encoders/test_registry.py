@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pait.encoders import encoder_specs, load_encoder
+from pait.encoders import ENCODERS, load_encoder
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 
@@ -42,8 +42,7 @@ def test_known_figures():
 
 
 def test_registry_lists_the_paper_encoders():
-    names = [s.name for s in encoder_specs()]
-    assert set(EXPECTED) <= set(names)
+    assert set(EXPECTED) <= set(ENCODERS.names())
 
 
 @pytest.mark.parametrize("name", EXPECTED)

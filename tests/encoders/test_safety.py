@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from pait.encoders import CheckpointError, MissingWeightsError, load_encoder
+from pait.errors import ConfigError
 
 
 class Payload:
@@ -40,5 +41,5 @@ def test_timm_family_random_by_default():
     encoder = load_encoder("timm:resnet18")
     assert encoder.feature_dim == 512 and encoder.info["weights"] == "random"
     assert "fc.weight" not in encoder.prunable_parameters()
-    with pytest.raises(KeyError, match="timm has no model"):
+    with pytest.raises(ConfigError, match="timm has no model"):
         load_encoder("timm:no_such_model")

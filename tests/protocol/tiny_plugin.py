@@ -26,6 +26,7 @@ def tiny_cnn(weights: str | None = None, trust_torchscript: bool = False) -> Enc
     return Encoder("tiny_cnn", model, preprocess, 16, lambda m, x: m(x))
 
 
+@SUITES.register("tiny")
 def tiny_suite(tasks: int = 3, classes: int = 3, per_class: int = 12) -> list[Task]:
     """``tasks`` tasks of ``classes`` classes; each class a noisy colour, as uint8 8x8 tensors."""
     rng = np.random.default_rng(0)
@@ -42,5 +43,4 @@ def tiny_suite(tasks: int = 3, classes: int = 3, per_class: int = 12) -> list[Ta
     return out
 
 
-SUITES["tiny"] = tiny_suite
 

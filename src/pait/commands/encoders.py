@@ -36,10 +36,11 @@ def shape_of(name: str) -> tuple[int, int]:
 def check(args: argparse.Namespace, console: Console) -> int:
     """Load ``args.weights`` into ``args.check``; 0 when it fits, 1 with the reader's message otherwise."""
     from pait.encoders import CheckpointError, load_encoder
+    from pait.errors import ConfigError
 
     try:
         encoder = load_encoder(args.check, weights=args.weights, trust_torchscript=args.trust_torchscript)
-    except (CheckpointError, KeyError) as err:
+    except (CheckpointError, ConfigError) as err:
         console.print(f"[red]{err}[/red]")
         return 1
     prunable = sum(p.numel() for p in encoder.prunable_parameters().values())
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from pait.encoders import encoder_specs, family_specs
+    from pait.encoders import ENCODERS
 
     console = Console()
     if args.check:
@@ -61,11 +62,13 @@ def run(args: argparse.Namespace) -> int:
     table = Table(title="pait encoders")
     for column in ("name", "architecture", "pretraining", "features", "prunable", "weights"):
         table.add_column(column, overflow="fold")
-    for spec in encoder_specs():
-        dim, prunable = ("", "") if args.no_count else (str(x) for x in shape_of(spec.name))
-        table.add_row(spec.name, spec.architecture, spec.pretraining, dim,
-                      prunable and f"{int(prunable):,}", spec.weights)
-    for family in family_specs():
-        table.add_row(f"{family.prefix}:<model>", family.description, "", "", "", family.weights)
+    for name in ENCODERS.names():
+        info = ENCODERS.metadata(name)
+        dim, prunable = ("", "") if args.no_count else (str(x) for x in shape_of(name))
+        table.add_row(name, info["architecture"], info["pretraining"], dim,
+                      prunable and f"{int(prunable):,}", info["weights"])
+    for family in ENCODERS.families():
+        info = ENCODERS.metadata(family)
+        table.add_row(family, info["description"], "", "", "", info["weights"])
     console.print(table)
     return 0

@@ -56,12 +56,14 @@ def run(args: argparse.Namespace) -> int:
 
     from pait.cache import StageStore
     from pait.grid.landscape import compute_surface, surface_key
+    from pait.grid.plan import import_plugins
     from pait.grid.stages import prepare, unit_key
     from pait.report.fig4 import plot_fig4
 
     run_dir = Path(args.run_dir)
     results = pd.read_parquet(run_dir / "results.parquet")
     config = config_from_dict(json.loads((run_dir / "config.json").read_text()))
+    import_plugins(config)  # the run's encoders, suites or scores may come from them
     unit = select_unit(results, args)
     targets = [t for t in dict.fromkeys(results.target) if t != unit.source]
     transfer = args.transfer or targets[0]

@@ -9,9 +9,11 @@ Load the result without pait: ``model.load_state_dict(safetensors.torch.load_fil
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
+from pait.config import key_values
 from pait.prune.options import RECOVERIES, PruneOptions
 
 HELP = "prune one encoder on a folder of images; write the pruned checkpoint, its mask and a report"
@@ -25,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-size", type=int, help="input resolution (default: the encoder's)")
     parser.add_argument("--data", type=Path, required=True, help="folder of class sub-folders of images")
     parser.add_argument("--score", default=d.score, help="pruning score (`pait score --help`; an unknown name lists them)")
+    parser.add_argument("--score-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="option of the score function, e.g. damping=1e-2 for kfac (repeatable)")
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--sparsity", type=float, help=f"global fraction of prunable weights removed (default {d.sparsity})")
     target.add_argument("--nm", help="N:M semi-structured pattern instead of a global sparsity, e.g. 2:4")
@@ -55,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
                            args.batch_size, device=args.device)
     console = Console(stderr=True)
     try:
+        options = dataclasses.replace(options, score_options=key_values(args.score_option, "--score-option"))
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
             steps: list[int] = []
 

@@ -13,13 +13,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
-from pait.config import EncoderConfig, ExperimentConfig, SuiteConfig
-from pait.errors import ConfigError, PaitError
+from pait.config import PAPER_SPARSITIES, EncoderConfig, ExperimentConfig, SuiteConfig, key_values
+from pait.errors import PaitError
 
 HELP = "compute a pruning score on a source task and save scores and masks"
-PAPER_SPARSITIES = [0.36, 0.4752, 0.5904, 0.6642, 0.738, 0.7852, 0.8322]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-per-class", type=int, default=50, help="held-out images per class (heldout protocol)")
     parser.add_argument("--task", required=True, help="source task within the suite")
     parser.add_argument("--score", required=True, help="score name (magnitude, fisher_diag, kfac, snip, ...)")
-    parser.add_argument("--sparsity", type=float, nargs="+", default=PAPER_SPARSITIES, help="fractions in [0, 1)")
+    parser.add_argument("--score-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="option of the score function, e.g. damping=1e-2 for kfac (repeatable)")
+    parser.add_argument("--sparsity", type=float, nargs="+", default=list(PAPER_SPARSITIES), help="fractions in [0, 1)")
     parser.add_argument("--min-density", type=float, default=0.0, help="per-layer floor of kept weights")
     parser.add_argument("--batch-size", type=int, default=32, help="images per scoring batch")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
@@ -46,12 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def score_config(args: argparse.Namespace) -> ExperimentConfig:
     """The one-unit experiment config that ``pait score`` evaluates."""
-    options = {}
-    for item in args.suite_option:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--suite-option {item!r} is not of the form KEY=VALUE")
-        options[key] = yaml.safe_load(value)
+    options = key_values(args.suite_option, "--suite-option")
     return ExperimentConfig(
         name="score",
         encoders=(EncoderConfig(args.encoder, args.weights, args.input_size),),
@@ -59,6 +53,7 @@ def score_config(args: argparse.Namespace) -> ExperimentConfig:
                           calib_per_class=args.calib_per_class, eval_per_class=args.eval_per_class),
         scores=(args.score,), sparsities=tuple(args.sparsity), sources=(args.task,),
         score_batch_size=args.batch_size, device=args.device, plugins=tuple(args.plugin),
+        score_options={args.score: key_values(args.score_option, "--score-option")} if args.score_option else {},
     )
 
 

@@ -14,27 +14,16 @@ from pait.encoders import vit as _vit  # noqa: F401  (registers)
 from pait.encoders.base import Encoder, prunable_parameter_names
 from pait.encoders.checkpoints import RANDOM, CheckpointError, MissingWeightsError
 from pait.encoders.preprocessing import Preprocessing
-from pait.encoders.registry import (
-    EncoderSpec,
-    FamilySpec,
-    build_encoder,
-    encoder_specs,
-    family_specs,
-    load_encoder,
-    register_encoder,
-)
+from pait.encoders.registry import ENCODERS, build_encoder, load_encoder, register_encoder
 
 __all__ = [
     "RANDOM",
+    "ENCODERS",
     "CheckpointError",
     "Encoder",
-    "EncoderSpec",
-    "FamilySpec",
     "MissingWeightsError",
     "Preprocessing",
     "build_encoder",
-    "encoder_specs",
-    "family_specs",
     "load_encoder",
     "prunable_parameter_names",
     "register_encoder",

@@ -27,14 +27,8 @@ from typing import Any
 from torch import Tensor, nn
 
 from pait.encoders.base import Encoder
-from pait.encoders.checkpoints import (
-    CheckpointError,
-    load_checked,
-    read_checkpoint,
-    resolve_weights,
-    strip_prefix,
-    unwrap,
-)
+from pait.encoders.checkpoints import CheckpointError, load_checked, read_checkpoint, resolve_weights, strip_prefix
+from pait.encoders.checkpoints import unwrap
 from pait.encoders.preprocessing import Preprocessing
 from pait.encoders.registry import register_encoder
 

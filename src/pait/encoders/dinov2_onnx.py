@@ -20,7 +20,6 @@ import hashlib
 import importlib.metadata as md
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import timm
 import torch
 from torch import Tensor
 
+from pait.cache import write_atomic
 from pait.encoders.base import Encoder, timm_encoder
 from pait.encoders.checkpoints import RANDOM, CheckpointError, check_keys, load_checked, read_state_dict
 from pait.encoders.preprocessing import timm_preprocessing
@@ -108,23 +108,15 @@ def cache_dir() -> Path:
 def converted_weights(onnx_path: Path, expected: Mapping[str, Tensor]) -> Path:
     """The timm state dict converted from ``onnx_path``, checked against ``expected``'s keys and shapes,
     cached as safetensors (written atomically)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     digest = hashlib.sha256(onnx_path.read_bytes()).hexdigest()[:16]
     target = cache_dir() / f"{ARCH}_{IMG_SIZE}_{digest}.safetensors"
     if target.is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
     state = hf_to_timm(onnx_backbone_tensors(onnx_path), IMG_SIZE // 14)
     check_keys(state, expected, onnx_path, LAYOUT)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in state.items()}, tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(target, save({k: v.contiguous() for k, v in state.items()}))
     return target
 
 

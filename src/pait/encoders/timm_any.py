@@ -14,7 +14,8 @@ import timm
 
 from pait.encoders.base import Encoder, timm_encoder
 from pait.encoders.checkpoints import RANDOM, CheckpointError, load_checked, read_checkpoint, unwrap
-from pait.encoders.registry import register_family
+from pait.encoders.registry import ENCODERS
+from pait.errors import ConfigError
 
 
 def classifier_prefixes(model_name: str) -> tuple[str, ...]:
@@ -27,7 +28,7 @@ def classifier_prefixes(model_name: str) -> tuple[str, ...]:
 def build_timm(model_name: str, weights: str | Path | None, trust_torchscript: bool) -> Encoder:
     """timm ``model_name`` (pretrained=False), random or loaded from ``weights``."""
     if not timm.is_model(model_name.split(".")[0]):
-        raise KeyError(f"timm has no model {model_name!r}")
+        raise ConfigError(f"unknown encoder 'timm:{model_name}': timm has no model {model_name!r}")
     heads = classifier_prefixes(model_name)
     path = None if weights is None or str(weights) == RANDOM else Path(weights)
     state = None
@@ -47,8 +48,9 @@ def build_timm(model_name: str, weights: str | Path | None, trust_torchscript: b
     return timm_encoder(f"timm:{model_name}", model, heads, info)
 
 
-register_family(
+ENCODERS.register_family(
     "timm",
+    member="model",
     description="any timm model: timm:<model>",
     weights="random init by default (weights=None or 'random'), or a timm-layout file",
 )(build_timm)

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from pait.cache import config_key
 from pait.report.surface import Surface
-from pait.heads import HeadedModel
+from pait.heads import HeadedModel, mse_to_one_hot
 from pait.grid.stages import Context, unit_key
 
 GRID_MARGIN = 0.3  # the grid extends the three points' bounding box by this fraction of its size
@@ -134,9 +134,8 @@ def evaluate_points(ctx: Context, names: list[str], vectors: Tensor, task: str) 
             chunks.append(torch.func.vmap(outputs, in_dims=(0, None))(batched, images).float().cpu())
     out = torch.cat(chunks, dim=1)  # (B, N, C)
     labels = data.labels
-    target = torch.nn.functional.one_hot(labels, out.shape[-1]).float()
     accuracy = (out.argmax(-1) == labels).double().mean(1)
-    loss = ((out - target) ** 2).mean((1, 2))
+    loss = torch.stack([mse_to_one_hot(point, labels) for point in out])
     return accuracy.numpy(), loss.double().numpy()
 
 

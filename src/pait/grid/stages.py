@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,12 +25,12 @@ from pait.config import EncoderConfig, ExperimentConfig, SuiteConfig
 from pait.device import autocast_dtype, resolve_device
 from pait.encoders import Encoder, build_encoder
 from pait.errors import DataError
-from pait.heads import HeadedModel, evaluate_head, extract_features, fit_ridge
+from pait.heads import HeadedModel, SplitBatches, evaluate_head, extract_features, fit_ridge
 from pait.train.finetune import MaskHolder, finetune
 from pait.masks import global_mask
 from pait.prune.recovery import recover
 from pait.train.packed import finetune_many, load_copy
-from pait.scores import get_score, score_is_per_sparsity
+from pait.scores import get_score, score_call_options, score_is_per_sparsity
 from pait.tasks import Task, TaskData, decode, load_suite, split_indices
 
 Splits = dict[str, tuple[TaskData, TaskData]]  # task -> (calibration, evaluation)
@@ -49,7 +49,6 @@ class Context:
     encoder: Encoder
     theta0: dict[str, Tensor]
     splits: Splits
-    data_key: dict[str, Any]
     heads: dict[str, Tensor]
     heads_key: dict[str, Any]
     unpruned: dict[str, tuple[float, float]]
@@ -162,7 +161,7 @@ def prepare(
     theta0 = {k: v.detach().clone() for k, v in encoder.model.state_dict().items()}
     heads_key = {"encoder": encoder_config, "data": config_key(data_key), "alpha": config.ridge_alpha,
                  "precision": config.precision}
-    ctx = Context(config, encoder_config, seed, store, device, encoder, theta0, splits, data_key, {}, heads_key, {})
+    ctx = Context(config, encoder_config, seed, store, device, encoder, theta0, splits, {}, heads_key, {})
     if not store.done("heads", heads_key):
         with store.writing("heads", heads_key) as out:
             heads = {}
@@ -181,23 +180,16 @@ def prepare(
     return ctx
 
 
-class SourceBatches:
-    """Re-iterable (normalised images, labels) batches of the source task's calibration split."""
-
-    def __init__(self, ctx: Context, source: str) -> None:
-        self.ctx, self.data = ctx, ctx.splits[source][0]
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        bs = self.ctx.config.score_batch_size
-        for start in range(0, len(self.data), bs):
-            pixels = self.data.pixels[start : start + bs].to(self.ctx.device)
-            yield self.ctx.normalize(pixels), self.data.labels[start : start + bs].to(self.ctx.device)
+def score_options(ctx: Context, score: str) -> dict[str, Any]:
+    """The options ``score`` is called with in this grid (besides ``sparsity``): the config's
+    ``score_options[score]``, and the config's seed for seeded scores unless those set one."""
+    return score_call_options(score, ctx.config.score_options.get(score, {}), ctx.seed)
 
 
 def scores_key(ctx: Context, source: str, score: str, sparsity: float | None) -> dict[str, Any]:
     """Key of the scores stage; ``sparsity`` is None for scores shared by every sparsity."""
     return {"heads": config_key(ctx.heads_key), "source": source, "score": score, "sparsity": sparsity,
-            "batch_size": ctx.config.score_batch_size, "seed": ctx.seed}
+            "options": score_options(ctx, score), "batch_size": ctx.config.score_batch_size, "seed": ctx.seed}
 
 
 def scores_stage(ctx: Context, source: str, score: str, sparsity: float | None) -> dict[str, Tensor]:
@@ -206,9 +198,10 @@ def scores_stage(ctx: Context, source: str, score: str, sparsity: float | None) 
     if not ctx.store.done("scores", key):
         ctx.reset_weights()
         model = HeadedModel(ctx.encoder.model, ctx.encoder.feature_fn, ctx.heads[source])
-        options = {"sparsity": sparsity} if sparsity is not None else {}
+        options = score_options(ctx, score) | ({"sparsity": sparsity} if sparsity is not None else {})
+        batches = SplitBatches(ctx.splits[source][0], ctx.normalize, ctx.config.score_batch_size, ctx.device)
         torch.manual_seed(ctx.seed)
-        scores = get_score(score)(model, SourceBatches(ctx, source), ctx.encoder.prunable_parameters(), **options)
+        scores = get_score(score)(model, batches, ctx.encoder.prunable_parameters(), **options)
         ctx.reset_weights()  # a score may not leave the weights changed
         with ctx.store.writing("scores", key) as out:
             save_file({k: v.detach().float().cpu().contiguous() for k, v in scores.items()}, str(out / "scores.safetensors"))
@@ -218,7 +211,8 @@ def scores_stage(ctx: Context, source: str, score: str, sparsity: float | None) 
 def unit_key(ctx: Context, source: str, score: str, sparsity: float, recovery: str = "sgd") -> dict[str, Any]:
     """Key of the unit stage; the re-training schedule is part of it only for ``sgd`` recovery."""
     return {"heads": config_key(ctx.heads_key), "source": source, "score": score, "sparsity": sparsity,
-            "recovery": recovery, "finetune": ctx.config.finetune if recovery == "sgd" else None,
+            "recovery": recovery, "score_options": score_options(ctx, score),
+            "finetune": ctx.config.finetune if recovery == "sgd" else None,
             "score_batch_size": ctx.config.score_batch_size, "seed": ctx.seed}
 
 

@@ -10,9 +10,9 @@ from pait.tasks import PROTOCOLS, SUITES
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
-def validate_config(config: ExperimentConfig, check_registries: bool = True) -> None:
-    """Raise a ConfigError naming the first bad value; with ``check_registries`` also check that every
-    encoder, score and suite name is registered (``encoder_specs()``, ``SCORES``, ``SUITES``)."""
+def validate_config(config: ExperimentConfig) -> None:
+    """Raise a ConfigError naming the first bad value, an unregistered encoder, score or suite name,
+    or a score option the score does not take."""
     if not config.encoders:
         raise ConfigError("the config names no encoder")
     if not config.scores:
@@ -43,20 +43,16 @@ def validate_config(config: ExperimentConfig, check_registries: bool = True) -> 
         raise ConfigError(f"finetune: epochs >= 0, batch_size >= 1 and lr >= 0 needed, got {ft}")
     if ft.pack < 1:
         raise ConfigError(f"finetune.pack must be at least 1, got {ft.pack}")
-    if check_registries:
-        check_names(config)
+    check_names(config)
 
 
 def check_names(config: ExperimentConfig) -> None:
-    """Every encoder, score and suite name of ``config`` is registered, else a ConfigError lists the known ones."""
-    from pait.encoders import encoder_specs
-    from pait.scores import SCORES
+    """Every encoder, score and suite name of ``config`` is registered, else a ConfigError lists the known
+    ones; every entry of ``score_options`` names a score and options it takes."""
+    from pait.encoders import ENCODERS
+    from pait.scores import SCORES, check_score_options
 
-    known = {
-        "encoder": [spec.name for spec in encoder_specs()],
-        "score": list(SCORES),
-        "suite": list(SUITES),
-    }
+    known = {"encoder": ENCODERS, "score": SCORES, "suite": SUITES}
     used = {
         "encoder": [e.name for e in config.encoders],
         "score": list(config.scores),
@@ -66,6 +62,7 @@ def check_names(config: ExperimentConfig) -> None:
     for kind, names in used.items():
         unknown = [n for n in dict.fromkeys(names) if n not in known[kind]]
         if unknown:
-            problems.append(f"unknown {kind}(s) {', '.join(unknown)} (known: {', '.join(known[kind])})")
+            problems.append(f"unknown {kind}(s) {', '.join(unknown)} (known: {', '.join(known[kind].known())})")
     if problems:
         raise ConfigError("; ".join(problems))
+    check_score_options(config.score_options)

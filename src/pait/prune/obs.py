@@ -28,15 +28,9 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from pait.scores.kfac import damped_inverse
+
 MAX_ELEMENTS = 2**25  # float64 entries of the gathered [A^-1]_{P,:} blocks held at once
-
-
-def damped_inverse(factor: Tensor, damping: float) -> Tensor:
-    """(F + damping * mean(diag F) * I)^-1 in float64, via Cholesky."""
-    f = factor.double()
-    scale = f.diagonal().mean().clamp_min(torch.finfo(torch.float64).eps)
-    damped = f + damping * scale * torch.eye(f.shape[0], dtype=f.dtype, device=f.device)
-    return torch.cholesky_inverse(torch.linalg.cholesky(damped))
 
 
 def obs_rows(weight: Tensor, keep: Tensor, a_inv: Tensor, max_elements: int = MAX_ELEMENTS) -> Tensor:

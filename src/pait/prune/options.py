@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from pait.config import FinetuneConfig
 
@@ -28,15 +29,17 @@ class PruneOptions:
     batch_size: int = 32
     damping: float = 1e-3
     device: str = "auto"
+    score_options: dict[str, Any] = field(default_factory=dict)  # keyword options of the score function
 
     def validate(self) -> None:
         """Raise a ValueError on an unknown score or recovery, a bad sparsity or N:M pattern."""
         from pait.masks import check_sparsity
         from pait.prune.nm import parse_nm
-        from pait.scores import SCORES
+        from pait.scores import SCORES, check_score_options
 
         if self.score not in SCORES:
             raise ValueError(f"unknown score {self.score!r}; choose one of {', '.join(SCORES)}")
+        check_score_options({self.score: self.score_options}, where="--score-option")
         if self.recovery not in RECOVERIES:
             raise ValueError(f"unknown recovery {self.recovery!r}; choose one of {', '.join(RECOVERIES)}")
         if (self.sparsity is None) == (self.nm is None):

@@ -9,19 +9,12 @@ from torch import Tensor, nn
 
 from pait.config import FinetuneConfig
 from pait.train.finetune import MaskHolder, finetune
-from pait.heads import HeadedModel
+from pait.heads import HeadedModel, SplitBatches
 from pait.masks import Mask
 from pait.prune.obs import obs_prune
 from pait.prune.options import RECOVERIES
 from pait.scores.kfac import kfac_factors
 from pait.tasks.base import TaskData
-
-
-def calibration_batches(data: TaskData, normalize: Callable[[Tensor], Tensor], batch_size: int,
-                        device: torch.device) -> list[tuple[Tensor, Tensor]]:
-    """(normalised images, labels) batches of a split, on ``device``."""
-    return [(normalize(data.pixels[i : i + batch_size].to(device)), data.labels[i : i + batch_size].to(device))
-            for i in range(0, len(data), batch_size)]
 
 
 def recover(
@@ -47,7 +40,7 @@ def recover(
         raise ValueError(f"unknown recovery {method!r}; choose one of {', '.join(RECOVERIES)}")
     params: dict[str, nn.Parameter] = dict(model.backbone.named_parameters())
     if method == "obs":
-        batches = calibration_batches(calib, normalize, batch_size, device)
+        batches = SplitBatches(calib, normalize, batch_size, device)
         factors = kfac_factors(model, batches, {n: params[n] for n in mask}, include_bias=True)
         obs_prune(params, factors, mask, damping=damping)
         return

@@ -21,13 +21,13 @@ from pait.device import resolve_device
 from pait.encoders import Encoder
 from pait.encoders import build_encoder as build_configured_encoder
 from pait.export import storage_bytes
-from pait.heads import HeadedModel
+from pait.heads import HeadedModel, SplitBatches
 from pait.masks import Mask, density_report, global_mask, mask_sparsity
 from pait.prune.nm import nm_mask, parse_nm
 from pait.prune.data import accuracy, fit_head, folder_splits
 from pait.prune.options import PruneOptions
-from pait.prune.recovery import calibration_batches, recover
-from pait.scores import get_score, score_is_per_sparsity
+from pait.prune.recovery import recover
+from pait.scores import get_score, score_call_options, score_is_per_sparsity
 
 CPU_NOTE = ("Unstructured masks save storage, not time: dense CPU (and GPU) kernels still multiply the zeros. "
             "Only N:M (2:4) masks run faster, with semi-structured sparse kernels on NVIDIA GPUs.")
@@ -78,8 +78,10 @@ def prune(options: PruneOptions, data: str | Path, on_step: Callable[[str], None
     counts_before = _counts(encoder)
     on_step(f"scoring ({options.score})")
     model = HeadedModel(encoder.model, encoder.feature_fn, head.to(device)).eval()
-    batches = calibration_batches(calib, encoder.preprocess.normalize, bs, device)
-    kwargs = {"sparsity": target_sparsity(options)} if score_is_per_sparsity(options.score) else {}
+    batches = SplitBatches(calib, encoder.preprocess.normalize, bs, device)
+    kwargs = score_call_options(options.score, options.score_options, options.seed)
+    if score_is_per_sparsity(options.score):
+        kwargs["sparsity"] = target_sparsity(options)
     scores = get_score(options.score)(model, batches, encoder.prunable_parameters(), **kwargs)
     mask, dense = make_mask(scores, options.sparsity, options.nm)
     on_step(f"recovery ({options.recovery})")

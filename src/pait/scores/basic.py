@@ -14,7 +14,7 @@ def magnitude(model: nn.Module, batches: Batches, params: Params) -> dict[str, T
     return {name: p.detach().pow(2) for name, p in params.items()}
 
 
-@register_score("random")
+@register_score("random", seeded=True)
 def random(model: nn.Module, batches: Batches, params: Params, seed: int = 0) -> dict[str, Tensor]:
     """Uniform random scores from a seeded generator (independent of the weights)."""
     gen = torch.Generator().manual_seed(seed)

@@ -159,15 +159,15 @@ def _mha_tap(acc: _Accumulator, mha: nn.MultiheadAttention, keys: dict[str, str]
     return tap
 
 
-def damped_inverse_diagonal(factor: Tensor, damping: float) -> Tensor:
-    """diag((F + damping * mean(diag F) * I)^-1) via Cholesky, in float64.
+def damped_inverse(factor: Tensor, damping: float) -> Tensor:
+    """(F + damping * mean(diag F) * I)^-1 via Cholesky, in float64 (the K-FAC score and OBS recovery).
 
     The damping is relative to the factor's mean eigenvalue, so it does not depend on the loss scale.
     """
     f = factor.double()
     scale = f.diagonal().mean().clamp_min(torch.finfo(torch.float64).eps)
     damped = f + damping * scale * torch.eye(f.shape[0], dtype=f.dtype, device=f.device)
-    return torch.cholesky_inverse(torch.linalg.cholesky(damped)).diagonal()
+    return torch.cholesky_inverse(torch.linalg.cholesky(damped))
 
 
 @register_score("kfac")
@@ -182,7 +182,7 @@ def kfac(model: nn.Module, batches: Batches, params: Params, damping: float = 1e
     scores = {}
     for key, p in params.items():
         a, b = factors[key]
-        inv_a, inv_b = damped_inverse_diagonal(a, damping), damped_inverse_diagonal(b, damping)
+        inv_a, inv_b = damped_inverse(a, damping).diagonal(), damped_inverse(b, damping).diagonal()
         w = p.detach().reshape(p.shape[0], -1).double()
         scores[key] = (w.pow(2) / (inv_b[:, None] * inv_a[None, :])).reshape(p.shape).to(p.dtype)
     return scores

@@ -1,42 +1,77 @@
-"""Name -> score function registry."""
+"""The score registry: ``SCORES`` (names -> score functions), their metadata and options.
+
+Metadata of a score: ``per_sparsity`` (it takes ``sparsity`` and is computed once per sparsity, as
+SynFlow's iterative schedule), ``seeded`` (it takes ``seed``, which the grid sets to the unit's seed
+unless the config's ``score_options`` does) and ``options`` (the keyword options it accepts, read
+from its signature at registration; None when it takes ``**kwargs``).
+"""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from torch import Tensor, nn
 
+from pait.errors import ConfigError
+from pait.registry import Registry
+
 ScoreFn = Callable[..., dict[str, Tensor]]
-_REGISTRY: dict[str, ScoreFn] = {}
-SCORES: list[str] = []
+Batches = Iterable[tuple[Tensor, Tensor]]
+Params = Mapping[str, nn.Parameter]
+
+SCORES: Registry[ScoreFn] = Registry("score")
+SET_BY_THE_GRID = "sparsity"  # the option a per-sparsity score gets from the grid, never from score_options
 
 
-def register_score(name: str) -> Callable[[ScoreFn], ScoreFn]:
-    """Decorator: register ``fn`` under ``name`` and list it in ``SCORES``."""
+def keyword_options(fn: ScoreFn) -> tuple[str, ...] | None:
+    """The keyword options of ``fn(model, batches, params, **options)``; None when it takes ``**kwargs``."""
+    parameters = list(inspect.signature(fn).parameters.values())[3:]
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return tuple(p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
+
+def register_score(name: str, *, per_sparsity: bool = False, seeded: bool = False) -> Callable[[ScoreFn], ScoreFn]:
+    """Decorator: register ``fn(model, batches, params, **options)`` under ``name`` in ``SCORES``."""
 
     def wrap(fn: ScoreFn) -> ScoreFn:
-        if name in _REGISTRY:
-            raise ValueError(f"score {name!r} registered twice")
-        _REGISTRY[name] = fn
-        SCORES.append(name)
-        return fn
+        return SCORES.register(name, per_sparsity=per_sparsity, seeded=seeded, options=keyword_options(fn))(fn)
 
     return wrap
 
 
 def get_score(name: str) -> ScoreFn:
-    """The score function registered under ``name``; a KeyError lists the known names."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown score {name!r}; known scores: {', '.join(SCORES)}") from None
+    """The score function registered under ``name``; a ConfigError lists the known names."""
+    return SCORES.get(name)
 
 
-Batches = Iterable[tuple[Tensor, Tensor]]
-Params = Mapping[str, nn.Parameter]
+def score_is_per_sparsity(name: str) -> bool:
+    """Whether ``name`` is computed once per sparsity (it takes ``sparsity``), not once for all."""
+    return bool(SCORES.metadata(name).get("per_sparsity", False))
 
 
-def score_is_per_sparsity(score: str) -> bool:
-    """Scores that take a ``sparsity`` keyword (SynFlow's iterative schedule) are computed per sparsity."""
-    return "sparsity" in inspect.signature(get_score(score)).parameters
+def check_score_options(score_options: Mapping[str, Any], where: str = "score_options") -> None:
+    """Every key names a registered score and every option is one its function accepts, else a ConfigError."""
+    for name, options in score_options.items():
+        if name not in SCORES:
+            raise ConfigError(f"{where}: unknown score {name!r}; known scores: {', '.join(SCORES.known())}")
+        if not isinstance(options, Mapping):
+            raise ConfigError(f"{where}: the options of score {name!r} must be a mapping, got {options!r}")
+        accepted = SCORES.metadata(name).get("options", ())
+        if accepted is not None and score_is_per_sparsity(name):
+            accepted = tuple(o for o in accepted if o != SET_BY_THE_GRID)
+        unknown = [o for o in options if accepted is not None and o not in accepted]
+        if unknown:
+            raise ConfigError(f"{where}: score {name!r} has no option(s) {', '.join(map(str, unknown))}; "
+                              f"its options: {', '.join(accepted) or 'none'}")
+
+
+def score_call_options(name: str, options: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """The keyword options a grid unit passes to score ``name`` (besides ``sparsity``): the configured
+    ``options``, and ``seed`` for seeded scores unless the options set it."""
+    call = dict(options)
+    if SCORES.metadata(name).get("seeded", False):
+        call.setdefault("seed", seed)
+    return call

@@ -13,7 +13,7 @@ from pait.scores._common import eval_mode, model_names
 from pait.scores.registry import Batches, Params, register_score
 
 
-@register_score("synflow")
+@register_score("synflow", per_sparsity=True)
 def synflow(model: nn.Module, batches: Batches, params: Params, sparsity: float = 0.0, iterations: int = 100,
             double: bool = True, input_shape: tuple[int, ...] | None = None) -> dict[str, Tensor]:
     """Iterative SynFlow scores for one target ``sparsity``: they are specific to it.

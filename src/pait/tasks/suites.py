@@ -1,4 +1,5 @@
-"""Suite registry: name -> builder of a list of tasks."""
+"""The suite registry ``SUITES``: name -> builder of a list of tasks. Plugins add suites with
+``@SUITES.register("name")``."""
 
 from __future__ import annotations
 
@@ -7,24 +8,21 @@ from collections.abc import Callable
 from typing import Any
 
 from pait.errors import ConfigError
+from pait.registry import Registry
 from pait.tasks.base import Task
 from pait.tasks.embedded import embedded_suite
 from pait.tasks.imagefolder import imagefolder_suite
 from pait.tasks.imagenet10 import imagenet10_suite
 
-SUITES: dict[str, Callable[..., list[Task]]] = {
-    "embedded": embedded_suite,
-    "imagenet10": imagenet10_suite,
-    "imagefolder": imagefolder_suite,
-}
+SUITES: Registry[Callable[..., list[Task]]] = Registry("suite")
+SUITES.register("embedded")(embedded_suite)
+SUITES.register("imagenet10")(imagenet10_suite)
+SUITES.register("imagefolder")(imagefolder_suite)
 
 
 def load_suite(name: str, **options: Any) -> list[Task]:
     """The tasks of suite ``name``; options are passed to its builder (an unknown option is a ConfigError)."""
-    try:
-        builder = SUITES[name]
-    except KeyError:
-        raise ConfigError(f"unknown suite {name!r}; known suites: {', '.join(SUITES)}") from None
+    builder = SUITES.get(name)
     accepted = inspect.signature(builder).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
         unknown = sorted(set(options) - set(accepted))
