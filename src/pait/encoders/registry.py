@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pait.config import EncoderConfig
 from pait.encoders.base import Encoder
+from pait.errors import UnknownNameError
 
 Weights = str | Path | None
 Factory = Callable[[Weights, bool], Encoder]
@@ -93,7 +94,7 @@ def load_encoder(name: str, weights: Weights = None, trust_torchscript: bool = F
         spec = _REGISTRY[name]
     except KeyError:
         known = ", ".join([*_REGISTRY, *(f"{p}:<model>" for p in _FAMILIES)])
-        raise KeyError(f"unknown encoder {name!r}; known encoders: {known}") from None
+        raise UnknownNameError(f"unknown encoder {name!r}; known encoders: {known}") from None
     return spec.factory(weights, trust_torchscript)
 
 

@@ -19,6 +19,7 @@ from pait.report.fig3 import plot_fig3
 from pait.report.fig4 import plot_fig4
 from pait.report.html import to_html
 from pait.report.p1 import agreement_summary, mask_agreement, plot_agreement
+from pait.report.run_folder import check_run_dir, read_results, read_run_config
 from pait.report.tables import summary
 from pait.report.toy import plot_fig1, plot_fig2
 from pait.report.transfer import plot_transfer
@@ -156,9 +157,9 @@ def failure_blocks(run_dir: Path) -> list[Block]:
 
 def build_report(run_dir: str | Path) -> Path:
     """Draw every figure the run allows and write ``report.md`` and ``report.html``; returns the Markdown path."""
-    run_dir = Path(run_dir)
-    results = pd.read_parquet(run_dir / "results.parquet")
-    config = json.loads((run_dir / "config.json").read_text())
+    run_dir = check_run_dir(run_dir)
+    results = read_results(run_dir)
+    config = read_run_config(run_dir)
     figures = run_dir / "figures"
     fig3 = plot_fig3(results, figures / "fig3.png")
     blocks: list[Block] = [

@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable, Mapping
 
 from torch import Tensor, nn
 
+from pait.errors import UnknownNameError
+
 ScoreFn = Callable[..., dict[str, Tensor]]
 _REGISTRY: dict[str, ScoreFn] = {}
 SCORES: list[str] = []
@@ -26,11 +28,11 @@ def register_score(name: str) -> Callable[[ScoreFn], ScoreFn]:
 
 
 def get_score(name: str) -> ScoreFn:
-    """The score function registered under ``name``; a KeyError lists the known names."""
+    """The score function registered under ``name``; an UnknownNameError (a KeyError) lists the known names."""
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown score {name!r}; known scores: {', '.join(SCORES)}") from None
+        raise UnknownNameError(f"unknown score {name!r}; known scores: {', '.join(SCORES)}") from None
 
 
 Batches = Iterable[tuple[Tensor, Tensor]]
