@@ -75,18 +75,23 @@ class ExperimentConfig:
 
 def _build(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+        raise ConfigError(f"{where.rstrip(':')}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; known keys: {', '.join(sorted(names))}")
+        raise ConfigError(f"{where.rstrip(':')}: unknown key(s) {', '.join(map(str, unknown))}; known keys: {', '.join(sorted(names))}")
     required = [f.name for f in dataclasses.fields(cls)
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     missing = [k for k in required if k not in data]
     if missing:
-        raise ConfigError(f"{where}: missing key(s) {', '.join(missing)}")
-    return cls(**{k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()})
+        raise ConfigError(f"{where.rstrip(':')}: missing key(s) {', '.join(missing)}")
+    return cls(**{k: _coerce(hints[k], v, _join(where, k)) for k, v in data.items()})
+
+
+def _join(where: str, key: str) -> str:
+    """The label of ``key`` below ``where``: ``config.finetune.lr``, or ``FILE: finetune.lr`` below ``FILE:``."""
+    return f"{where} {key}" if where.endswith(":") else f"{where}.{key}"
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:
@@ -186,7 +191,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig
         raise ConfigError(f"config {path}: expected a mapping of keys (name, encoders, ...), got a {type(data).__name__}")
     for item in overrides:
         apply_override(data, item)
-    return config_from_dict(data, where=str(path))
+    return config_from_dict(data, where=f"{path}:")
 
 
 def _yaml_where(err: yaml.YAMLError) -> str:

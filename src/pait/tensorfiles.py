@@ -9,6 +9,7 @@ refused at load, naming the first one.
 from __future__ import annotations
 
 import json
+import re
 import struct
 from collections.abc import Mapping
 from pathlib import Path
@@ -107,11 +108,13 @@ def torch_load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        if "truncated" in first or "Weights only load failed" not in str(err):
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+        first = text.splitlines()[0] if text else type(err).__name__
+        if "truncated" in text or "Weights only load failed" not in text:
             raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({first})") from None
+        found = re.search(r"Unsupported global: GLOBAL [\w.]+|Unsupported operand \d+|[^.\n]*not an allowed global[^.\n]*", text)
         raise CheckpointError(
-            f"{path} needs arbitrary code to unpickle and was refused ({first}). "
+            f"{path} needs arbitrary code to unpickle and was refused ({found.group(0) if found else first}). "
             "Convert it once, in a trusted environment, to a plain state dict: "
             "torch.save(dict(model.state_dict()), 'weights.pth') or safetensors.torch.save_file(...)."
         ) from None

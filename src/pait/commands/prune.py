@@ -56,8 +56,9 @@ def run(args: argparse.Namespace) -> int:
     options.validate()
     check_writable_folder(args.out, "--out folder")  # before any work: not a file, not read-only, not full
     console = Console(stderr=True)
+    # on a terminal the steps show while they run and vanish at the end (or before an error's one line)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-                  transient=True) as bar:
+                  transient=True, disable=not console.is_terminal) as bar:
         steps: list[int] = []
 
         def on_step(text: str) -> None:
