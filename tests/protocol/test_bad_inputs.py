@@ -222,6 +222,8 @@ CASES: dict[str, Case] = {
     "input_size=0": lambda e, m: (e.run("encoders.0.input_size=0"), "encoders.0.input_size"),
     "split_seed=-1": lambda e, m: (e.run("suite.split_seed=-1"), "suite.split_seed must be at least 0"),
     "calib_per_class=0": lambda e, m: (e.run("suite.calib_per_class=0"), "calib_per_class"),
+    "finetune.pack=0": lambda e, m: (e.run("finetune.pack=0"), "finetune.pack must be at least 1"),
+    "plugin missing": lambda e, m: (e.run("plugins=[no_such_plugin_module]"), "plugin module 'no_such_plugin_module'"),
     "unknown key": lambda e, m: (e.run("foo=1"), "unknown key(s) foo"),
     "override not YAML": lambda e, m: (e.run("sparsities=[0.5"), "override 'sparsities=[0.5'"),
     # names
@@ -299,6 +301,7 @@ CASES: dict[str, Case] = {
          "--cache", str(e.out), "--out", str(write_text(e.tmp / "f", "x"))], f"{e.tmp / 'f'} cannot be a folder"),
     "report missing folder": lambda e, m: (["report", str(e.tmp / "gone")], f"run folder {e.tmp / 'gone'} does not exist"),
     "report not a run": lambda e, m: (["report", str(e.tmp)], "is not a pait run folder"),
+    "report on a file": lambda e, m: (["report", str(write_text(e.tmp / "f", "x"))], "is a file, not a folder"),
     "landscape missing folder": lambda e, m: (["landscape", str(e.tmp / "gone")], "does not exist"),
     "landscape without save_weights": lambda e, m: (["landscape", str(e.good)], "without save_weights"),
 }
