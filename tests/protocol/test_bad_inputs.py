@@ -398,3 +398,26 @@ def test_config_path_without_its_suffix(env):
 
     path = env.config()
     assert config_path(str(path.with_suffix(""))) == path
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    import pait.commands.report
+
+    def broken(args):
+        raise RuntimeError("a bug, not bad input")
+
+    monkeypatch.setattr(pait.commands.report, "run", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["report", "anything"])
+
+
+def test_a_multi_line_message_is_printed_on_one_line(monkeypatch, capsys):
+    import pait.commands.report
+    from pait.errors import DataError
+
+    def bad(args):
+        raise DataError("first line\n  second line")
+
+    monkeypatch.setattr(pait.commands.report, "run", bad)
+    assert main(["report", "anything"]) == 2
+    assert capsys.readouterr().err == "pait: error: first line second line\n"
