@@ -7,6 +7,7 @@ that is renamed into place at the end, so a killed run leaves nothing half-writt
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ from typing import Any
 from pait.errors import OutputError
 
 SCHEMA_VERSION = 1
+WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG}  # "cannot write here"
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -78,8 +80,11 @@ class StageStore:
     def writing(self, stage: str, config: Any) -> Iterator[Path]:
         """Yield a temporary directory to fill; on success it becomes the stage's directory."""
         final = self.path(stage, config)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
+        except OSError as err:
+            raise OutputError(f"cannot write the {stage} stage under {final.parent}: {err.strerror or err}") from None
         tmp.chmod(0o755)  # mkdtemp makes it private; stage outputs are shared (e.g. across cluster nodes)
         try:
             yield tmp
@@ -91,8 +96,10 @@ class StageStore:
                     raise
                 shutil.rmtree(tmp, ignore_errors=True)
             self._log(stage, final.name)
-        except BaseException:
+        except BaseException as err:
             shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(err, OSError) and err.errno in WRITE_ERRNOS:
+                raise OutputError(f"cannot write the {stage} stage under {final.parent}: {err.strerror or err}") from None
             raise
 
     def _log(self, stage: str, key: str) -> None:

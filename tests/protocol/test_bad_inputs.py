@@ -293,6 +293,8 @@ CASES: dict[str, Case] = {
                                 f"{e.tmp / 'full'} is not writable: No space left on device"),
     "results write fails": lambda e, m: (fail_result_writes(m) or e.run_to(e.tmp / "o"),
                                          f"cannot write {e.tmp / 'o' / 'tiny' / 'config.json'}: No space left"),
+    "stage write fails": lambda e, m: (fail_stage_writes(m) or e.run_to(e.tmp / "o"),
+                                       f"cannot write the data stage under {e.tmp / 'o' / 'stages' / 'data'}"),
     "prune --out is a file": lambda e, m: (
         ["prune", "--encoder", ENCODER, "--data", str(e.images), "--device", "cpu", "--out", str(write_text(e.tmp / "f", "x"))],
         f"{e.tmp / 'f'} cannot be a folder"),
@@ -343,6 +345,16 @@ def fail_result_writes(monkeypatch: pytest.MonkeyPatch) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(pait.cache, "tempfile", types.SimpleNamespace(mkstemp=mkstemp, mkdtemp=pait.cache.tempfile.mkdtemp))
+
+
+def fail_stage_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every stage directory fail to be created, as on a disk that filled up after the probe."""
+    import pait.cache
+
+    def mkdtemp(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pait.cache, "tempfile", types.SimpleNamespace(mkstemp=pait.cache.tempfile.mkstemp, mkdtemp=mkdtemp))
 
 
 def test_the_matrix_is_large_enough():
