@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--grid must be at least 2 and --chunk at least 1, got {args.grid} and {args.chunk}")
     run_dir = check_run_dir(args.run_dir)
     results = read_results(run_dir)
-    config = config_from_dict(read_run_config(run_dir), where=str(run_dir / "config.json"))
+    config = config_from_dict(read_run_config(run_dir), where=f"{run_dir / 'config.json'}:")
     if not config.save_weights:
         raise ConfigError(f"{run_dir} was run without save_weights: run the grid with save_weights: true "
                           "to keep the re-trained weights the loss surface needs")

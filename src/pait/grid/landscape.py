@@ -22,8 +22,8 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
-from pait.errors import RunFolderError
 from pait.cache import config_key
+from pait.errors import RunFolderError
 from pait.report.surface import Surface
 from pait.heads import HeadedModel
 from pait.grid.stages import Context, unit_key
