@@ -7,6 +7,7 @@ that is renamed into place at the end, so a killed run leaves nothing half-writt
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -18,7 +19,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pait.errors import OutputError
+
 SCHEMA_VERSION = 1
+WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG}  # "cannot write here"
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -49,16 +53,22 @@ def current_umask() -> int:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename, with the mode a plain ``open``
-    would give (0666 less the umask: 0644 under umask 022), not mkstemp's private 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    would give (0666 less the umask: 0644 under umask 022), not mkstemp's private 0600; an OSError
+    (read-only or full disk) becomes an OutputError naming ``path``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as err:
+        raise OutputError(f"cannot write {path}: {err.strerror or err}") from None
     try:
         os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise OutputError(f"cannot write {path}: {err.strerror or err}") from None
         raise
 
 
@@ -79,8 +89,11 @@ class StageStore:
     def writing(self, stage: str, config: Any) -> Iterator[Path]:
         """Yield a temporary directory to fill; on success it becomes the stage's directory."""
         final = self.path(stage, config)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
+        except OSError as err:
+            raise OutputError(f"cannot write the {stage} stage under {final.parent}: {err.strerror or err}") from None
         tmp.chmod(0o755)  # mkdtemp makes it private; stage outputs are shared (e.g. across cluster nodes)
         try:
             yield tmp
@@ -92,8 +105,10 @@ class StageStore:
                     raise
                 shutil.rmtree(tmp, ignore_errors=True)
             self._log(stage, final.name)
-        except BaseException:
+        except BaseException as err:
             shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(err, OSError) and err.errno in WRITE_ERRNOS:
+                raise OutputError(f"cannot write the {stage} stage under {final.parent}: {err.strerror or err}") from None
             raise
 
     def _log(self, stage: str, key: str) -> None:

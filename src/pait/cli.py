@@ -9,6 +9,7 @@ import pkgutil
 import sys
 
 import pait.commands
+from pait.errors import PaitError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (a multi-line message is joined with spaces)."""
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pait`` console script."""
     parser = build_parser()
@@ -40,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *overrides]
     try:
         return int(args._run(args) or 0)
+    except PaitError as err:  # bad input: one line, no traceback; anything else is a bug and shows its traceback
+        print(f"pait: error: {one_line(err)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("pait: interrupted; finished stages are kept and a rerun resumes", file=sys.stderr)
         return 130

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -78,13 +79,23 @@ class ExperimentConfig:
 
 def _build(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+        raise ConfigError(f"{where.rstrip(':')}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(names))}")
-    return cls(**{k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()})
+        raise ConfigError(f"{where.rstrip(':')}: unknown key(s) {', '.join(map(str, unknown))}; known keys: {', '.join(sorted(names))}")
+    required = [f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise ConfigError(f"{where.rstrip(':')}: missing key(s) {', '.join(missing)}")
+    return cls(**{k: _coerce(hints[k], v, _join(where, k)) for k, v in data.items()})
+
+
+def _join(where: str, key: str) -> str:
+    """The label of ``key`` below ``where``: ``config.finetune.lr``, or ``FILE: finetune.lr`` below ``FILE:``."""
+    return f"{where} {key}" if where.endswith(":") else f"{where}.{key}"
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:
@@ -106,7 +117,9 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return dict(value)
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+    if hint is float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if hint in (int, str, bool) and not (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
         raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
@@ -142,7 +155,10 @@ def apply_override(data: dict[str, Any], item: str) -> None:
             node = node[part]
         else:
             raise ConfigError(f"override {item!r}: {where} is not a mapping or a list")
-    value = yaml.safe_load(raw)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {item!r}: the value is not valid YAML ({_yaml_problem(err)})") from None
     if isinstance(node, list):
         node[_list_index(node, leaf, key)] = value
     elif isinstance(node, dict):
@@ -175,9 +191,28 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig
     """Read a YAML config and apply ``key.sub=value`` overrides (values parsed as YAML)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"cannot read config {path}: {err}") from None
+        data = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"cannot read config {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config {path} is not a text file") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config {path}{_yaml_where(err)}: invalid YAML ({_yaml_problem(err)})") from None
+    if data is None:
+        if not overrides:
+            raise ConfigError(f"config {path} is empty; a config needs at least the keys name and encoders")
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path}: expected a mapping of keys (name, encoders, ...), got a {type(data).__name__}")
     for item in overrides:
         apply_override(data, item)
-    return config_from_dict(data, where=str(path))
+    return config_from_dict(data, where=f"{path}:")
+
+
+def _yaml_where(err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None)
+    return f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    return getattr(err, "problem", None) or str(err).splitlines()[0]

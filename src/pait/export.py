@@ -15,11 +15,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 from torch import Tensor, nn
 
 from pait.cache import write_atomic
 from pait.masks import Mask
+from pait.tensorfiles import read_safetensors
 
 PRUNED_FILE = "pruned.safetensors"
 MASK_FILE = "mask.safetensors"
@@ -47,13 +48,13 @@ def _file(path: str | Path, name: str) -> Path:
 
 def load_into(model: nn.Module, path: str | Path) -> nn.Module:
     """Load a pruned state dict (file, or a ``pait prune`` output directory) into ``model``, strictly."""
-    model.load_state_dict(load_file(str(_file(path, PRUNED_FILE))))
+    model.load_state_dict(read_safetensors(_file(path, PRUNED_FILE)))
     return model
 
 
 def load_mask(path: str | Path) -> Mask:
     """The mask of a pruned checkpoint (file, or a ``pait prune`` output directory)."""
-    return {k: v.bool() for k, v in load_file(str(_file(path, MASK_FILE))).items()}
+    return {k: v.bool() for k, v in read_safetensors(_file(path, MASK_FILE)).items()}
 
 
 def storage_bytes(state: Mapping[str, Tensor], mask: Mask) -> dict[str, int]:

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from pait.encoders.base import FeatureFn
+from pait.errors import ConfigError
 from pait.tasks.base import TaskData
 
 
@@ -27,7 +28,7 @@ def fit_ridge(features: Tensor, labels: Tensor, num_classes: int, alpha: float =
     if features.ndim != 2 or labels.ndim != 1 or features.shape[0] != labels.shape[0]:
         raise ValueError(f"features {tuple(features.shape)} and labels {tuple(labels.shape)} do not match")
     if alpha <= 0:
-        raise ValueError(f"alpha must be > 0, got {alpha}")
+        raise ConfigError(f"ridge alpha must be > 0, got {alpha}")
     phi = features
     y = one_hot(labels, num_classes, phi.dtype)
     n, d = phi.shape

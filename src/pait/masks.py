@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from pait.errors import ConfigError
+
 if TYPE_CHECKING:
     import rich.table
 
@@ -26,7 +28,7 @@ def num_pruned(total: int, sparsity: float) -> int:
 def check_sparsity(sparsity: float) -> None:
     """Raise a ValueError unless 0 <= sparsity < 1."""
     if not 0.0 <= float(sparsity) < 1.0:
-        raise ValueError(f"sparsity must lie in [0, 1), got {sparsity}")
+        raise ConfigError(f"sparsity must lie in [0, 1), got {sparsity}")
 
 
 def global_mask(scores: Mapping[str, Tensor], sparsity: float, min_density: float = 0.0) -> Mask:
@@ -40,7 +42,7 @@ def global_mask(scores: Mapping[str, Tensor], sparsity: float, min_density: floa
     A warning names every tensor that ends up pruned entirely.
     """
     if not 0.0 <= float(min_density) <= 1.0:
-        raise ValueError(f"min_density must lie in [0, 1], got {min_density}")
+        raise ConfigError(f"min_density must lie in [0, 1], got {min_density}")
     names = list(scores)
     flat = torch.cat([scores[n].detach().reshape(-1).double().cpu() for n in names])
     flat = torch.nan_to_num(flat, nan=-torch.inf)
@@ -49,7 +51,7 @@ def global_mask(scores: Mapping[str, Tensor], sparsity: float, min_density: floa
     if min_density > 0:
         candidates = (~_reserved(scores, names, flat, min_density)).nonzero().squeeze(1)
         if k > candidates.numel():
-            raise ValueError(f"cannot prune {k} of {flat.numel()} weights while keeping min_density={min_density} per tensor")
+            raise ConfigError(f"cannot prune {k} of {flat.numel()} weights while keeping min_density={min_density} per tensor")
     keep = torch.ones(flat.numel(), dtype=torch.bool)
     keep[candidates[lowest(flat[candidates], k)]] = False
     mask, offset = {}, 0

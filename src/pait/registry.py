@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
-from pait.errors import ConfigError
+from pait.errors import ConfigError, UnknownNameError
 
 T = TypeVar("T")
 
@@ -88,8 +88,8 @@ class Registry(Generic[T]):
             raise self._unknown(name)
         return self._family_metadata[family[0]]
 
-    def _unknown(self, name: str) -> ConfigError:
-        return ConfigError(f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(self.known())}")
+    def _unknown(self, name: str) -> UnknownNameError:
+        return UnknownNameError(f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(self.known())}")
 
     def names(self) -> list[str]:
         """The registered names, in registration order (families not included: see ``families``)."""

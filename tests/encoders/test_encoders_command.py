@@ -17,5 +17,7 @@ def test_lists_every_encoder_with_counts(capsys, monkeypatch):
 
 def test_check_reports_a_bad_file(tmp_path, capsys):
     torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, tmp_path / "partial.pth")
-    assert main(["encoders", "--check", "resnet50_dino", "--weights", str(tmp_path / "partial.pth")]) == 1
-    assert "missing keys" in capsys.readouterr().out
+    assert main(["encoders", "--check", "resnet50_dino", "--weights", str(tmp_path / "partial.pth")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"pait: error: {tmp_path / 'partial.pth'} does not fit") and "missing keys" in err
+    assert err.count("\n") == 1

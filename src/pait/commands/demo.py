@@ -30,9 +30,11 @@ def run(args: argparse.Namespace) -> int:
     from pait.config import load_config
     from pait.configs import config_path
     from pait.grid.stages import load_tasks
+    from pait.grid.validation import validate_config
 
     start = time.perf_counter()
     config = load_config(config_path("demo"), args.overrides)
+    validate_config(config)  # bad overrides fail before the suite is read
     tasks = [t.name for t in load_tasks(config.suite)]
     sources = available_sources(list(config.sources or tasks), tasks)
     if config.sources is not None and sources != list(config.sources):

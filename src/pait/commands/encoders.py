@@ -34,15 +34,11 @@ def shape_of(name: str) -> tuple[int, int]:
 
 
 def check(args: argparse.Namespace, console: Console) -> int:
-    """Load ``args.weights`` into ``args.check``; 0 when it fits, 1 with the reader's message otherwise."""
-    from pait.encoders import CheckpointError, load_encoder
-    from pait.errors import ConfigError
+    """Load ``args.weights`` into ``args.check``: 0 when it fits; a file that does not fit raises a
+    CheckpointError naming it and what is wrong (``pait: error: ...``, exit 2)."""
+    from pait.encoders import load_encoder
 
-    try:
-        encoder = load_encoder(args.check, weights=args.weights, trust_torchscript=args.trust_torchscript)
-    except (CheckpointError, ConfigError) as err:
-        console.print(f"[red]{err}[/red]")
-        return 1
+    encoder = load_encoder(args.check, weights=args.weights, trust_torchscript=args.trust_torchscript)
     prunable = sum(p.numel() for p in encoder.prunable_parameters().values())
     console.print(f"{encoder.name}: {encoder.info.get('layout', '')} read from {encoder.info.get('weights')}; "
                   f"features {encoder.feature_dim}-d, {prunable:,} prunable weights")

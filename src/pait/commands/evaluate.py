@@ -8,10 +8,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
+from pait.errors import CheckpointError
 from pait.prune.options import PruneOptions
+from pait.prune.report import REPORT_JSON
 
 HELP = "accuracy of a pruned checkpoint (from pait prune) on a folder of images"
 
@@ -26,39 +27,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
+def prune_options(report: dict, checkpoint: Path) -> PruneOptions:
+    """The options ``pait prune`` stored in its report; a report that does not hold them is a CheckpointError."""
+    options = report.get("options") if isinstance(report, dict) else None
+    fields = {f.name for f in dataclasses.fields(PruneOptions)}
+    if not isinstance(options, dict) or "encoder" not in options or set(options) - fields:
+        raise CheckpointError(f"{checkpoint / REPORT_JSON} does not hold the options of a pait prune run")
+    return PruneOptions(**options)
+
+
 def run(args: argparse.Namespace) -> int:
     """Load, check the mask holds, fit the head, evaluate."""
     from rich.console import Console
 
-    from pait.export import load_into, load_mask
-    from pait.masks import mask_sparsity
     from pait.device import resolve_device
+    from pait.encoders.checkpoints import load_checked
+    from pait.export import MASK_FILE, PRUNED_FILE
+    from pait.masks import mask_sparsity
     from pait.prune.data import accuracy, fit_head, folder_splits
-    from pait.prune.run import build_encoder
     from pait.prune.report import read_report
+    from pait.prune.run import build_encoder
+    from pait.tensorfiles import read_safetensors
 
     console = Console(stderr=True)
-    try:
-        options = PruneOptions(**read_report(args.checkpoint)["options"])
-        overrides = {k: v for k, v in (("calib_per_class", args.calib_per_class), ("eval_per_class", args.eval_per_class)) if v}
-        options = dataclasses.replace(options, **overrides)
-        with console.status("loading the pruned encoder"):
-            encoder = build_encoder(options)
-            load_into(encoder.model, args.checkpoint)
-            mask = load_mask(args.checkpoint)
-        params = encoder.prunable_parameters()
-        if any(bool(params[n].detach()[~m].any()) for n, m in mask.items()):
-            raise ValueError(f"{args.checkpoint}: pruned weights are not zero; the checkpoint does not match its mask")
-        device = resolve_device(args.device)
-        encoder.model.to(device).eval()
-        with console.status("decoding the images and fitting the head"):
-            task, calib, evaluation = folder_splits(args.data, encoder, options.calib_per_class, options.eval_per_class,
-                                                    options.seed)
-            head = fit_head(encoder, calib, task.num_classes, options.batch_size, device)
-            acc = accuracy(encoder, head, evaluation, options.batch_size, device)
-    except (ValueError, KeyError, FileNotFoundError) as err:
-        print(f"pait evaluate: error: {err.args[0] if err.args else err}", file=sys.stderr)
-        return 2
+    options = prune_options(read_report(args.checkpoint), args.checkpoint)
+    overrides = {k: v for k, v in (("calib_per_class", args.calib_per_class), ("eval_per_class", args.eval_per_class))
+                 if v is not None}
+    options = dataclasses.replace(options, **overrides, device=args.device)
+    options.validate()
+    device = resolve_device(args.device)
+    with console.status("loading the pruned encoder"):
+        encoder = build_encoder(options)
+        pruned = args.checkpoint / PRUNED_FILE
+        load_checked(encoder.model, read_safetensors(pruned), pruned, f"pruned {options.encoder}")
+        mask = {k: v.bool() for k, v in read_safetensors(args.checkpoint / MASK_FILE).items()}
+    params = encoder.prunable_parameters()
+    if set(mask) - set(params) or any(mask[n].shape != params[n].shape for n in set(mask) & set(params)):
+        raise CheckpointError(f"{args.checkpoint / MASK_FILE} does not fit the prunable weights of {options.encoder}")
+    if any(bool(params[n].detach()[~m].any()) for n, m in mask.items()):
+        raise CheckpointError(f"{pruned}: pruned weights are not zero; the checkpoint does not match its mask")
+    encoder.model.to(device).eval()
+    with console.status("decoding the images and fitting the head"):
+        task, calib, evaluation = folder_splits(args.data, encoder, options.calib_per_class, options.eval_per_class,
+                                                options.seed)
+        head = fit_head(encoder, calib, task.num_classes, options.batch_size, device)
+        acc = accuracy(encoder, head, evaluation, options.batch_size, device)
     result = {"checkpoint": str(args.checkpoint), "accuracy": acc, "evaluation_images": len(evaluation),
               "sparsity": mask_sparsity(mask), "device": str(device)}
     if args.json:

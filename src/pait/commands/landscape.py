@@ -10,11 +10,10 @@ RUN_DIR/landscape/*.npz, saved after every grid row: an interrupted run continue
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pait.config import config_from_dict
+from pait.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,28 +43,41 @@ def select_unit(results: pd.DataFrame, args: argparse.Namespace) -> pd.Series:
     else:
         for column, value in (("encoder", args.encoder), ("source", args.source), ("score", args.score),
                               ("seed", args.seed), ("recovery", args.recovery)):
+            if rows.empty:
+                break
             rows = rows[rows[column] == (value if value is not None else rows[column].iloc[0])]
-        rows = rows[rows.sparsity == (args.sparsity if args.sparsity is not None else rows.sparsity.max())]
+        rows = rows if rows.empty else rows[rows.sparsity == (args.sparsity if args.sparsity is not None else rows.sparsity.max())]
     if rows.empty:
-        raise SystemExit("pait landscape: no unit of this run matches the selection")
+        chosen = {k: getattr(args, k) for k in ("unit", "encoder", "source", "score", "sparsity") if getattr(args, k) is not None}
+        raise ConfigError(f"no re-trained unit of this run matches the selection {chosen or '(defaults)'}")
     return rows.iloc[0]
 
 
 def run(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from pait.cache import StageStore
+    from pait.grid.plan import import_plugins
     from pait.grid.landscape import compute_surface, surface_key
     from pait.grid.plan import import_plugins
     from pait.grid.stages import prepare, unit_key
     from pait.report.fig4 import plot_fig4
+    from pait.report.run_folder import check_run_dir, read_results, read_run_config
 
-    run_dir = Path(args.run_dir)
-    results = pd.read_parquet(run_dir / "results.parquet")
-    config = config_from_dict(json.loads((run_dir / "config.json").read_text()))
+    if args.grid < 2 or args.chunk < 1:
+        raise ConfigError(f"--grid must be at least 2 and --chunk at least 1, got {args.grid} and {args.chunk}")
+    run_dir = check_run_dir(args.run_dir)
+    results = read_results(run_dir)
+    config = config_from_dict(read_run_config(run_dir), where=f"{run_dir / 'config.json'}:")
+    if not config.save_weights:
+        raise ConfigError(f"{run_dir} was run without save_weights: run the grid with save_weights: true "
+                          "to keep the re-trained weights the loss surface needs")
     import_plugins(config)  # the run's encoders, suites or scores may come from them
     unit = select_unit(results, args)
     targets = [t for t in dict.fromkeys(results.target) if t != unit.source]
+    if args.transfer is not None and args.transfer not in targets:
+        raise ConfigError(f"--transfer {args.transfer!r} is not a transfer task of this unit; "
+                          f"its transfer tasks: {', '.join(targets) or 'none'}")
+    if not targets:
+        raise ConfigError(f"the run {run_dir} has no transfer task besides the source {unit.source}")
     transfer = args.transfer or targets[0]
     encoder_config = next(e for e in config.encoders if e.name == unit.encoder)
     ctx = prepare(config, encoder_config, StageStore(run_dir.parent / "stages"), int(unit.seed))

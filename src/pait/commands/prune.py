@@ -9,8 +9,6 @@ Load the result without pait: ``model.load_state_dict(safetensors.torch.load_fil
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import sys
 from pathlib import Path
 
 from pait.config import key_values
@@ -45,40 +43,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Prune, save and report; a clear one-line error for bad input."""
+    """Prune, save and report; bad input raises a PaitError (``pait: error: ...``, exit 2) before any work."""
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from pait.export import save_pruned
+    from pait.outputs import check_writable_folder
     from pait.prune.run import prune
     from pait.prune.report import write_report
 
     sparsity = args.sparsity if args.sparsity is not None or args.nm else PruneOptions("").sparsity
     options = PruneOptions(args.encoder, args.weights, args.input_size, args.score, sparsity, args.nm, args.recovery,
                            args.retrain_epochs, args.lr, args.calib_per_class, args.eval_per_class, args.seed,
-                           args.batch_size, device=args.device)
+                           args.batch_size, device=args.device,
+                           score_options=key_values(args.score_option, "--score-option"))
+    options.validate()
+    check_writable_folder(args.out, "--out folder")  # before any work: not a file, not read-only, not full
     console = Console(stderr=True)
-    try:
-        options = dataclasses.replace(options, score_options=key_values(args.score_option, "--score-option"))
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
-            steps: list[int] = []
+    # on a terminal the steps show while they run and vanish at the end (or before an error's one line)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+                  transient=True, disable=not console.is_terminal) as bar:
+        steps: list[int] = []
 
-            def on_step(text: str) -> None:
-                if steps:
-                    bar.update(steps[-1], completed=1)
-                steps.append(bar.add_task(text, total=1))
+        def on_step(text: str) -> None:
+            if steps:
+                bar.update(steps[-1], completed=1)
+            steps.append(bar.add_task(text, total=1))
 
-            def on_epoch(epoch: int, loss: float) -> None:
-                bar.update(steps[-1], description=f"recovery (sgd): epoch {epoch + 1}/{args.retrain_epochs}, loss {loss:.4f}")
+        def on_epoch(epoch: int, loss: float) -> None:
+            bar.update(steps[-1], description=f"recovery (sgd): epoch {epoch + 1}/{args.retrain_epochs}, loss {loss:.4f}")
 
-            encoder, mask, report = prune(options, args.data, on_step, on_epoch)
-            on_step("writing")
-            save_pruned(encoder.model, mask, args.out)
-            write_report(args.out, report)
-            bar.update(steps[-1], completed=1)
-    except (ValueError, KeyError, FileNotFoundError) as err:
-        print(f"pait prune: error: {err.args[0] if err.args else err}", file=sys.stderr)
-        return 2
+        encoder, mask, report = prune(options, args.data, on_step, on_epoch)
+        on_step("writing")
+        save_pruned(encoder.model, mask, args.out)
+        write_report(args.out, report)
+        bar.update(steps[-1], completed=1)
     acc = report["accuracy"]
     console.print(f"held-out accuracy {acc['before']:.4f} -> {acc['after']:.4f} (refit head {acc['after_refit_head']:.4f}); "
                   f"sparsity {report['sparsity']:.4f}; wrote {args.out}")

@@ -7,11 +7,9 @@ killed run resumes where it stopped. Results go to OUT/NAME/results.parquet, the
 from __future__ import annotations
 
 import argparse
-import sys
 
 from pait.config import load_config
 from pait.configs import config_path
-from pait.errors import PaitError
 
 HELP = "run an experiment grid from a config (YAML path or shipped name)"
 
@@ -40,16 +38,12 @@ def run(args: argparse.Namespace) -> int:
     from pait.grid.plan import run_dir
     from pait.report import build_report
 
-    try:
-        config = load_config(config_path(args.config), args.overrides)
-        options = {}
-        if args.executor == "ray":
-            options = {"address": args.address, "num_cpus": args.num_cpus, "gpus_per_unit": args.gpus_per_unit,
-                       "cpus_per_unit": args.cpus_per_unit, "retries": args.retries}
-        run_grid(config, args.out, show_progress=not args.quiet, executor=args.executor, **options)
-    except (PaitError, FileNotFoundError) as err:
-        print(f"pait: error: {err}", file=sys.stderr)
-        return 2
+    config = load_config(config_path(args.config), args.overrides)
+    options = {}
+    if args.executor == "ray":
+        options = {"address": args.address, "num_cpus": args.num_cpus, "gpus_per_unit": args.gpus_per_unit,
+                   "cpus_per_unit": args.cpus_per_unit, "retries": args.retries}
+    run_grid(config, args.out, show_progress=not args.quiet, executor=args.executor, **options)
     if not args.no_report:
         print(f"report: {build_report(run_dir(config, args.out))}")
     return 0

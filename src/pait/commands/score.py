@@ -10,11 +10,10 @@ Decoded images, ridge heads and scores are cached in the same stage cache as ``p
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from pait.config import PAPER_SPARSITIES, EncoderConfig, ExperimentConfig, SuiteConfig, key_values
-from pait.errors import PaitError
+from pait.errors import ConfigError
 
 HELP = "compute a pruning score on a source task and save scores and masks"
 
@@ -67,18 +66,19 @@ def run(args: argparse.Namespace) -> int:
     from pait.export import save_tensors
     from pait.masks import density_report, density_table, global_mask
     from pait.grid.stages import load_tasks, prepare, score_is_per_sparsity, scores_stage
-    from pait.grid.validation import validate_config
+    from pait.grid.validation import check_encoders, validate_config
+    from pait.outputs import check_writable_folder
 
-    try:
-        config = score_config(args)
-        import_plugins(config)
-        validate_config(config)
-        expand(config, [t.name for t in load_tasks(config.suite)])  # the task must exist
-        ctx = prepare(config, config.encoders[0], StageStore(args.cache / "stages"))
-    except PaitError as err:
-        print(f"pait: error: {err}", file=sys.stderr)
-        return 2
-    args.out.mkdir(parents=True, exist_ok=True)
+    config = score_config(args)
+    import_plugins(config)
+    validate_config(config)
+    if not 0.0 <= args.min_density <= 1.0:
+        raise ConfigError(f"--min-density must lie in [0, 1], got {args.min_density}")
+    check_writable_folder(args.out, "--out folder")
+    check_writable_folder(args.cache, "--cache folder")
+    check_encoders(config)
+    expand(config, [t.name for t in load_tasks(config.suite)])  # the task must exist
+    ctx = prepare(config, config.encoders[0], StageStore(args.cache / "stages"))
     per_sparsity = score_is_per_sparsity(args.score)
     mask = {}
     for q in args.sparsity:

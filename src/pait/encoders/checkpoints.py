@@ -6,7 +6,6 @@ explicitly (``trust_torchscript=True``, CLI ``--trust-torchscript``).
 
 from __future__ import annotations
 
-import pickle
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,16 +14,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from pait.errors import CheckpointError, MissingWeightsError  # also importable from here, as before
+from pait.tensorfiles import SAFETENSORS, TORCH_ZIP, check_finite, check_suffix, file_format, read_safetensors, torch_load
+
 RANDOM = "random"
 """The ``weights`` value asking for random initialisation (tests, benchmarks), never a file name."""
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be read safely, or whose keys do not fit the expected layout."""
-
-
-class MissingWeightsError(CheckpointError):
-    """An encoder that needs pretrained weights was asked for without a weights file."""
 
 
 def resolve_weights(weights: str | Path | None, encoder: str, source: str) -> Path | None:
@@ -56,13 +50,11 @@ def read_checkpoint(path: str | Path, trust_torchscript: bool = False) -> Mappin
     archive only with ``trust_torchscript=True``, as its ``state_dict()``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint file not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    if is_torchscript_archive(path):
+    fmt = file_format(path)
+    check_suffix(path, fmt)
+    if fmt == SAFETENSORS:
+        return read_safetensors(path)
+    if fmt == TORCH_ZIP and is_torchscript_archive(path):
         if not trust_torchscript:
             raise CheckpointError(
                 f"{path} is a TorchScript archive: loading it runs code stored in the file. If you trust its "
@@ -70,14 +62,7 @@ def read_checkpoint(path: str | Path, trust_torchscript: bool = False) -> Mappin
                 "torch.save(torch.jit.load(path, map_location='cpu').state_dict(), 'weights.pth')."
             )
         return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"{path} needs arbitrary code to unpickle and was refused ({str(err).splitlines()[0]}). "
-            "Convert it once, in a trusted environment, to a plain state dict: "
-            "torch.save(dict(model.state_dict()), 'weights.pth') or safetensors.torch.save_file(...)."
-        ) from None
+    obj = torch_load(path)
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state dict")
     return obj
@@ -120,6 +105,8 @@ def check_keys(loaded: Mapping[str, Tensor], expected: Mapping[str, Tensor], pat
 
 
 def load_checked(model: nn.Module, state: Mapping[str, Tensor], path: str | Path, layout: str) -> None:
-    """Load ``state`` into ``model`` after ``check_keys``: every tensor, nothing else, right shapes."""
+    """Load ``state`` into ``model`` after ``check_keys`` (every tensor, nothing else, right shapes) and
+    ``check_finite`` (no NaN or Inf)."""
     check_keys(state, model.state_dict(), path, layout)
+    check_finite(state, path)
     model.load_state_dict(dict(state), strict=True)

@@ -15,7 +15,7 @@ import timm
 from pait.encoders.base import Encoder, timm_encoder
 from pait.encoders.checkpoints import RANDOM, CheckpointError, load_checked, read_checkpoint, unwrap
 from pait.encoders.registry import ENCODERS
-from pait.errors import ConfigError
+from pait.errors import UnknownNameError
 
 
 def classifier_prefixes(model_name: str) -> tuple[str, ...]:
@@ -28,7 +28,7 @@ def classifier_prefixes(model_name: str) -> tuple[str, ...]:
 def build_timm(model_name: str, weights: str | Path | None, trust_torchscript: bool) -> Encoder:
     """timm ``model_name`` (pretrained=False), random or loaded from ``weights``."""
     if not timm.is_model(model_name.split(".")[0]):
-        raise ConfigError(f"unknown encoder 'timm:{model_name}': timm has no model {model_name!r}")
+        raise UnknownNameError(f"timm has no model {model_name!r} (encoder timm:{model_name})")
     heads = classifier_prefixes(model_name)
     path = None if weights is None or str(weights) == RANDOM else Path(weights)
     state = None

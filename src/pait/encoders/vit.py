@@ -16,6 +16,7 @@ Features are the CLS token after the final norm (768-d); ``head`` is the classif
 from __future__ import annotations
 
 import re
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -59,9 +60,11 @@ def torchvision_to_timm(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
 def load_npz(model: nn.Module, path: Path) -> None:
     """Load Google's ViT .npz with timm's own reader (numpy arrays only, no pickle)."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {path}")
     try:
         model.load_pretrained(str(path))
-    except (KeyError, ValueError, RuntimeError) as err:
+    except (KeyError, ValueError, RuntimeError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise CheckpointError(f"{path} does not fit Google's ViT .npz layout for timm {ARCH}: {err}") from None
 
 

@@ -23,6 +23,7 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from pait.cache import config_key
+from pait.errors import RunFolderError
 from pait.report.surface import Surface
 from pait.heads import HeadedModel, mse_to_one_hot
 from pait.grid.stages import Context, unit_key
@@ -104,7 +105,7 @@ def unit_weights(ctx: Context, directory: Path) -> UnitWeights:
     """theta0, theta0 * mask and the re-trained parameters read from a unit stage directory."""
     weights = directory / "recovered.safetensors"
     if not weights.is_file():
-        raise FileNotFoundError(f"{weights} is missing: run the grid with save_weights: true to keep re-trained weights")
+        raise RunFolderError(f"{weights} is missing: run the grid with save_weights: true to keep re-trained weights")
     names = moved_parameter_names(ctx)
     mask = {k: v.bool() for k, v in load_file(str(directory / "mask.safetensors")).items()}
     pruned = {n: ctx.theta0[n] * mask[n].to(ctx.theta0[n].device) if n in mask else ctx.theta0[n] for n in names}

@@ -25,7 +25,7 @@ from pait.grid.stages import (
     units_stage,
 )
 from pait.tasks import Task
-from pait.grid.validation import validate_config
+from pait.grid.validation import check_encoders, check_output_root, validate_config
 
 RESULT_COLUMNS = ["encoder", "score", "sparsity", "source", "recovery", "seed", "target", "is_source", "stage",
                   "accuracy", "loss", "protocol", "suite", "unit"]
@@ -126,10 +126,12 @@ def stage_store(config: ExperimentConfig, out_root: str | Path) -> StageStore:
 
 
 def plan(config: ExperimentConfig, out_root: str | Path) -> tuple[list[Task], list[Unit]]:
-    """Check the config (names, values, the suite's files, source tasks) before any heavy work, write
-    ``config.json`` into the run folder, and list the grid's units in run order."""
+    """Check the config (names, values, the output folder, the weights files, the suite's files, source
+    tasks) before any heavy work, write ``config.json`` into the run folder, and list the grid's units in run order."""
     import_plugins(config)
     validate_config(config)
+    check_output_root(out_root)
+    check_encoders(config)
     tasks = load_tasks(config.suite)
     units = expand(config, [t.name for t in tasks])  # unknown source tasks fail here, before any decoding
     directory = run_dir(config, out_root)

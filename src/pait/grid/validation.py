@@ -1,33 +1,50 @@
-"""Checks of a loaded config that run before any heavy work: values in range, names registered."""
+"""Checks of a loaded config that run before any heavy work: values in range, names registered, the
+device present, the weights files readable and fitting their encoders, the output folder writable."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
+
 from pait.config import ExperimentConfig
+from pait.device import resolve_device
 from pait.errors import ConfigError
+from pait.outputs import check_writable_folder
 from pait.prune.options import RECOVERIES
 from pait.tasks import PROTOCOLS, SUITES
 
 PRECISIONS = ("auto", "fp32", "bf16")
+CHANNELS_LAST = ("auto", "on", "off")
+MAX_INPUT_SIZE = 4096
+RESERVED_NAMES = ("stages",)  # the stage cache's folder under --out
 
 
 def validate_config(config: ExperimentConfig) -> None:
-    """Raise a ConfigError naming the first bad value, an unregistered encoder, score or suite name,
+    """Raise a ConfigError naming the first bad key and value, an unregistered encoder, score or suite name,
     or a score option the score does not take."""
+    check_run_name(config.name)
     if not config.encoders:
         raise ConfigError("the config names no encoder")
     if not config.scores:
         raise ConfigError("the config names no score")
     if not config.sparsities:
         raise ConfigError("the config names no sparsity")
+    no_repeats("encoders", config.encoders)
+    no_repeats("scores", config.scores)
+    no_repeats("sparsities", config.sparsities)
     for s in config.sparsities:
         if not 0.0 <= s < 1.0:
             raise ConfigError(f"sparsity must lie in [0, 1), got {s} (a fraction: 0.36 means 36%)")
+    for i, encoder in enumerate(config.encoders):
+        if encoder.input_size is not None and not 1 <= encoder.input_size <= MAX_INPUT_SIZE:
+            raise ConfigError(f"encoders.{i}.input_size must lie in [1, {MAX_INPUT_SIZE}] pixels, got {encoder.input_size}")
     suite = config.suite
     if suite.protocol not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {suite.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     if suite.calib_per_class < 1 or suite.eval_per_class < 1:
         raise ConfigError(f"calib_per_class and eval_per_class must be at least 1, got "
                           f"{suite.calib_per_class} and {suite.eval_per_class}")
+    at_least("suite.split_seed", suite.split_seed, 0)
     if config.sources is not None and (not config.sources or len(set(config.sources)) != len(config.sources)):
         raise ConfigError(f"sources must be a non-empty list without repeats, got {list(config.sources)}")
     if not config.seeds or len(set(config.seeds)) != len(config.seeds) or min(config.seeds) < 0:
@@ -38,12 +55,55 @@ def validate_config(config: ExperimentConfig) -> None:
                           f"got {list(config.recoveries)}")
     if config.precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}")
-    ft = config.finetune
-    if ft.epochs < 0 or ft.batch_size < 1 or ft.lr < 0:
-        raise ConfigError(f"finetune: epochs >= 0, batch_size >= 1 and lr >= 0 needed, got {ft}")
-    if ft.pack < 1:
-        raise ConfigError(f"finetune.pack must be at least 1, got {ft.pack}")
+    if not config.ridge_alpha > 0:
+        raise ConfigError(f"ridge_alpha must be > 0, got {config.ridge_alpha}")
+    at_least("score_batch_size", config.score_batch_size, 1)
+    at_least("eval_batch_size", config.eval_batch_size, 1)
+    validate_finetune(config)
+    resolve_device(config.device)
     check_names(config)
+
+
+def validate_finetune(config: ExperimentConfig) -> None:
+    """The re-training schedule: counts, rates and the milestones in range."""
+    ft = config.finetune
+    at_least("finetune.epochs", ft.epochs, 0)
+    at_least("finetune.batch_size", ft.batch_size, 1)
+    at_least("finetune.pack", ft.pack, 1)
+    for key, value in (("lr", ft.lr), ("weight_decay", ft.weight_decay)):
+        if value < 0:
+            raise ConfigError(f"finetune.{key} must be >= 0, got {value}")
+    if not 0 <= ft.momentum < 1:
+        raise ConfigError(f"finetune.momentum must lie in [0, 1), got {ft.momentum}")
+    if not 0 < ft.gamma <= 1:
+        raise ConfigError(f"finetune.gamma (the lr factor at each milestone) must lie in (0, 1], got {ft.gamma}")
+    milestones = list(ft.milestones)
+    if any(m < 1 for m in milestones) or milestones != sorted(set(milestones)):
+        raise ConfigError(f"finetune.milestones must be increasing epochs >= 1 without repeats, got {milestones}")
+    if ft.channels_last not in CHANNELS_LAST:
+        raise ConfigError(f"finetune.channels_last must be one of {', '.join(CHANNELS_LAST)}, got {ft.channels_last!r}")
+
+
+def at_least(key: str, value: int, low: int) -> None:
+    """A ConfigError naming ``key`` unless ``value >= low``."""
+    if value < low:
+        raise ConfigError(f"{key} must be at least {low}, got {value}")
+
+
+def no_repeats(key: str, values: Iterable[object]) -> None:
+    """A ConfigError naming ``key`` and the repeated values, if any."""
+    values = list(values)
+    repeated = [v for i, v in enumerate(values) if v in values[:i]]
+    if repeated:
+        raise ConfigError(f"{key} must not repeat, got {values} ({', '.join(map(str, dict.fromkeys(repeated)))} repeated)")
+
+
+def check_run_name(name: str) -> None:
+    """``name`` is a plain folder name under ``--out``: not empty, no path separator, not ``.``/``..``/``stages``."""
+    if not name or name.strip() != name or "/" in name or "\\" in name or name in (".", "..") or "\0" in name:
+        raise ConfigError(f"name must be a plain folder name (no '/', not empty, not '.' or '..'), got {name!r}")
+    if name in RESERVED_NAMES:
+        raise ConfigError(f"name {name!r} is reserved (the stage cache's folder); choose another name")
 
 
 def check_names(config: ExperimentConfig) -> None:
@@ -59,10 +119,24 @@ def check_names(config: ExperimentConfig) -> None:
         "suite": [config.suite.name],
     }
     problems = []
-    for kind, names in used.items():
+    for kind, names in used.items():  # a family member (timm:<model>) is checked when its encoder is built
         unknown = [n for n in dict.fromkeys(names) if n not in known[kind]]
         if unknown:
             problems.append(f"unknown {kind}(s) {', '.join(unknown)} (known: {', '.join(known[kind].known())})")
     if problems:
         raise ConfigError("; ".join(problems))
     check_score_options(config.score_options)
+
+
+def check_encoders(config: ExperimentConfig) -> None:
+    """Build every encoder once, reading its weights file: a missing, unreadable or mismatched file (or one
+    holding NaN/Inf) is a CheckpointError naming it, before any image is read."""
+    from pait.encoders import build_encoder
+
+    for encoder_config in dict.fromkeys(config.encoders):
+        build_encoder(encoder_config)
+
+
+def check_output_root(out_root: str | Path) -> None:
+    """The ``--out`` folder exists or can be made, and takes a file (read-only or full disks fail here)."""
+    check_writable_folder(out_root, "--out folder")

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from pait.encoders import Encoder
-from pait.errors import DataError
+from pait.errors import ConfigError, DataError
 from pait.heads import evaluate_head, extract_features
 from pait.heads import fit_ridge
 from pait.tasks import Task, TaskData, decode, split_indices
@@ -36,13 +36,13 @@ def folder_splits(folder: str | Path, encoder: Encoder, calib_per_class: int, ev
                   seed: int) -> tuple[Task, TaskData, TaskData]:
     """The task and its decoded calibration and held-out evaluation splits (seeded, class-balanced)."""
     if calib_per_class < 1 or eval_per_class < 1:
-        raise ValueError("calibration and evaluation need at least 1 image per class each")
+        raise ConfigError(f"calib_per_class and eval_per_class must be at least 1, got {calib_per_class} and {eval_per_class}")
     task = folder_task(folder)
     need = calib_per_class + eval_per_class
     counts = np.bincount(task.labels, minlength=task.num_classes)
     short = [f"{task.class_names[c]} ({n})" for c, n in enumerate(counts) if n < need]
     if short:
-        raise ValueError(f"the held-out split needs {need} images per class ({calib_per_class} calibration + "
+        raise DataError(f"data folder {folder}: the held-out split needs {need} images per class ({calib_per_class} calibration + "
                          f"{eval_per_class} evaluation); too few in: {', '.join(short)}")
     calib_idx, eval_idx = split_indices(task.labels, "heldout", calib_per_class, eval_per_class, seed)
     pixels = encoder.preprocess.pixels

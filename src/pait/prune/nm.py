@@ -13,24 +13,25 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from pait.errors import ConfigError
 from pait.masks import Mask
 
 
 def parse_nm(text: str) -> tuple[int, int]:
-    """``"2:4" -> (2, 4)``; a ValueError unless 0 < n < m."""
+    """``"2:4" -> (2, 4)``; a ConfigError unless 0 < n < m."""
     try:
         n, m = (int(v) for v in text.split(":"))
     except ValueError:
-        raise ValueError(f"N:M pattern must look like 2:4, got {text!r}") from None
+        raise ConfigError(f"N:M pattern must look like 2:4, got {text!r}") from None
     if not 0 < n < m:
-        raise ValueError(f"N:M pattern needs 0 < N < M, got {text!r}")
+        raise ConfigError(f"N:M pattern needs 0 < N < M, got {text!r}")
     return n, m
 
 
 def nm_mask(scores: Mapping[str, Tensor], n: int = 2, m: int = 4) -> tuple[Mask, list[str]]:
     """(mask keeping n of every m consecutive weights along each row's input dimension, names left dense)."""
     if not 0 < n < m:
-        raise ValueError(f"N:M pattern needs 0 < n < m, got {n}:{m}")
+        raise ConfigError(f"N:M pattern needs 0 < n < m, got {n}:{m}")
     mask, dense = {}, []
     for name, s in scores.items():
         rows = s.detach().reshape(s.shape[0], -1) if s.ndim > 1 else s.detach().reshape(1, -1)

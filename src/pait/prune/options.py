@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from pait.config import FinetuneConfig
+from pait.errors import ConfigError
 
 RECOVERIES = ("none", "sgd", "obs")  # what follows pruning: nothing, SGD with masks held, one-shot OBS
 
@@ -32,24 +34,38 @@ class PruneOptions:
     score_options: dict[str, Any] = field(default_factory=dict)  # keyword options of the score function
 
     def validate(self) -> None:
-        """Raise a ValueError on an unknown score or recovery, a bad sparsity or N:M pattern."""
+        """Raise a ConfigError naming the first bad option: an unknown score or recovery, a bad sparsity or
+        N:M pattern, a count, rate or input size out of range, a device this machine lacks."""
+        from pait.device import resolve_device
         from pait.masks import check_sparsity
         from pait.prune.nm import parse_nm
         from pait.scores import SCORES, check_score_options
 
         if self.score not in SCORES:
-            raise ValueError(f"unknown score {self.score!r}; choose one of {', '.join(SCORES)}")
+            raise ConfigError(f"unknown score {self.score!r}; choose one of {', '.join(SCORES)}")
         check_score_options({self.score: self.score_options}, where="--score-option")
         if self.recovery not in RECOVERIES:
-            raise ValueError(f"unknown recovery {self.recovery!r}; choose one of {', '.join(RECOVERIES)}")
+            raise ConfigError(f"unknown recovery {self.recovery!r}; choose one of {', '.join(RECOVERIES)}")
         if (self.sparsity is None) == (self.nm is None):
-            raise ValueError("give exactly one of a sparsity and an N:M pattern")
+            raise ConfigError("give exactly one of a sparsity and an N:M pattern")
         if self.nm is not None:
             parse_nm(self.nm)
         else:
             check_sparsity(self.sparsity)
         if self.recovery == "sgd" and self.retrain_epochs < 1:
-            raise ValueError("sgd recovery needs at least 1 re-training epoch")
+            raise ConfigError("sgd recovery needs at least 1 re-training epoch")
+        for key, value, low in (("retrain_epochs", self.retrain_epochs, 0), ("calib_per_class", self.calib_per_class, 1),
+                                ("eval_per_class", self.eval_per_class, 1), ("batch_size", self.batch_size, 1),
+                                ("seed", self.seed, 0)):
+            if value < low:
+                raise ConfigError(f"{key} must be at least {low}, got {value}")
+        if not (math.isfinite(self.lr) and self.lr >= 0):
+            raise ConfigError(f"lr must be a finite number >= 0, got {self.lr}")
+        if not (math.isfinite(self.damping) and self.damping > 0):
+            raise ConfigError(f"damping must be a finite number > 0, got {self.damping}")
+        if self.input_size is not None and not 1 <= self.input_size <= 4096:
+            raise ConfigError(f"input_size must lie in [1, 4096] pixels, got {self.input_size}")
+        resolve_device(self.device)
 
     def finetune_config(self) -> FinetuneConfig:
         """The demo's short schedule: SGD momentum 0.9, lr x0.1 for the last quarter of the epochs."""

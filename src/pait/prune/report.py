@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pait.cache import write_atomic
+from pait.errors import CheckpointError
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -59,5 +60,8 @@ def read_report(out_dir: Path) -> dict[str, Any]:
     """The JSON report of a ``pait prune`` output directory."""
     path = Path(out_dir) / REPORT_JSON
     if not path.is_file():
-        raise FileNotFoundError(f"{out_dir} is not a pait prune output (no {REPORT_JSON})")
-    return json.loads(path.read_text())
+        raise CheckpointError(f"{out_dir} is not a pait prune output (no {REPORT_JSON})")
+    try:
+        return json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path} is not valid JSON ({err})") from None

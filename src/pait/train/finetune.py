@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from pait.config import FinetuneConfig
+from pait.errors import ConfigError
 from pait.heads import mse_to_one_hot
 from pait.tasks.base import TaskData
 
@@ -55,7 +56,7 @@ def is_conv_net(model: nn.Module) -> bool:
 def use_channels_last(option: str, model: nn.Module, device: torch.device) -> bool:
     """Resolve ``FinetuneConfig.channels_last``: ``auto`` is on for conv nets on CUDA."""
     if option not in ("auto", "on", "off"):
-        raise ValueError(f"channels_last must be auto, on or off, got {option!r}")
+        raise ConfigError(f"finetune.channels_last must be auto, on or off, got {option!r}")
     if option == "auto":
         return device.type == "cuda" and is_conv_net(model)
     return option == "on"
