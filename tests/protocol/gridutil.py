@@ -42,6 +42,18 @@ def cli_process(args: list[str]) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
+def run_after_barrier(config: dict, out: Path, barrier) -> None:
+    """Run the grid of ``config`` on ``out`` once every process holding ``barrier`` is ready (in a
+    ``spawn`` child: registers the tiny encoder and suite first)."""
+    import tiny_plugin  # noqa: F401
+
+    from pait.config import config_from_dict
+    from pait.executors import run_grid
+
+    barrier.wait(timeout=120)
+    run_grid(config_from_dict(config), out, show_progress=False)
+
+
 def logged_stages(run: Path) -> list[tuple[str, str]]:
     """(stage, key) of every computed stage, in order, from ``run/stages.log``."""
     path = run / "stages.log"

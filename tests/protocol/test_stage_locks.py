@@ -3,10 +3,11 @@ are removed at the start of a run, those of a live run are left alone."""
 
 from __future__ import annotations
 
+import multiprocessing
 from collections import Counter
 
 import pandas as pd
-from gridutil import cli_process, logged_stages, stage_dirs, tiny_config, write_config
+from gridutil import logged_stages, run_after_barrier, stage_dirs, tiny_config
 
 from pait.cache import StageStore, file_lock
 from pait.config import config_from_dict
@@ -17,12 +18,15 @@ STAGES = 1 + 1 + 2 + 4  # data, heads, scores per source, units (sources x spars
 
 
 def test_two_runs_on_one_out_compute_every_stage_once(tmp_path):
-    path = write_config(tmp_path / "tiny.yaml", CONFIG)
     out = tmp_path / "out"
-    procs = [cli_process(["run", str(path), "--out", str(out), "--quiet", "--no-report"]) for _ in range(2)]
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)  # both start the grid at the same moment: they race for every stage
+    procs = [context.Process(target=run_after_barrier, args=(CONFIG, out, barrier)) for _ in range(2)]
     for proc in procs:
-        _, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=300)
+        assert proc.exitcode == 0
     logged = logged_stages(out / "tiny")
     assert len(logged) == STAGES and max(Counter(logged).values()) == 1, "a stage was computed twice"
     assert set(logged) == stage_dirs(out)
