@@ -73,16 +73,19 @@ def file_lock(path: Path, blocking: bool = True) -> Iterator[bool]:
     """Hold an exclusive ``flock`` on ``path`` (created if needed); yields False when ``blocking`` is
     off and another process holds it. The kernel releases the lock when its holder dies."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)  # flock needs no write access: colleagues can lock too
+    try:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             yield False
             return
         try:
             yield True
         finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 class StageStore:
@@ -91,6 +94,7 @@ class StageStore:
     def __init__(self, root: str | Path, log_path: str | Path | None = None) -> None:
         self.root = Path(root)
         self.log_path = Path(log_path) if log_path else None
+        self.computed = 0  # stages computed (not reused) through this store object
 
     def path(self, stage: str, config: Any) -> Path:
         return self.root / stage / config_key(config)
@@ -156,6 +160,7 @@ class StageStore:
 
     def _log(self, stage: str, key: str) -> None:
         """Append one line per computed (not reused) stage; tests count recomputation with it."""
+        self.computed += 1
         if self.log_path is None:
             return
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

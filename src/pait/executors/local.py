@@ -46,11 +46,13 @@ def run_grid_local(config: ExperimentConfig, out_root: str | Path = "runs", show
                 first = group[0]
                 label = f"  {first.score} @ {', '.join(f'{u.sparsity:.2%}' for u in group)} on {first.source}"
                 progress.update(epochs, description=label, completed=0, visible=True)
+                computed = store.computed
                 results = group_metrics(ctx, group, on_epoch=lambda e, _loss: progress.update(epochs, completed=e + 1))
                 for unit, metrics in zip(group, results):
                     rows.extend(unit_rows(ctx, unit, metrics))
                     index.append(unit_index_entry(ctx, unit, directory))
-                write_outputs(rows, index, directory)
+                if store.computed > computed:  # progress to show; a rerun of cached units writes only at the end
+                    write_outputs(rows, index, directory)
                 progress.advance(step, len(group))
             progress.update(epochs, visible=False)
     return write_outputs(rows, index, directory)
