@@ -111,10 +111,12 @@ def data_stage(
     """
     tasks = load_tasks(suite) if tasks is None else tasks
     key = {"suite": suite, "preprocess": dataclasses.asdict(encoder.preprocess), "inputs": tasks_fingerprint(tasks)}
+    if store.done("data", key):
+        return read_splits(store, key), key
+    indices = task_splits(tasks, suite)  # too few images fails here, before the store is touched
     with store.claim("data", key) as todo:
         if not todo:
             return read_splits(store, key), key
-        indices = task_splits(tasks, suite)
         same = suite.protocol == "paper"
         total = sum(len(c) + (0 if same else len(e)) for c, e in indices)
         bar = progress.add_task("decoding images", total=total) if progress is not None else None
