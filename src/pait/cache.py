@@ -10,9 +10,12 @@ are removed by ``clean_stale``.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import fcntl
+import functools
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -22,7 +25,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger(__name__)
+
 KEY_LENGTH = 20
+NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)  # flock unsupported here
 SCHEMA_VERSION = 2  # 2: keys fingerprint the input files (weights content, image listings)
 
 
@@ -71,7 +77,12 @@ def write_if_changed(path: Path, data: bytes) -> None:
 @contextmanager
 def file_lock(path: Path, blocking: bool = True) -> Iterator[bool]:
     """Hold an exclusive ``flock`` on ``path`` (created if needed); yields False when ``blocking`` is
-    off and another process holds it. The kernel releases the lock when its holder dies."""
+    off and another process holds it. The kernel releases the lock when its holder dies.
+
+    On a filesystem without locks (some FUSE mounts) it yields ``blocking`` without a lock: a
+    blocking caller goes on unlocked (duplicate work stays safe through atomic renames), a
+    non-blocking one is told the lock is taken (so nothing that may be live is removed).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)  # flock needs no write access: colleagues can lock too
     try:
@@ -80,12 +91,24 @@ def file_lock(path: Path, blocking: bool = True) -> Iterator[bool]:
         except BlockingIOError:
             yield False
             return
+        except OSError as err:
+            if err.errno not in NO_LOCKS:
+                raise
+            _warn_no_locks(os.fstat(fd).st_dev, str(err))
+            yield blocking
+            return
         try:
             yield True
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+@functools.cache
+def _warn_no_locks(device: int, error: str) -> None:
+    """Warn once per filesystem that its stages are computed without locks."""
+    log.warning("the stage cache's filesystem has no file locks (%s): two runs may compute a stage twice", error)
 
 
 class StageStore:

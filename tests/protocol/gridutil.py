@@ -62,6 +62,11 @@ def logged_stages(run: Path) -> list[tuple[str, str]]:
     return [(e["stage"], e["key"]) for e in map(json.loads, path.read_text().splitlines()) if e]
 
 
+def snapshot(out: Path) -> dict[str, tuple[int, int]]:
+    """(inode, mtime_ns) of every file under ``out``: a rewrite, even atomic and identical, changes them."""
+    return {str(p.relative_to(out)): (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()}
+
+
 def stage_dirs(out: Path) -> set[tuple[str, str]]:
     """(stage, key) of every finished stage directory in the store under ``out``."""
     return {(p.parent.name, p.name) for p in (out / "stages").glob("*/*") if p.is_dir() and not p.name.startswith(".")}

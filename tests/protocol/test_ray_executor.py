@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from gridutil import snapshot
 
 from pait.config import config_from_dict
 from pait.executors import run_grid
@@ -80,6 +81,9 @@ def test_ray_packs_sparsities_as_the_local_executor_does(tmp_path, local_ray):
     one_at_a_time = run_grid(_config("packed", ["magnitude"], sparsities=(0.2, 0.5, 0.8)), tmp_path / "single",
                              show_progress=False)
     assert not one_at_a_time.loss.equals(remote.loss)  # so equality above means Ray re-trained them packed
+    before = snapshot(tmp_path / "ray")
+    again = run_grid(packed, tmp_path / "ray", show_progress=False, executor="ray", gpus_per_unit=0)
+    assert snapshot(tmp_path / "ray") == before and again.equals(remote)  # a rerun writes nothing
 
 
 def test_a_local_run_after_a_failed_ray_run_shows_no_stale_failures(tmp_path, local_ray):

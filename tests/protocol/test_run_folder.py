@@ -4,20 +4,14 @@ storage), and a local run clears an earlier run's failures."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from gridutil import tiny_config
+from gridutil import snapshot, tiny_config
 
 from pait.config import config_from_dict
 from pait.executors import run_grid
 from pait.report import build_report
 
 CONFIG = tiny_config(scores=["magnitude"], sources=["t0"], finetune={"epochs": 1, "lr": 0.05, "milestones": [1]})
-
-
-def snapshot(out: Path) -> dict[str, tuple[int, int]]:
-    """(inode, mtime_ns) of every file under ``out``: a rewrite, even atomic and identical, changes them."""
-    return {str(p.relative_to(out)): (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()}
 
 
 def test_a_rerun_of_a_finished_run_writes_nothing(tmp_path):

@@ -49,8 +49,11 @@ def _scores(config: ExperimentConfig, unit: Unit, out_root: str, _ready: None) -
     scores_stage(ctx, unit.source, unit.score, unit.sparsity if score_is_per_sparsity(unit.score) else None)
 
 
-def _group(config: ExperimentConfig, group: list[Unit], out_root: str, *_ready: None) -> list[tuple[list[dict], dict]]:
-    return run_group(config, group, out_root)
+def _group(config: ExperimentConfig, group: list[Unit], out_root: str, *_ready: None
+           ) -> tuple[list[tuple[list[dict], dict]], bool]:
+    """The group's rows and index entries, and whether any stage was computed (not all reused)."""
+    store = stage_store(config, out_root)
+    return run_group(config, group, out_root, store), store.computed > 0
 
 
 def connect(address: str | None, num_cpus: int | None) -> None:
@@ -124,13 +127,16 @@ def run_grid_ray(
                 finished, _ = ray.wait(list(pending), num_returns=1)
                 indices = pending.pop(finished[0])
                 try:
-                    done.update(zip(indices, ray.get(finished[0])))
+                    results, computed = ray.get(finished[0])
+                    done.update(zip(indices, results))
                 except Exception as err:  # units that failed after their retries: report them, go on
                     error = "".join(traceback.format_exception_only(err)).strip()
                     failures += [{"encoder": units[i].encoder.name, "score": units[i].score,
                                   "sparsity": units[i].sparsity, "source": units[i].source, "error": error}
                                  for i in indices]
-                _write(done, directory)
+                    computed = True
+                if computed:  # progress to show; a rerun of cached units writes only at the end
+                    _write(done, directory)
                 progress.advance(bar, len(indices))
     except KeyboardInterrupt:
         for ref in pending:

@@ -149,12 +149,13 @@ def group_metrics(ctx: Context, group: list[Unit], on_epoch: Callable[[int, floa
     return units_stage(ctx, first.source, first.score, [u.sparsity for u in group])
 
 
-def run_group(config: ExperimentConfig, group: list[Unit], out_root: str | Path) -> list[tuple[list[dict], dict]]:
+def run_group(config: ExperimentConfig, group: list[Unit], out_root: str | Path,
+              store: StageStore | None = None) -> list[tuple[list[dict], dict]]:
     """Rows and stage-index entry of each unit of a group from ``packs``, computing whatever stage is not
     cached yet (idempotent: a rerun or a duplicate does no harm). Used by executors that run groups in
-    separate processes."""
+    separate processes; ``store`` (default: the run's) counts what was computed."""
     import_plugins(config)
-    ctx = prepare(config, group[0].encoder, stage_store(config, out_root))
+    ctx = prepare(config, group[0].encoder, store or stage_store(config, out_root))
     directory = run_dir(config, out_root)
     return [(unit_rows(ctx, unit, metrics), unit_index_entry(ctx, unit, directory))
             for unit, metrics in zip(group, group_metrics(ctx, group))]
