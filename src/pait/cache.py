@@ -1,15 +1,21 @@
 """Stage cache, open_lth style: config -> hash -> directory -> skip if done.
 
 A stage's directory appears only complete: outputs are written into a temporary sibling directory
-that is renamed into place at the end, so a killed run leaves nothing half-written.
+that is renamed into place at the end, so a killed run leaves nothing half-written. A stage is
+computed under an exclusive lock (``<stage>/<key>.lock``, ``fcntl.flock``), so two runs sharing one
+store compute it once: the second waits, then finds it done. Temporary folders left by a killed run
+are removed by ``clean_stale``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import errno
+import fcntl
+import functools
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -21,7 +27,11 @@ from typing import Any
 
 from pait.errors import OutputError
 
-SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
+
+KEY_LENGTH = 20
+NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)  # flock unsupported here
+SCHEMA_VERSION = 2  # 2: keys fingerprint the input files (weights content, image listings)
 WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG}  # "cannot write here"
 
 
@@ -41,7 +51,7 @@ def to_jsonable(obj: Any) -> Any:
 def config_key(config: Any) -> str:
     """Hash of the canonical JSON of all fields (defaults included) plus the schema version."""
     payload = json.dumps({"schema": SCHEMA_VERSION, "config": to_jsonable(config)}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+    return hashlib.sha256(payload.encode()).hexdigest()[:KEY_LENGTH]
 
 
 def current_umask() -> int:
@@ -72,18 +82,101 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def write_if_changed(path: Path, data: bytes) -> None:
+    """``write_atomic`` unless ``path`` already holds ``data`` (a finished run stays readable from read-only storage)."""
+    try:
+        if path.read_bytes() == data:
+            return
+    except OSError:
+        pass
+    write_atomic(path, data)
+
+
+@contextmanager
+def file_lock(path: Path, blocking: bool = True) -> Iterator[bool]:
+    """Hold an exclusive ``flock`` on ``path`` (created if needed); yields False when ``blocking`` is
+    off and another process holds it. The kernel releases the lock when its holder dies.
+
+    On a filesystem without locks (some FUSE mounts) it yields ``blocking`` without a lock: a
+    blocking caller goes on unlocked (duplicate work stays safe through atomic renames), a
+    non-blocking one is told the lock is taken (so nothing that may be live is removed).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)  # flock needs no write access: colleagues can lock too
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        except OSError as err:
+            if err.errno not in NO_LOCKS:
+                raise
+            _warn_no_locks(os.fstat(fd).st_dev, str(err))
+            yield blocking
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+@functools.cache
+def _warn_no_locks(device: int, error: str) -> None:
+    """Warn once per filesystem that its stages are computed without locks."""
+    log.warning("the stage cache's filesystem has no file locks (%s): two runs may compute a stage twice", error)
+
+
 class StageStore:
     """Directories ``root/<stage>/<key>/`` holding each finished stage's outputs and its config.json."""
 
     def __init__(self, root: str | Path, log_path: str | Path | None = None) -> None:
         self.root = Path(root)
         self.log_path = Path(log_path) if log_path else None
+        self.computed = 0  # stages computed (not reused) through this store object
 
     def path(self, stage: str, config: Any) -> Path:
         return self.root / stage / config_key(config)
 
     def done(self, stage: str, config: Any) -> bool:
         return self.path(stage, config).is_dir()
+
+    def lock_path(self, stage: str, key: str) -> Path:
+        return self.root / stage / f"{key}.lock"
+
+    @contextmanager
+    def claim(self, stage: str, config: Any) -> Iterator[bool]:
+        """Yield whether the caller must compute the stage; while it must, hold the stage's lock.
+
+        A finished stage is reported without taking the lock (nothing is written). Otherwise the lock
+        is taken (waiting for another process computing it) and the stage is checked again; the
+        caller computes and writes it (``writing``) inside this block.
+        """
+        if self.done(stage, config):
+            yield False
+            return
+        final = self.path(stage, config)
+        with file_lock(self.lock_path(stage, final.name)):
+            yield not final.is_dir()
+
+    def clean_stale(self) -> list[Path]:
+        """Remove the temporary folders (``<stage>/.<key>.*``) whose stage lock no process holds, i.e.
+        left by a killed run; a folder another live run is filling is left alone. Returns those removed."""
+        removed = []
+        for tmp in sorted(self.root.glob("*/.*")):
+            key = tmp.name[1:].split(".", 1)[0]
+            if not tmp.is_dir() or len(key) != KEY_LENGTH:
+                continue
+            try:
+                with file_lock(self.lock_path(tmp.parent.name, key), blocking=False) as free:
+                    if free:
+                        shutil.rmtree(tmp, ignore_errors=True)
+                        removed.append(tmp)
+            except OSError:  # read-only storage: nothing to clean there
+                continue
+        return removed
 
     @contextmanager
     def writing(self, stage: str, config: Any) -> Iterator[Path]:
@@ -113,6 +206,7 @@ class StageStore:
 
     def _log(self, stage: str, key: str) -> None:
         """Append one line per computed (not reused) stage; tests count recomputation with it."""
+        self.computed += 1
         if self.log_path is None:
             return
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

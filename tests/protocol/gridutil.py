@@ -42,12 +42,29 @@ def cli_process(args: list[str]) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
+def run_after_barrier(config: dict, out: Path, barrier) -> None:
+    """Run the grid of ``config`` on ``out`` once every process holding ``barrier`` is ready (in a
+    ``spawn`` child: registers the tiny encoder and suite first)."""
+    import tiny_plugin  # noqa: F401
+
+    from pait.config import config_from_dict
+    from pait.executors import run_grid
+
+    barrier.wait(timeout=120)
+    run_grid(config_from_dict(config), out, show_progress=False)
+
+
 def logged_stages(run: Path) -> list[tuple[str, str]]:
     """(stage, key) of every computed stage, in order, from ``run/stages.log``."""
     path = run / "stages.log"
     if not path.exists():
         return []
     return [(e["stage"], e["key"]) for e in map(json.loads, path.read_text().splitlines()) if e]
+
+
+def snapshot(out: Path) -> dict[str, tuple[int, int]]:
+    """(inode, mtime_ns) of every file under ``out``: a rewrite, even atomic and identical, changes them."""
+    return {str(p.relative_to(out)): (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()}
 
 
 def stage_dirs(out: Path) -> set[tuple[str, str]]:

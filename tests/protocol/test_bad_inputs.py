@@ -99,9 +99,10 @@ def env(shared, tmp_path) -> Env:
 
 
 def stage_files(out: Path) -> list[str]:
-    """Every file under the stage cache, as sorted relative paths."""
+    """Every file under the stage cache, as sorted relative paths; the per-stage ``.lock`` files, which
+    coordinate concurrent runs and hold no result, are left out (a refused stage may have taken its lock)."""
     root = out / "stages"
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.suffix != ".lock")
 
 
 # --- files a case needs -------------------------------------------------------------------------------

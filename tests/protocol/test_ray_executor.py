@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from gridutil import snapshot
 
 from pait.config import config_from_dict
 from pait.executors import run_grid
@@ -15,12 +16,12 @@ ray = pytest.importorskip("ray")
 HERE = Path(__file__).parent
 
 
-def _config(name: str, scores: list[str]) -> object:
+def _config(name: str, scores: list[str], sparsities: tuple[float, ...] = (0.3, 0.6), pack: int = 1) -> object:
     return config_from_dict({
         "name": name, "plugins": ["tiny_plugin", "failing_scores"], "encoders": ["tiny_cnn"],
         "suite": {"name": "tiny", "protocol": "heldout", "calib_per_class": 4, "eval_per_class": 4},
-        "scores": scores, "sparsities": [0.3, 0.6], "sources": ["t0", "t1"],
-        "finetune": {"epochs": 2, "lr": 0.05, "milestones": [1], "batch_size": 8}, "device": "cpu",
+        "scores": scores, "sparsities": list(sparsities), "sources": ["t0", "t1"],
+        "finetune": {"epochs": 2, "lr": 0.05, "milestones": [1], "batch_size": 8, "pack": pack}, "device": "cpu",
     })
 
 
@@ -69,3 +70,26 @@ def test_a_unit_failing_after_its_retries_is_reported_and_the_rest_completes(tmp
     assert all("injected permanent failure" in f["error"] for f in failures)
     report = build_report(tmp_path / "broken").read_text()
     assert "Failed units" in report and report.count("always_fails") >= 4
+
+
+def test_ray_packs_sparsities_as_the_local_executor_does(tmp_path, local_ray):
+    packed = _config("packed", ["magnitude"], sparsities=(0.2, 0.5, 0.8), pack=3)
+    local = run_grid(packed, tmp_path / "local", show_progress=False)
+    remote = run_grid(packed, tmp_path / "ray", show_progress=False, executor="ray", gpus_per_unit=0)
+    pd.testing.assert_frame_equal(local, remote, check_exact=True)
+    assert len(remote) == 3 * 2 * 3 * 3  # sparsities x sources x targets x stages
+    one_at_a_time = run_grid(_config("packed", ["magnitude"], sparsities=(0.2, 0.5, 0.8)), tmp_path / "single",
+                             show_progress=False)
+    assert not one_at_a_time.loss.equals(remote.loss)  # so equality above means Ray re-trained them packed
+    before = snapshot(tmp_path / "ray")
+    again = run_grid(packed, tmp_path / "ray", show_progress=False, executor="ray", gpus_per_unit=0)
+    assert snapshot(tmp_path / "ray") == before and again.equals(remote)  # a rerun writes nothing
+
+
+def test_a_local_run_after_a_failed_ray_run_shows_no_stale_failures(tmp_path, local_ray):
+    run_grid(_config("again", ["magnitude", "always_fails"]), tmp_path, show_progress=False, executor="ray",
+             gpus_per_unit=0, retries=0)
+    assert json.loads((tmp_path / "again" / "failures.json").read_text())
+    run_grid(_config("again", ["magnitude"]), tmp_path, show_progress=False)
+    assert json.loads((tmp_path / "again" / "failures.json").read_text()) == []
+    assert "Failed units" not in build_report(tmp_path / "again").read_text()

@@ -1,4 +1,5 @@
-"""A tiny CNN encoder (``tiny_cnn``) and a tiny generated suite (``tiny``) for fast CPU tests.
+"""A tiny CNN encoder (``tiny_cnn``; ``tiny_cnn_file`` reads its weights from a safetensors file) and a
+tiny generated suite (``tiny``) for fast CPU tests.
 
 Importing this module registers both; a subprocess running ``pait`` imports it first.
 """
@@ -7,9 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from pait.encoders import Encoder, Preprocessing, register_encoder
+from pait.encoders.checkpoints import resolve_weights
 from pait.tasks import SUITES, Task
 
 torch.set_num_threads(1)
@@ -24,6 +27,17 @@ def tiny_cnn(weights: str | None = None, trust_torchscript: bool = False) -> Enc
                               nn.Conv2d(8, 16, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     preprocess = Preprocessing(input_size=8, crop_pct=1.0, interpolation="bilinear")
     return Encoder("tiny_cnn", model, preprocess, 16, lambda m, x: m(x))
+
+
+@register_encoder("tiny_cnn_file", "2-layer CNN", "from a file", "a safetensors file of tiny_cnn's state dict")
+def tiny_cnn_file(weights: str | None = None, trust_torchscript: bool = False) -> Encoder:
+    """``tiny_cnn`` with its state dict read from the safetensors file ``weights``."""
+    encoder = tiny_cnn()
+    path = resolve_weights(weights, "tiny_cnn_file", "a test file")
+    if path is not None:
+        encoder.model.load_state_dict(load_file(str(path)))
+    encoder.info = {"weights": str(path) if path else "random"}
+    return encoder
 
 
 @SUITES.register("tiny")

@@ -1,20 +1,20 @@
 """Run the grid's units as Ray tasks, on this machine or on a Ray cluster.
 
-Each unit is a Ray task asking for its share of a GPU (fractional, so small units pack onto one
-device) and of the CPUs. Work shared between units runs first, once: one task per encoder prepares
-decoded data and ridge heads, one task per (encoder, source, score) computes the scores, and the
-unit tasks depend on it. Every task is idempotent through the stage cache, so a retried or
-duplicated task does no harm.
+Each group of units from ``packs`` (one unit, or up to ``finetune.pack`` sparsities re-trained
+together, as the local executor runs them) is a Ray task asking for its share of a GPU (fractional,
+so small units pack onto one device) and of the CPUs. Work shared between units runs first, once:
+one task per encoder prepares decoded data and ridge heads, one task per (encoder, source, score)
+computes the scores, and the group tasks depend on them. Every task is idempotent through the stage
+cache (and its per-stage locks), so a retried or duplicated task does no harm.
 
 Shared storage: the output folder (``--out``) must be one filesystem path that every node reads and
 writes (NFS, Lustre, a mounted bucket): the stage cache lives there and the tasks exchange nothing
 else. A unit that still fails after its retries is recorded in ``<run>/failures.json`` and in the
-report; the rest of the grid completes.
+report; the rest of the grid completes. The list is cleared at the start of every run.
 """
 
 from __future__ import annotations
 
-import json
 import traceback
 from pathlib import Path
 from typing import Any
@@ -22,10 +22,19 @@ from typing import Any
 import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pait.cache import write_atomic
 from pait.config import ExperimentConfig
 from pait.errors import ConfigError
-from pait.grid.plan import Unit, import_plugins, plan, run_dir, run_unit, stage_store, write_outputs
+from pait.grid.plan import (
+    Unit,
+    import_plugins,
+    packs,
+    plan,
+    run_dir,
+    run_group,
+    stage_store,
+    write_failures,
+    write_outputs,
+)
 from pait.grid.stages import prepare, score_is_per_sparsity, scores_stage
 
 
@@ -40,8 +49,11 @@ def _scores(config: ExperimentConfig, unit: Unit, out_root: str, _ready: None) -
     scores_stage(ctx, unit.source, unit.score, unit.sparsity if score_is_per_sparsity(unit.score) else None)
 
 
-def _unit(config: ExperimentConfig, unit: Unit, out_root: str, _ready: None) -> tuple[list[dict], dict]:
-    return run_unit(config, unit, out_root)
+def _group(config: ExperimentConfig, group: list[Unit], out_root: str, *_ready: None
+           ) -> tuple[list[tuple[list[dict], dict]], bool]:
+    """The group's rows and index entries, and whether any stage was computed (not all reused)."""
+    store = stage_store(config, out_root)
+    return run_group(config, group, out_root, store), store.computed > 0
 
 
 def connect(address: str | None, num_cpus: int | None) -> None:
@@ -77,6 +89,8 @@ def run_grid_ray(
     import ray
 
     _, units = plan(config, out_root)
+    directory = run_dir(config, out_root)
+    write_failures(directory, [])
     connect(address, num_cpus)
     if gpus_per_unit is None:
         gpus_per_unit = 1.0 if ray.cluster_resources().get("GPU", 0) else 0.0
@@ -84,22 +98,26 @@ def run_grid_ray(
                                "retry_exceptions": True}
     prepare_task = ray.remote(_prepare).options(**options)
     scores_task = ray.remote(_scores).options(**options)
-    unit_task = ray.remote(_unit).options(**options)
+    group_task = ray.remote(_group).options(**options)
     root = str(out_root)
 
     prepared: dict[Any, Any] = {}
     scored: dict[Any, Any] = {}
-    pending: dict[Any, int] = {}
-    for i, unit in enumerate(units):
-        replicate = (unit.encoder, unit.seed)
-        if replicate not in prepared:
-            prepared[replicate] = prepare_task.remote(config, unit, root)
-        key = (*replicate, unit.source, unit.score, unit.sparsity if score_is_per_sparsity(unit.score) else None)
-        if key not in scored:
-            scored[key] = scores_task.remote(config, unit, root, prepared[replicate])
-        pending[unit_task.remote(config, unit, root, scored[key])] = i
+    pending: dict[Any, list[int]] = {}
+    start = 0
+    for group in packs(units, config.finetune.pack):
+        ready = []
+        for unit in group:
+            replicate = (unit.encoder, unit.seed)
+            if replicate not in prepared:
+                prepared[replicate] = prepare_task.remote(config, unit, root)
+            key = (*replicate, unit.source, unit.score, unit.sparsity if score_is_per_sparsity(unit.score) else None)
+            if key not in scored:
+                scored[key] = scores_task.remote(config, unit, root, prepared[replicate])
+            ready.append(scored[key])
+        pending[group_task.remote(config, group, root, *dict.fromkeys(ready))] = list(range(start, start + len(group)))
+        start += len(group)
 
-    directory = run_dir(config, out_root)
     done: dict[int, tuple[list[dict], dict]] = {}
     failures: list[dict] = []
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
@@ -107,22 +125,27 @@ def run_grid_ray(
         with Progress(*columns, disable=not show_progress) as progress:
             bar = progress.add_task("units (ray)", total=len(units))
             while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                i = pending.pop(ready[0])
+                finished, _ = ray.wait(list(pending), num_returns=1)
+                indices = pending.pop(finished[0])
                 try:
-                    done[i] = ray.get(ready[0])
-                except Exception as err:  # a unit that failed after its retries: report it, go on
-                    unit = units[i]
-                    failures.append({"encoder": unit.encoder.name, "score": unit.score, "sparsity": unit.sparsity,
-                                     "source": unit.source, "seed": unit.seed, "recovery": unit.recovery, "error": "".join(traceback.format_exception_only(err)).strip()})
-                _write(done, directory)
-                progress.advance(bar)
+                    results, computed = ray.get(finished[0])
+                    done.update(zip(indices, results))
+                except Exception as err:  # units that failed after their retries: report them, go on
+                    error = "".join(traceback.format_exception_only(err)).strip()
+                    failures += [{"encoder": units[i].encoder.name, "score": units[i].score,
+                                  "sparsity": units[i].sparsity, "source": units[i].source, "seed": units[i].seed,
+                                  "recovery": units[i].recovery, "error": error}
+                                 for i in indices]
+                    computed = True
+                if computed:  # progress to show; a rerun of cached units writes only at the end
+                    _write(done, directory)
+                progress.advance(bar, len(indices))
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref, force=True)
         raise
     finally:
-        write_atomic(directory / "failures.json", json.dumps(failures, indent=1).encode())
+        write_failures(directory, failures)
     return _write(done, directory)
 
 

@@ -6,12 +6,13 @@ import importlib
 import io
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from pait.cache import StageStore, config_key, to_jsonable, write_atomic
+from pait.cache import StageStore, config_key, to_jsonable, write_if_changed
 from pait.config import EncoderConfig, ExperimentConfig
 from pait.errors import ConfigError
 from pait.grid.stages import (
@@ -30,6 +31,7 @@ from pait.grid.validation import check_encoders, check_output_root, validate_con
 RESULT_COLUMNS = ["encoder", "score", "sparsity", "source", "recovery", "seed", "target", "is_source", "stage",
                   "accuracy", "loss", "protocol", "suite", "unit"]
 STAGE_NAMES = ("unpruned", "pruned", "recovered")  # recovered: after the unit's recovery (sgd: re-trained)
+FAILURES = "failures.json"  # units that failed after their retries; every executor rewrites it at the start
 
 
 @dataclass(frozen=True)
@@ -102,13 +104,19 @@ def run_dir(config: ExperimentConfig, out_root: str | Path) -> Path:
 
 
 def write_outputs(rows: list[dict], index: list[dict], directory: Path) -> pd.DataFrame:
-    """Write the results table (``results.parquet``) and the units' stage index (``units.json``) atomically."""
+    """Write the results table (``results.parquet``) and the units' stage index (``units.json``) atomically
+    (each only when it changed)."""
     table = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     buffer = io.BytesIO()
     table.to_parquet(buffer, index=False)
-    write_atomic(directory / "results.parquet", buffer.getvalue())
-    write_atomic(directory / "units.json", json.dumps(index, indent=1).encode())
+    write_if_changed(directory / "results.parquet", buffer.getvalue())
+    write_if_changed(directory / "units.json", json.dumps(index, indent=1).encode())
     return table
+
+
+def write_failures(directory: Path, failures: list[dict]) -> None:
+    """Write ``<run>/failures.json`` (the report lists its units); ``[]`` clears an earlier run's list."""
+    write_if_changed(directory / FAILURES, json.dumps(failures, indent=1).encode())
 
 
 def import_plugins(config: ExperimentConfig) -> None:
@@ -127,7 +135,9 @@ def stage_store(config: ExperimentConfig, out_root: str | Path) -> StageStore:
 
 def plan(config: ExperimentConfig, out_root: str | Path) -> tuple[list[Task], list[Unit]]:
     """Check the config (names, values, the output folder, the weights files, the suite's files, source
-    tasks) before any heavy work, write ``config.json`` into the run folder, and list the grid's units in run order."""
+    tasks) before any heavy work, write ``config.json`` into the run folder (unless it holds this config
+    already, so a finished run can be rerun from read-only storage), remove temporary folders left by
+    killed runs, and list the grid's units in run order."""
     import_plugins(config)
     validate_config(config)
     check_output_root(out_root)
@@ -136,14 +146,26 @@ def plan(config: ExperimentConfig, out_root: str | Path) -> tuple[list[Task], li
     units = expand(config, [t.name for t in tasks])  # unknown source tasks fail here, before any decoding
     directory = run_dir(config, out_root)
     directory.mkdir(parents=True, exist_ok=True)
-    write_atomic(directory / "config.json", json.dumps(to_jsonable(config), indent=1).encode())
+    write_if_changed(directory / "config.json", json.dumps(to_jsonable(config), indent=1).encode())
+    stage_store(config, out_root).clean_stale()
     return tasks, units
 
 
-def run_unit(config: ExperimentConfig, unit: Unit, out_root: str | Path) -> tuple[list[dict], dict]:
-    """Rows and stage-index entry of one unit, computing whatever stage is not cached yet (idempotent:
-    a rerun or a duplicate does no harm). Used by executors that run units in separate processes."""
+def group_metrics(ctx: Context, group: list[Unit], on_epoch: Callable[[int, float], None] | None = None) -> list[dict]:
+    """Metrics of a group from ``packs``: one unit re-trained alone, several re-trained together."""
+    first = group[0]
+    if len(group) == 1:
+        return [unit_stage(ctx, first.source, first.score, first.sparsity, first.recovery, on_epoch=on_epoch)]
+    return units_stage(ctx, first.source, first.score, [u.sparsity for u in group])
+
+
+def run_group(config: ExperimentConfig, group: list[Unit], out_root: str | Path,
+              store: StageStore | None = None) -> list[tuple[list[dict], dict]]:
+    """Rows and stage-index entry of each unit of a group from ``packs``, computing whatever stage is not
+    cached yet (idempotent: a rerun or a duplicate does no harm). Used by executors that run groups in
+    separate processes; ``store`` (default: the run's) counts what was computed."""
     import_plugins(config)
-    ctx = prepare(config, unit.encoder, stage_store(config, out_root), unit.seed)
-    metrics = unit_stage(ctx, unit.source, unit.score, unit.sparsity, unit.recovery)
-    return unit_rows(ctx, unit, metrics), unit_index_entry(ctx, unit, run_dir(config, out_root))
+    ctx = prepare(config, group[0].encoder, store or stage_store(config, out_root), group[0].seed)
+    directory = run_dir(config, out_root)
+    return [(unit_rows(ctx, unit, metrics), unit_index_entry(ctx, unit, directory))
+            for unit, metrics in zip(group, group_metrics(ctx, group))]

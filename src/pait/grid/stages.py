@@ -3,7 +3,11 @@
 data (decoded uint8 splits per suite x preprocessing) -> heads (ridge head per task on the unpruned
 encoder's calibration features, and unpruned evaluation) -> scores (per encoder x source x score) ->
 unit (mask at one sparsity, zero-shot evaluation of every task, masked re-training on the source,
-evaluation again). Each stage is keyed by the hash of everything it depends on.
+evaluation again). Each stage is keyed by the hash of everything it depends on, the state of the files
+it reads included: the data stage by a fingerprint of the suite's files (``tasks_fingerprint``), the
+heads stage (and through it every later one) by the content hash of the encoder's weights file.
+Each stage is computed under its lock in the store (``StageStore.claim``), so runs sharing a store
+compute it once.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +31,7 @@ from pait.config import EncoderConfig, ExperimentConfig, SuiteConfig
 from pait.device import autocast_dtype, resolve_device
 from pait.encoders import Encoder, build_encoder
 from pait.errors import DataError
+from pait.fingerprints import ContentDigests
 from pait.heads import HeadedModel, SplitBatches, evaluate_head, extract_features, fit_ridge
 from pait.train.finetune import MaskHolder, finetune
 from pait.masks import global_mask
@@ -32,6 +39,7 @@ from pait.prune.recovery import recover
 from pait.train.packed import finetune_many, load_copy
 from pait.scores import get_score, score_call_options, score_is_per_sparsity
 from pait.tasks import Task, TaskData, decode, load_suite, split_indices
+from pait.tasks.fingerprint import tasks_fingerprint
 
 Splits = dict[str, tuple[TaskData, TaskData]]  # task -> (calibration, evaluation)
 SKIP_BAD = "skip_bad_images"  # suite option: leave unreadable images out with a warning instead of failing
@@ -99,12 +107,17 @@ def data_stage(
     """Decode every task's calibration and evaluation images once per (suite, preprocessing).
 
     ``tasks`` (default: loaded from the suite) saves listing the files twice; ``progress`` shows a bar.
-    Under the paper protocol both splits are the same images, stored once.
+    Under the paper protocol both splits are the same images, stored once. The key holds the
+    fingerprint of the files the tasks read, so changed images or label files are decoded again.
     """
-    key = {"suite": suite, "preprocess": dataclasses.asdict(encoder.preprocess)}
-    if not store.done("data", key):
-        tasks = load_tasks(suite) if tasks is None else tasks
-        indices = task_splits(tasks, suite)
+    tasks = load_tasks(suite) if tasks is None else tasks
+    key = {"suite": suite, "preprocess": dataclasses.asdict(encoder.preprocess), "inputs": tasks_fingerprint(tasks)}
+    if store.done("data", key):
+        return read_splits(store, key), key
+    indices = task_splits(tasks, suite)  # too few images fails here, before the store is touched
+    with store.claim("data", key) as todo:
+        if not todo:
+            return read_splits(store, key), key
         same = suite.protocol == "paper"
         total = sum(len(c) + (0 if same else len(e)) for c, e in indices)
         bar = progress.add_task("decoding images", total=total) if progress is not None else None
@@ -121,6 +134,11 @@ def data_stage(
             (out / "tasks.json").write_text(json.dumps([{"name": t.name, "classes": list(t.class_names)} for t in tasks]))
         if progress is not None:
             progress.update(bar, visible=False)
+    return read_splits(store, key), key
+
+
+def read_splits(store: StageStore, key: dict[str, Any]) -> Splits:
+    """The decoded splits of a finished data stage."""
     path = store.path("data", key)
     splits = {}
     for i, entry in enumerate(json.loads((path / "tasks.json").read_text())):
@@ -128,7 +146,7 @@ def data_stage(
         calib = TaskData(t["calib_pixels"], t["calib_labels"])
         evaluation = TaskData(t["eval_pixels"], t["eval_labels"]) if "eval_pixels" in t else calib
         splits[entry["name"]] = (calib, evaluation)
-    return splits, key
+    return splits
 
 
 def to_device(splits: Splits, device: torch.device) -> Splits:
@@ -159,21 +177,12 @@ def prepare(
     if device.type == "cuda":
         splits = to_device(splits, device)
     theta0 = {k: v.detach().clone() for k, v in encoder.model.state_dict().items()}
-    heads_key = {"encoder": encoder_config, "data": config_key(data_key), "alpha": config.ridge_alpha,
-                 "precision": config.precision}
+    heads_key = {"encoder": encoder_config, "weights": weights_fingerprint(store, encoder_config, encoder),
+                 "data": config_key(data_key), "alpha": config.ridge_alpha, "precision": config.precision}
     ctx = Context(config, encoder_config, seed, store, device, encoder, theta0, splits, {}, heads_key, {})
-    if not store.done("heads", heads_key):
-        with store.writing("heads", heads_key) as out:
-            heads = {}
-            for task, (calib, _) in splits.items():
-                feats = extract_features(ctx.features, calib, ctx.normalize, config.eval_batch_size, device)
-                labels = calib.labels.cpu()
-                head = fit_ridge(feats.double(), labels, int(labels.max()) + 1, config.ridge_alpha)
-                heads[task] = head.float().contiguous()
-            save_file(heads, str(out / "heads.safetensors"))
-            ctx.heads = {k: v.to(device) for k, v in heads.items()}
-            unpruned = {task: ctx.evaluate(task) for task in splits}
-            (out / "unpruned.json").write_text(json.dumps(unpruned))
+    with store.claim("heads", heads_key) as todo:
+        if todo:
+            write_heads(ctx)
     path = store.path("heads", heads_key)
     ctx.heads = {k: v.to(device) for k, v in load_file(str(path / "heads.safetensors")).items()}
     ctx.unpruned = {k: tuple(v) for k, v in json.loads((path / "unpruned.json").read_text()).items()}
@@ -186,6 +195,31 @@ def score_options(ctx: Context, score: str) -> dict[str, Any]:
     return score_call_options(score, ctx.config.score_options.get(score, {}), ctx.seed)
 
 
+def write_heads(ctx: Context) -> None:
+    """Fit the ridge head of every task on its calibration features; evaluate the unpruned encoder."""
+    config = ctx.config
+    with ctx.store.writing("heads", ctx.heads_key) as out:
+        heads = {}
+        for task, (calib, _) in ctx.splits.items():
+            feats = extract_features(ctx.features, calib, ctx.normalize, config.eval_batch_size, ctx.device)
+            labels = calib.labels.cpu()
+            head = fit_ridge(feats.double(), labels, int(labels.max()) + 1, config.ridge_alpha)
+            heads[task] = head.float().contiguous()
+        save_file(heads, str(out / "heads.safetensors"))
+        ctx.heads = {k: v.to(ctx.device) for k, v in heads.items()}
+        unpruned = {task: ctx.evaluate(task) for task in ctx.splits}
+        (out / "unpruned.json").write_text(json.dumps(unpruned))
+
+
+def weights_fingerprint(store: StageStore, encoder_config: EncoderConfig, encoder: Encoder) -> list[str]:
+    """Content hashes (sha256) of the weights files the encoder read: the configured one, and the one it
+    reports in ``info["weights"]`` (e.g. weights shipped in a package); remembered in the store's memo."""
+    named = (encoder_config.weights, encoder.info.get("weights"))
+    files = {Path(p).resolve() for p in named if p and Path(p).is_file()}
+    digests = ContentDigests(store.root / "fingerprints.json")
+    return sorted({digests.sha256(p) for p in files})
+
+
 def scores_key(ctx: Context, source: str, score: str, sparsity: float | None) -> dict[str, Any]:
     """Key of the scores stage; ``sparsity`` is None for scores shared by every sparsity."""
     return {"heads": config_key(ctx.heads_key), "source": source, "score": score, "sparsity": sparsity,
@@ -195,17 +229,23 @@ def scores_key(ctx: Context, source: str, score: str, sparsity: float | None) ->
 def scores_stage(ctx: Context, source: str, score: str, sparsity: float | None) -> dict[str, Tensor]:
     """Scores of the prunable weights on the source task, computed once and reused by every sparsity."""
     key = scores_key(ctx, source, score, sparsity)
-    if not ctx.store.done("scores", key):
-        ctx.reset_weights()
-        model = HeadedModel(ctx.encoder.model, ctx.encoder.feature_fn, ctx.heads[source])
-        options = score_options(ctx, score) | ({"sparsity": sparsity} if sparsity is not None else {})
-        batches = SplitBatches(ctx.splits[source][0], ctx.normalize, ctx.config.score_batch_size, ctx.device)
-        torch.manual_seed(ctx.seed)
-        scores = get_score(score)(model, batches, ctx.encoder.prunable_parameters(), **options)
-        ctx.reset_weights()  # a score may not leave the weights changed
-        with ctx.store.writing("scores", key) as out:
-            save_file({k: v.detach().float().cpu().contiguous() for k, v in scores.items()}, str(out / "scores.safetensors"))
+    with ctx.store.claim("scores", key) as todo:
+        if todo:
+            write_scores(ctx, key, source, score, sparsity)
     return load_file(str(ctx.store.path("scores", key) / "scores.safetensors"))
+
+
+def write_scores(ctx: Context, key: dict[str, Any], source: str, score: str, sparsity: float | None) -> None:
+    """Compute the scores on the source task's calibration batches and write the stage."""
+    ctx.reset_weights()
+    model = HeadedModel(ctx.encoder.model, ctx.encoder.feature_fn, ctx.heads[source])
+    options = score_options(ctx, score) | ({"sparsity": sparsity} if sparsity is not None else {})
+    batches = SplitBatches(ctx.splits[source][0], ctx.normalize, ctx.config.score_batch_size, ctx.device)
+    torch.manual_seed(ctx.seed)
+    scores = get_score(score)(model, batches, ctx.encoder.prunable_parameters(), **options)
+    ctx.reset_weights()  # a score may not leave the weights changed
+    with ctx.store.writing("scores", key) as out:
+        save_file({k: v.detach().float().cpu().contiguous() for k, v in scores.items()}, str(out / "scores.safetensors"))
 
 
 def unit_key(ctx: Context, source: str, score: str, sparsity: float, recovery: str = "sgd") -> dict[str, Any]:
@@ -222,12 +262,13 @@ def unit_stage(
 ) -> dict[str, Any]:
     """Mask, zero-shot evaluation, recovery on the source task, evaluation again: metrics per stage and task."""
     key = unit_key(ctx, source, score, sparsity, recovery)
-    if not ctx.store.done("unit", key):
-        mask = unit_mask(ctx, source, score, sparsity)
-        holder = MaskHolder(ctx.encoder.prunable_parameters(), mask)
-        pruned = evaluate_pruned(ctx, holder)
-        losses = recover_unit(ctx, source, mask, holder, recovery, on_epoch)
-        write_unit(ctx, key, mask, pruned, losses, recovered=pruned if recovery == "none" else None)
+    with ctx.store.claim("unit", key) as todo:
+        if todo:
+            mask = unit_mask(ctx, source, score, sparsity)
+            holder = MaskHolder(ctx.encoder.prunable_parameters(), mask)
+            pruned = evaluate_pruned(ctx, holder)
+            losses = recover_unit(ctx, source, mask, holder, recovery, on_epoch)
+            write_unit(ctx, key, mask, pruned, losses, recovered=pruned if recovery == "none" else None)
     return unit_metrics(ctx, key)
 
 
@@ -251,9 +292,18 @@ def recover_unit(
 
 
 def units_stage(ctx: Context, source: str, score: str, sparsities: list[float]) -> list[dict[str, Any]]:
-    """Several ``sgd`` units of one source and score re-trained together by ``finetune_many``; same metrics
-    as ``unit_stage``. Used when ``FinetuneConfig.pack`` > 1."""
-    todo = [s for s in sparsities if not ctx.store.done("unit", unit_key(ctx, source, score, s))]
+    """Several ``sgd`` units of one source and score re-trained together by ``finetune_many``; same metrics as
+    ``unit_stage``. Used when ``FinetuneConfig.pack`` > 1. The units' locks are taken in key order (so
+    two runs packing differently cannot deadlock) and held until their outputs are written."""
+    with ExitStack() as claims:
+        by_key = sorted(set(sparsities), key=lambda s: config_key(unit_key(ctx, source, score, s)))
+        claimed = {s for s in by_key if claims.enter_context(ctx.store.claim("unit", unit_key(ctx, source, score, s)))}
+        retrain_together(ctx, source, score, [s for s in sparsities if s in claimed])
+    return [unit_metrics(ctx, unit_key(ctx, source, score, s)) for s in sparsities]
+
+
+def retrain_together(ctx: Context, source: str, score: str, todo: list[float]) -> None:
+    """Mask, evaluate, re-train with ``finetune_many`` and write the units of sparsities ``todo``."""
     if todo:
         masks = [unit_mask(ctx, source, score, s) for s in todo]
         pruned = [evaluate_pruned(ctx, MaskHolder(ctx.encoder.prunable_parameters(), m)) for m in masks]
@@ -266,7 +316,6 @@ def units_stage(ctx: Context, source: str, score: str, sparsities: list[float]) 
             ctx.reset_weights()
             load_copy(model, stacked, k)
             write_unit(ctx, unit_key(ctx, source, score, s), masks[k], pruned[k], losses[k])
-    return [unit_metrics(ctx, unit_key(ctx, source, score, s)) for s in sparsities]
 
 
 def unit_metrics(ctx: Context, key: dict[str, Any]) -> dict[str, Any]:

@@ -155,7 +155,7 @@ def landscape_blocks(run_dir: Path, figures: Path) -> list[Block]:
 
 
 def failure_blocks(run_dir: Path) -> list[Block]:
-    """Units that failed after their retries (``failures.json``, written by the ray executor), if any."""
+    """Units that failed after their retries (``failures.json``, rewritten by every run), if any."""
     path = run_dir / "failures.json"
     failures = json.loads(path.read_text()) if path.exists() else []
     if not failures:

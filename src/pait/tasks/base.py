@@ -18,12 +18,17 @@ ImageSource = Callable[[], Image.Image | Tensor]
 
 @dataclass(frozen=True)
 class Task:
-    """One classification task: image sources (PIL or uint8 CHW tensor loaders) and labels 0..C-1."""
+    """One classification task: image sources (PIL or uint8 CHW tensor loaders) and labels 0..C-1.
+
+    ``inputs`` names the files the task was built from besides its image files (label files, a task
+    list, data shipped in a package), so that stage keys can fingerprint them.
+    """
 
     name: str
     class_names: tuple[str, ...]
     sources: Sequence[ImageSource]
     labels: np.ndarray
+    inputs: tuple[Path, ...] = ()
 
     @property
     def num_classes(self) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +64,9 @@ def imagefolder_suite(
     if (tasks is None) == (classes_per_task is None):
         raise DataError("the imagefolder suite needs exactly one of the options tasks and classes_per_task")
     if tasks is not None:
-        return [class_folder_task(name, root, folders) for name, folders in _task_map(tasks).items()]
+        listed = (Path(tasks),) if isinstance(tasks, (str, Path)) else ()  # a task list file: an input too
+        return [replace(class_folder_task(name, root, folders), inputs=listed)
+                for name, folders in _task_map(tasks).items()]
     if not isinstance(classes_per_task, int) or classes_per_task < 1:
         raise DataError(f"classes_per_task must be a positive integer, got {classes_per_task!r}")
     folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
@@ -41,9 +42,12 @@ SOLUTION = "LOC_val_solution.csv"
 GROUND_TRUTH = "ILSVRC2012_validation_ground_truth.txt"
 
 
+DEFINITION = "data/imagenet10.json"
+
+
 def imagenet10_definition() -> list[tuple[str, list[tuple[int, str]]]]:
     """(task name, [(ImageNet class index, class name), ...]) for the 10 tasks, from the package data."""
-    data = json.loads(resources.files("pait").joinpath("data/imagenet10.json").read_text())
+    data = json.loads(resources.files("pait").joinpath(DEFINITION).read_text())
     tasks = []
     for entry in data["tasks"]:
         name = entry["theme"].replace(" ", "-")
@@ -136,6 +140,26 @@ def imagenet10_suite(
 ) -> list[Task]:
     """The 10 ImageNet-10 tasks from the validation images under ``root`` (see the module docstring)."""
     root = suite_root("imagenet10", root, "/path/to/imagenet/val")
+    tasks = _imagenet10_tasks(root, synset_mapping, solution, ground_truth, devkit_synsets)
+    inputs = label_files(root, synset_mapping, solution, ground_truth, devkit_synsets)
+    return [replace(task, inputs=inputs) for task in tasks]
+
+
+def label_files(root: Path, synset_mapping, solution, ground_truth, devkit_synsets) -> tuple[Path, ...]:
+    """Every file besides the images that the suite may have read (the task definition, label and class
+    order files), for stage keys; one present but unused only makes the keys stricter."""
+    found = [Path(str(resources.files("pait").joinpath(DEFINITION)))]
+    for option, filename in ((synset_mapping, SYNSET_MAPPING), (solution, SOLUTION), (ground_truth, GROUND_TRUTH)):
+        if option is not None:
+            found.append(Path(option).expanduser())
+        else:
+            found.append(next((p for p in (root / filename, root.parent / filename) if p.is_file()), None))
+    if devkit_synsets is not None:
+        found.append(Path(devkit_synsets).expanduser())
+    return tuple(p for p in found if p is not None and p.is_file())
+
+
+def _imagenet10_tasks(root: Path, synset_mapping, solution, ground_truth, devkit_synsets) -> list[Task]:
     definition = imagenet10_definition()
     folders = sorted(p.name for p in root.iterdir() if p.is_dir() and WNID.match(p.name))
     if folders:

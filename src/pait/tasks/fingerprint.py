@@ -1,0 +1,32 @@
+"""Fingerprint of a suite's tasks for the data stage's key: which files were read, and in what state."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pait.fingerprints import common_base, listing_digest
+from pait.tasks.base import Task
+from pait.tasks.decode import FileImage
+
+
+def tasks_fingerprint(tasks: list[Task]) -> str:
+    """sha256 over every task's name, classes, labels and image files (in order), and over the
+    (relative path, size, mtime_ns) of every file read: the images and each task's ``inputs``.
+
+    Images a plugin holds in memory (sources that are not files) are covered by its code, not here.
+    """
+    images = [[Path(s.path).resolve() for s in task.sources if isinstance(s, FileImage)] for task in tasks]
+    files = [p for task_images in images for p in task_images] + [Path(p).resolve() for t in tasks for p in t.inputs]
+    base = common_base(files)
+    structure = [
+        {"name": task.name, "classes": list(task.class_names),
+         "labels": hashlib.sha256(np.asarray(task.labels, dtype=np.int64).tobytes()).hexdigest(),
+         "images": [p.relative_to(base).as_posix() for p in task_images]}
+        for task, task_images in zip(tasks, images)
+    ]
+    payload = json.dumps({"tasks": structure, "files": listing_digest(files)}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
