@@ -11,14 +11,15 @@ from tests.scores.test_fisher import fisher_by_loop
 
 
 def convs() -> nn.Module:
-    """Plain, strided depthwise, grouped, dilated and 'same'-padded convs (timm's Conv2dSame included)."""
+    """Plain, strided depthwise, grouped, dilated, 'same'-padded (timm's Conv2dSame included) and 1x1 convs."""
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.Tanh(),
                          nn.Conv2d(6, 6, 3, stride=2, padding=1, groups=6, bias=False), nn.Tanh(),  # depthwise, stride 2
                          nn.Conv2d(6, 4, (3, 1), padding=(1, 0), groups=2), nn.Tanh(),  # grouped, non-square
                          nn.Conv2d(4, 4, 3, dilation=2, padding="same"), nn.Tanh(),
                          Conv2dSame(4, 8, 3, stride=2, groups=4), nn.Tanh(),  # depthwise multiplier 2, asymmetric pad
-                         nn.Conv2d(8, 5, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Conv2d(8, 6, 1, stride=2, groups=2), nn.Tanh(),  # 1x1: the matmul branch
+                         nn.Conv2d(6, 5, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                          nn.Linear(5, tiny.CLASSES)).double().eval()
 
 

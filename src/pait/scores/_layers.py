@@ -65,9 +65,9 @@ def tapping_layers(owners: Owners, on_layer: OnLayer) -> Iterator[None]:
         yield
 
 
-def conv_unfold(conv: nn.Conv2d, x: Tensor) -> Tensor:
-    """``F.unfold`` of ``x`` (N, C, H, W) with the conv's own kernel, stride, dilation and padding:
-    (N, C * kh * kw, positions), columns in the order of ``conv.weight`` (channel slowest)."""
+def conv_padding(conv: nn.Conv2d, x: Tensor) -> tuple[Tensor, tuple[int, int] | int]:
+    """``x`` padded as the conv pads it when that is not symmetric (timm's ``Conv2dSame``), and the
+    symmetric zero padding left for the conv's kernel to apply."""
     if conv.padding_mode != "zeros":
         raise NotImplementedError(f"padding_mode {conv.padding_mode!r} is not supported")
     padding = conv.padding
@@ -79,4 +79,11 @@ def conv_unfold(conv: nn.Conv2d, x: Tensor) -> Tensor:
         if any(d * (k - 1) % 2 for k, d in zip(conv.kernel_size, conv.dilation)):
             raise NotImplementedError("asymmetric 'same' padding is not supported")
         padding = tuple(d * (k - 1) // 2 for k, d in zip(conv.kernel_size, conv.dilation))
+    return x, padding
+
+
+def conv_unfold(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """``F.unfold`` of ``x`` (N, C, H, W) with the conv's own kernel, stride, dilation and padding:
+    (N, C * kh * kw, positions), columns in the order of ``conv.weight`` (channel slowest)."""
+    x, padding = conv_padding(conv, x)
     return F.unfold(x, conv.kernel_size, dilation=conv.dilation, padding=padding, stride=conv.stride)

@@ -24,7 +24,7 @@ from torch.func import functional_call, grad, vmap
 
 from pait.headed import mse_to_one_hot
 from pait.scores._common import eval_mode, model_names, requiring_grad
-from pait.scores._layers import Owners, conv_unfold, layer_owners, tapping_layers
+from pait.scores._layers import Owners, conv_padding, layer_owners, tapping_layers
 from pait.scores.registry import Batches, Params, register_score
 
 
@@ -83,7 +83,7 @@ def _add_layerwise_squares(model: nn.Module, owners: Owners, x: Tensor, y: Tenso
             per_example[key] = per_example[key] + pe if key in per_example else pe
     for key, pe in per_example.items():
         if key not in fallback:
-            squares[key].add_(pe.pow(2).sum(0))
+            squares[key].add_(pe.square_().sum(0))
     return [k for k in owners if k in fallback]
 
 
@@ -99,12 +99,27 @@ def _linear_grads(a: Tensor, g: Tensor, n: int) -> Tensor | None:
 
 
 def _conv_grads(conv: nn.Conv2d, a: Tensor, g: Tensor, n: int) -> Tensor | None:
-    """(n, *conv.weight.shape) per-example gradients of a Conv2d, by group, summed over positions."""
+    """(n, *conv.weight.shape) per-example gradients of a Conv2d, summed over positions.
+
+    1x1 kernels without padding: ``g`` times the (strided) input, one batched matmul per group. Other
+    kernels: the conv's weight gradient with the examples as extra groups (the input seen as one
+    image of ``n * in`` channels, ``n * groups`` groups), which avoids materialising the unfolded
+    input; it is the same computation as ``sum_t g_nt a_nt^T`` over ``F.unfold`` patches.
+    """
     if a.shape[0] != n:
         return None
-    patches = conv_unfold(conv, a).unflatten(1, (conv.groups, -1))  # (n, groups, in/groups*kh*kw, positions)
-    g = g.flatten(2).unflatten(1, (conv.groups, -1))  # (n, groups, out/groups, positions)
-    return torch.einsum("ngol,ngil->ngoi", g, patches).reshape(n, *conv.weight.shape)
+    a, padding = conv_padding(conv, a)
+    weight = conv.weight
+    if weight.shape[-2:] == (1, 1) and padding in (0, (0, 0)):
+        patches = a[:, :, :: conv.stride[0], :: conv.stride[1]].flatten(2).unflatten(1, (conv.groups, -1))
+        g = g.flatten(2).unflatten(1, (conv.groups, -1))  # (n, groups, out/groups, positions)
+        return torch.einsum("ngol,ngil->ngoi", g, patches).reshape(n, *weight.shape)
+    padding = padding if isinstance(padding, tuple) else (padding, padding)
+    stacked = weight.detach().expand(n, *weight.shape).reshape(n * weight.shape[0], *weight.shape[1:])
+    _, grads, _ = torch.ops.aten.convolution_backward(
+        g.reshape(1, -1, *g.shape[2:]), a.reshape(1, -1, *a.shape[2:]), stacked, None, list(conv.stride),
+        list(padding), list(conv.dilation), False, [0, 0], n * conv.groups, [False, True, False])
+    return grads.reshape(n, *weight.shape)
 
 
 def _vmap_per_example_grads(model: nn.Module, theta: dict[str, Tensor], x: Tensor, y: Tensor) -> dict[str, Tensor]:
