@@ -7,12 +7,15 @@ Two ways to the same per-example gradients:
   its loss w.r.t. the layer's output at position/token ``t`` and ``a_nt`` the layer's (unfolded)
   input there (Goodfellow 2015; what Opacus and BackPACK compute). One forward and one backward of
   the chunk give every ``g``; the inputs come from the same taps as ``kfac`` (``scores._layers``).
-  Written by hand: BackPACK's ``BatchGrad`` does not cover timm's ``Conv2dSame`` nor attention
-  taps, and the taps already exist here.
+  Written by hand (it is what Opacus and BackPACK do internally) to reuse the taps ``kfac`` already
+  has, including timm's ``Conv2dSame`` and ``nn.MultiheadAttention`` projections, without a new
+  dependency.
 * *vmap*: ``vmap(grad(loss of one example))`` through ``functional_call`` over the whole model, for
   every other parameter (norms, biases, Conv1d, ...) and for any layer call the layerwise way
   cannot vouch for (its output changed in place later, or no unique input dimension of the
-  chunk's size to be the example dimension); far slower, since it runs the model per example.
+  chunk's size to be the example dimension). Somewhat slower on EfficientNet-Lite0 (BENCHMARKS.md,
+  score cost) and it holds every scored parameter's per-example gradients of a chunk at once, where
+  the layerwise way holds one layer's.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ def fisher_diag(model: nn.Module, batches: Batches, params: Params, chunk_size: 
 
     BatchNorm runs in eval mode (running statistics), so examples stay independent. Each batch is
     split into chunks of ``chunk_size`` examples: peak extra memory is about ``chunk_size`` copies
-    of the largest scored weight (plus, layerwise, one chunk's unfolded conv inputs). One pass over
+    of the largest scored weight, on top of one chunk's forward+backward. One pass over
     ``batches``. ``layerwise=False`` sends every parameter through the vmap path (see the module
     docstring); both give the same numbers.
     """
