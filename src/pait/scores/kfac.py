@@ -26,17 +26,12 @@ is viewed as ``(out, in/groups*kh*kw)``, the column order of ``F.unfold``):
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
-import torch.nn.functional as F
-from timm.layers import Conv2dSame
-from timm.layers.padding import pad_same
 from torch import Tensor, nn
 
 from pait.heads import mse_to_one_hot
-from pait.scores._attention import tapping
 from pait.scores._common import eval_mode, requiring_grad
+from pait.scores._layers import OnLayer, conv_unfold, layer_owners, tapping_layers
 from pait.scores.registry import Batches, Params, register_score
 
 Factors = dict[str, tuple[Tensor, Tensor]]
@@ -44,39 +39,20 @@ Factors = dict[str, tuple[Tensor, Tensor]]
 
 def _conv_patches(conv: nn.Conv2d, x: Tensor) -> Tensor:
     """Rows of unfolded input patches, (N * positions, in/groups * kh * kw), groups averaged."""
-    if conv.padding_mode != "zeros":
-        raise NotImplementedError(f"kfac: padding_mode {conv.padding_mode!r} is not supported")
-    padding = conv.padding
-    if isinstance(conv, Conv2dSame):
-        x, padding = pad_same(x, conv.kernel_size, conv.stride, conv.dilation), 0
-    elif padding == "valid":
-        padding = 0
-    elif padding == "same":
-        if any(d * (k - 1) % 2 for k, d in zip(conv.kernel_size, conv.dilation)):
-            raise NotImplementedError("kfac: asymmetric 'same' padding is not supported")
-        padding = tuple(d * (k - 1) // 2 for k, d in zip(conv.kernel_size, conv.dilation))
     if conv.groups > 1:
         x = x.unflatten(1, (conv.groups, -1)).mean(1)
-    patches = F.unfold(x, conv.kernel_size, dilation=conv.dilation, padding=padding, stride=conv.stride)
+    patches = conv_unfold(conv, x)
     return patches.transpose(1, 2).reshape(-1, patches.shape[1])
 
 
 def _owners(model: nn.Module, params: Params) -> dict[str, tuple[nn.Module, str]]:
     """For each key of ``params``: the module that applies it and its role (linear/conv/in/out)."""
-    owner: dict[int, tuple[nn.Module, str]] = {}
-    for mod in model.modules():
-        if isinstance(mod, nn.MultiheadAttention):
-            if mod.in_proj_weight is not None:
-                owner[id(mod.in_proj_weight)] = (mod, "in")
-            owner[id(mod.out_proj.weight)] = (mod, "out")
-    for mod in model.modules():
-        if isinstance(mod, (nn.Linear, nn.Conv2d)) and id(mod.weight) not in owner:
-            owner[id(mod.weight)] = (mod, "conv" if isinstance(mod, nn.Conv2d) else "linear")
-    unknown = [k for k, p in params.items() if id(p) not in owner]
+    owners = layer_owners(model, params)
+    unknown = [k for k in params if k not in owners]
     if unknown:
         raise NotImplementedError(
             "kfac covers Linear/Conv2d weights and MultiheadAttention projections only; not: " + ", ".join(unknown))
-    return {k: owner[id(p)] for k, p in params.items()}
+    return owners
 
 
 class _Accumulator:
@@ -119,44 +95,27 @@ def kfac_factors(model: nn.Module, batches: Batches, params: Params, include_bia
     """
     owners = _owners(model, params)
     acc = _Accumulator(include_bias)
-    handles, taps = [], {}
-    for key, (mod, role) in owners.items():
-        if role in ("linear", "conv"):
-            handles.append(mod.register_forward_hook(_module_hook(acc, key, role)))
-        else:
-            taps.setdefault(mod, {})[role] = key
     count = 0
-    try:
-        with eval_mode(model), requiring_grad(params), tapping({m: _mha_tap(acc, m, k) for m, k in taps.items()}):
-            for images, labels in batches:
-                acc.batch_size = len(images)
-                loss = mse_to_one_hot(model(images), labels)
-                torch.autograd.grad(loss, list(params.values()), allow_unused=True)
-                count += len(images)
-    finally:
-        for h in handles:
-            h.remove()
+    with eval_mode(model), requiring_grad(params), tapping_layers(owners, _recorder(acc)):
+        for images, labels in batches:
+            acc.batch_size = len(images)
+            loss = mse_to_one_hot(model(images), labels)
+            torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+            count += len(images)
     if not count:
         raise ValueError("the calibration batches are empty")
     return {k: (acc.aa[k] / acc.rows[k], acc.gg[k] / count) for k in params}
 
 
-def _module_hook(acc: _Accumulator, key: str, role: str) -> Callable[[nn.Module, tuple[Tensor, ...], Tensor], None]:
-    def hook(mod: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-        x = inputs[0]
+def _recorder(acc: _Accumulator) -> OnLayer:
+    """Records each tapped call of a layer: its input rows now, its output-gradient rows on backward."""
+
+    def on_layer(key: str, mod: nn.Module, role: str, x: Tensor, s: Tensor) -> None:
         a = _conv_patches(mod, x) if role == "conv" else x.reshape(-1, x.shape[-1])
-        acc.record(key, a, output, mod.bias is not None, channels_first=role == "conv")
+        has_bias = (mod.in_proj_bias if role == "in" else mod.out_proj.bias if role == "out" else mod.bias) is not None
+        acc.record(key, a, s, has_bias, channels_first=role == "conv")
 
-    return hook
-
-
-def _mha_tap(acc: _Accumulator, mha: nn.MultiheadAttention, keys: dict[str, str]) -> Callable[[str, Tensor, Tensor], None]:
-    def tap(role: str, x: Tensor, s: Tensor) -> None:
-        if role in keys:
-            bias = mha.in_proj_bias if role == "in" else mha.out_proj.bias
-            acc.record(keys[role], x.reshape(-1, x.shape[-1]), s, bias is not None, channels_first=False)
-
-    return tap
+    return on_layer
 
 
 def damped_inverse(factor: Tensor, damping: float) -> Tensor:
