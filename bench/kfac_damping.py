@@ -7,7 +7,7 @@ normalisation, and each mask is compared with magnitude's and with the default's
 sets), its ``conv_head`` density read, and the masked encoder evaluated zero-shot (no re-training)
 through the frozen ridge heads of every task. ``magnitude`` and ``fisher_diag`` are reference rows.
 The per-layer diagnostics (``pait.scores.kfac_diagnostics``) are printed for the default damping and
-stored for every relative damping of the sweep.
+stored for relative dampings 1e-6, 1e-3 and 1.
 
     PYTHONPATH=src python bench/kfac_damping.py [--sources digits-0-4 clothing-a] [--cache /tmp/pait-kfac-damping]
 """
@@ -27,12 +27,13 @@ from pait.heads import HeadedModel
 from pait.masks import density_report, global_mask
 from pait.report.p1 import pruned_iou
 from pait.scores.kfac import kfac_factors, kfac_scores
-from pait.scores.kfac_diagnostics import kfac_diagnostics
+from pait.scores.kfac_diagnostics import kfac_diagnostics, spectra
 from pait.train.finetune import MaskHolder
 
 RELATIVE = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1e0, 1e1, 1e2)
-ABSOLUTE = tuple(10.0 ** e for e in range(-12, 1))
+ABSOLUTE = tuple(10.0 ** e for e in range(-12, 1, 2))
 DEFAULT = {"damping": 1e-3, "damping_mode": "relative", "normalize": "none"}
+DIAGNOSED = (1e-6, 1e-3, 1e0)  # relative dampings whose diagnostics are stored
 WATCHED = ("conv_head.weight", "conv_stem.weight")
 
 
@@ -102,26 +103,29 @@ def main() -> None:
         factors = {k: (a.detach(), b.detach()) for k, (a, b) in
                    kfac_factors(model, SourceBatches(ctx, source), params, include_bias=False).items()}
         factor_s = time.perf_counter() - start
-        refs = {name: global_mask(scores_stage(ctx, source, name, None), args.sparsity) for name in ("magnitude",)}
-        references = {"magnitude": flat_keep(refs["magnitude"]),
-                      "default": flat_keep(global_mask(kfac_scores(factors, params, **DEFAULT), args.sparsity))}
-        rows = [row(ctx, source, name, scores_stage(ctx, source, name, None), args.sparsity, references)
-                for name in ("magnitude", "fisher_diag")]
-        variants = [dict(DEFAULT, damping=d, damping_mode="relative") for d in RELATIVE]
-        variants += [dict(DEFAULT, damping=d, damping_mode="absolute") for d in ABSOLUTE]
-        variants += [dict(DEFAULT, damping=d, normalize="mean") for d in (1e-6, 1e-3, 1e0)]
-        for v in variants:
-            label = f"kfac {v['damping_mode']} {v['damping']:.0e}" + (" norm=mean" if v["normalize"] != "none" else "")
-            rows.append({**row(ctx, source, label, kfac_scores(factors, params, **v), args.sparsity, references), **v})
-        diagnostics = {}
-        for d in RELATIVE:
-            diags = kfac_diagnostics(factors, d, "relative")
+        print(f"  factors: {factor_s:.0f} s", flush=True)
+        diagnostics, eig = {}, spectra(factors)
+        for d in DIAGNOSED:
+            diags = kfac_diagnostics(factors, d, "relative", spectra=eig)
             diagnostics[f"relative {d:.0e}"] = [x.as_dict() for x in diags]
             if d == DEFAULT["damping"]:
                 print(f"  diagnostics, relative damping {d:g} (rank tolerance: size * eps(float32) * lambda_max)")
                 diagnostics_table(diags)
-        results["sources"][source] = {"factor_seconds": factor_s, "rows": rows, "diagnostics": diagnostics}
+        results["sources"][source] = {"factor_seconds": factor_s, "rows": [], "diagnostics": diagnostics}
         path = write_json(results, args.out, "kfac_damping.json")
+        refs = {name: global_mask(scores_stage(ctx, source, name, None), args.sparsity) for name in ("magnitude",)}
+        references = {"magnitude": flat_keep(refs["magnitude"]),
+                      "default": flat_keep(global_mask(kfac_scores(factors, params, **DEFAULT), args.sparsity))}
+        rows = results["sources"][source]["rows"]
+        rows += [row(ctx, source, name, scores_stage(ctx, source, name, None), args.sparsity, references)
+                for name in ("magnitude", "fisher_diag")]
+        variants = [dict(DEFAULT, damping=d, damping_mode="relative") for d in RELATIVE]
+        variants += [dict(DEFAULT, damping=d, damping_mode="absolute") for d in ABSOLUTE]
+        variants += [dict(DEFAULT, damping=d, normalize="mean") for d in (1e-6, 1e-3)]
+        for v in variants:
+            label = f"kfac {v['damping_mode']} {v['damping']:.0e}" + (" norm=mean" if v["normalize"] != "none" else "")
+            rows.append({**row(ctx, source, label, kfac_scores(factors, params, **v), args.sparsity, references), **v})
+            path = write_json(results, args.out, "kfac_damping.json")  # partial results survive an interruption
     print(f"wrote {path}")
 
 

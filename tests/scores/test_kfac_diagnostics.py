@@ -6,7 +6,7 @@ from torch import nn
 
 from pait.heads import HeadedModel
 from pait.scores.kfac import damping_amount, kfac_factors, kfac_scores
-from pait.scores.kfac_diagnostics import entry_damping_shares, factor_diagnostics, kfac_diagnostics
+from pait.scores.kfac_diagnostics import entry_damping_shares, factor_diagnostics, kfac_diagnostics, spectra
 from tests.scores import tiny
 
 FEATURES, INPUTS = 8, 6
@@ -81,3 +81,10 @@ def test_absolute_mode_adds_the_damping_itself():
     assert diag.rank == 2 and diag.condition == math.inf and diag.condition_on_range == 2.0
     assert diag.below_damping == pytest.approx(1 / 3)
     assert diag.damping_share == pytest.approx((0.5 / 4.5 + 0.5 / 2.5 + 1.0) / 3)
+
+
+def test_precomputed_spectra_give_the_same_diagnostics():
+    model, data, params = feature_layer_under_frozen_head()
+    factors = kfac_factors(model, data, params, include_bias=False)
+    for damping in (1e-6, 1e-1):
+        assert kfac_diagnostics(factors, damping, spectra=spectra(factors)) == kfac_diagnostics(factors, damping)

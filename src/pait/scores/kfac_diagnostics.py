@@ -30,6 +30,8 @@ from torch import Tensor
 
 from pait.scores.kfac import Factors, damping_amount
 
+Spectra = dict[str, tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]]
+
 
 @dataclass(frozen=True)
 class FactorDiagnostics:
@@ -74,18 +76,30 @@ def default_rtol(factor: Tensor) -> float:
 def entry_damping_shares(factor: Tensor, delta: float | Tensor) -> Tensor:
     """``e_k`` for every diagonal entry of ``(F + delta I)^-1`` (module docstring), float64."""
     lam, u = torch.linalg.eigh(factor.double())
-    lam = lam.clamp_min(0.0)  # round-off negatives of a PSD factor
-    inv = 1.0 / (lam + delta)
+    return _shares(lam, u, delta)
+
+
+def _shares(lam: Tensor, u: Tensor, delta: float | Tensor) -> Tensor:
+    inv = 1.0 / (lam.clamp_min(0.0) + delta)  # clamp: round-off negatives of a PSD factor
     u2 = u.pow(2)
     return delta * (u2 @ inv.pow(2)) / (u2 @ inv)
 
 
-def factor_diagnostics(factor: Tensor, damping: float, mode: str = "relative", rtol: float | None = None) -> FactorDiagnostics:
-    """Rank, condition numbers, damping added and damping share of one factor."""
+def spectra(factors: Factors) -> Spectra:
+    """``torch.linalg.eigh`` (float64) of both factors of every layer, to reuse across dampings."""
+    return {k: (torch.linalg.eigh(a.double()), torch.linalg.eigh(b.double())) for k, (a, b) in factors.items()}
+
+
+def factor_diagnostics(
+    factor: Tensor, damping: float, mode: str = "relative", rtol: float | None = None,
+    spectrum: tuple[Tensor, Tensor] | None = None,
+) -> FactorDiagnostics:
+    """Rank, condition numbers, damping added and damping share of one factor; ``spectrum`` is its
+    ``torch.linalg.eigh`` in float64 (computed when not given)."""
     rtol = default_rtol(factor) if rtol is None else rtol
     f = factor.double()
     delta = float(damping_amount(f, damping, mode))
-    lam = torch.linalg.eigvalsh(f)
+    lam, u = torch.linalg.eigh(f) if spectrum is None else spectrum
     top, low = float(lam[-1]), float(lam[0])
     kept = lam[lam > rtol * top]
     return FactorDiagnostics(
@@ -94,13 +108,19 @@ def factor_diagnostics(factor: Tensor, damping: float, mode: str = "relative", r
         condition_on_range=top / float(kept[0]) if kept.numel() else math.inf,
         damping=delta, damped_condition=(top + delta) / (max(low, 0.0) + delta),
         below_damping=float((lam < delta).double().mean()),
-        damping_share=float(entry_damping_shares(f, delta).mean()),
+        damping_share=float(_shares(lam, u, delta).mean()),
     )
 
 
 def kfac_diagnostics(
     factors: Factors, damping: float = 1e-3, mode: str = "relative", rtol: float | None = None,
+    spectra: Spectra | None = None,
 ) -> list[LayerDiagnostics]:
-    """Per layer of ``kfac_factors(..., include_bias=False)``: diagnostics of ``A`` and of ``B``."""
-    return [LayerDiagnostics(name, factor_diagnostics(a, damping, mode, rtol), factor_diagnostics(b, damping, mode, rtol))
-            for name, (a, b) in factors.items()]
+    """Per layer of ``kfac_factors(..., include_bias=False)``: diagnostics of ``A`` and of ``B``;
+    ``spectra`` (from :func:`spectra`) saves the eigendecompositions when several dampings are examined."""
+    layers = []
+    for name, (a, b) in factors.items():
+        sa, sb = spectra[name] if spectra is not None else (None, None)
+        layers.append(LayerDiagnostics(name, factor_diagnostics(a, damping, mode, rtol, sa),
+                                       factor_diagnostics(b, damping, mode, rtol, sb)))
+    return layers
