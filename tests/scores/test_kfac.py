@@ -158,3 +158,12 @@ def test_kfac_rejects_unknown_options_before_the_pass(option):
     model, data = _one_linear()
     with pytest.raises(ConfigError, match=next(iter(option))):
         get_score("kfac")(model, [], {"w": model[1].weight}, **option)
+
+
+def test_kfac_names_a_damping_too_small_for_a_singular_factor():
+    model, data = _one_linear(out_features=20)  # 8 examples: A (12 x 12) has rank 8
+    (a, _), = kfac_factors(model, data, {"w": model[1].weight}, include_bias=False).values()
+    a = a - 1e-6 * torch.eye(len(a), dtype=a.dtype)  # round-off made a null direction slightly negative
+    with pytest.raises(ConfigError, match="damping 1e-09"):
+        damped_inverse_diagonal(a, 1e-9)
+    assert (damped_inverse_diagonal(a, 1e-1) > 0).all()

@@ -177,8 +177,12 @@ def damping_amount(factor: Tensor, damping: float, mode: str = "relative") -> Te
 def damped_inverse_diagonal(factor: Tensor, damping: float, mode: str = "relative") -> Tensor:
     """diag((F + damping_amount(F, damping, mode) * I)^-1) via Cholesky, in float64."""
     f = factor.double()
-    damped = f + damping_amount(f, damping, mode) * torch.eye(f.shape[0], dtype=f.dtype, device=f.device)
-    return torch.cholesky_inverse(torch.linalg.cholesky(damped)).diagonal()
+    delta = damping_amount(f, damping, mode)
+    chol, info = torch.linalg.cholesky_ex(f + delta * torch.eye(f.shape[0], dtype=f.dtype, device=f.device))
+    if info.item():
+        raise ConfigError(f"kfac: damping {damping:g} ({mode}) adds {float(delta):.3g}, too little to make a "
+                          f"{f.shape[0]}x{f.shape[0]} factor positive definite (its round-off); use a larger damping")
+    return torch.cholesky_inverse(chol).diagonal()
 
 
 def kfac_scores(
