@@ -186,7 +186,7 @@ def damped_inverse_diagonal(factor: Tensor, damping: float, mode: str = "relativ
 
 
 def kfac_scores(
-    factors: Factors, params: Params, damping: float = 1e-3, damping_mode: str = "relative", normalize: str = "none",
+    factors: Factors, params: Params, damping: float = 1.0, damping_mode: str = "relative", normalize: str = "none",
 ) -> dict[str, Tensor]:
     """The ``kfac`` score of each weight from precomputed ``kfac_factors(..., include_bias=False)``.
 
@@ -210,15 +210,16 @@ def kfac_scores(
 
 @register_score("kfac")
 def kfac(
-    model: nn.Module, batches: Batches, params: Params, damping: float = 1e-3, damping_mode: str = "relative",
+    model: nn.Module, batches: Batches, params: Params, damping: float = 1.0, damping_mode: str = "relative",
     normalize: str = "none",
 ) -> dict[str, Tensor]:
     """OBS saliency theta^2 / [H^-1]_jj with H ~ A (x) B per layer: theta_ki^2 / ([A^-1]_ii [B^-1]_kk).
 
     ``A`` is the weight block of the factor (no bias column). Each factor is damped before its
     Cholesky inverse by ``damping`` times its mean eigenvalue (``damping_mode="relative"``, default
-    1e-3) or by ``damping`` itself (``"absolute"``); ``A (x) B`` is never formed. ``normalize`` is
-    "none" or "mean" (see ``kfac_scores``). One pass over ``batches``.
+    1.0, chosen in docs/findings-kfac-damping.md: smaller dampings fall under the float32 factors'
+    round-off) or by ``damping`` itself (``"absolute"``); ``A (x) B`` is never formed. ``normalize``
+    is "none" or "mean" (see ``kfac_scores``). One pass over ``batches``.
     """
     damping_amount(torch.zeros(1, 1), damping, damping_mode)  # reject a bad option before the pass
     if normalize not in NORMALIZATIONS:

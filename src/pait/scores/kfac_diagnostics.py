@@ -49,6 +49,11 @@ class FactorDiagnostics:
     below_damping: float  # fraction of eigenvalues < delta
     damping_share: float  # mean over entries k of e_k (module docstring)
 
+    @property
+    def noise_floor(self) -> float:
+        """rtol * lambda_max: eigenvalues below it are round-off, so a damping below it does not set the inverse."""
+        return self.rtol * self.eig_max
+
 
 @dataclass(frozen=True)
 class LayerDiagnostics:
