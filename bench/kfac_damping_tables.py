@@ -25,7 +25,7 @@ def sweep_table(rows: list[dict]) -> str:
 def diagnostics_table(layers: list[dict], densities: dict[str, dict[str, float]], last: int) -> str:
     head = "".join(f" {k} |" for k in densities)
     lines = ["| layer | A size | rank A | cond A (range) | damping / floor A | e_A | B size | rank B | cond B (range) "
-             f"| damping / floor B | B eig < damping | e_B | elasticity | {head} |", "|---" * (13 + len(densities)) + "|"]
+             f"| damping / floor B | B eig < damping | e_B | elasticity |{head}", "|---" * (13 + len(densities)) + "|"]
     for d in layers[-last:] if last else layers:
         a, b = d["A"], d["B"]
         dens = "".join(f" {v.get(d['name'], float('nan')):.2f} |" for v in densities.values())
