@@ -79,6 +79,7 @@ def test_absolute_mode_adds_the_damping_itself():
     assert float(damping_amount(factor, 0.5, "relative")) == pytest.approx(1.0)
     diag = factor_diagnostics(factor, 0.5, "absolute")
     assert diag.rank == 2 and diag.condition == math.inf and diag.condition_on_range == 2.0
+    assert diag.noise_floor == pytest.approx(3 * torch.finfo(torch.float64).eps * 4.0)
     assert diag.below_damping == pytest.approx(1 / 3)
     assert diag.damping_share == pytest.approx((0.5 / 4.5 + 0.5 / 2.5 + 1.0) / 3)
 
