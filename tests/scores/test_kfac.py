@@ -3,6 +3,7 @@ import torch
 from curvlinops import KFACLinearOperator
 from torch import nn
 
+from pait.errors import ConfigError
 from pait.scores import get_score
 from pait.scores.kfac import damped_inverse, kfac_factors
 from tests.scores import tiny
@@ -120,3 +121,49 @@ def test_kfac_score_on_one_linear_layer_equals_dense_inverse():
     got = get_score("kfac")(model, data, {"w": w}, damping=damping)["w"]
     torch.testing.assert_close(got.T.reshape(-1), expected, rtol=1e-8, atol=1e-14)
     torch.testing.assert_close(damped_inverse(a, damping), torch.linalg.inv(damp(a)))
+
+
+def _one_linear(out_features=tiny.CLASSES):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, out_features)).double()
+    return model, tiny.batches(n=8, batch=4, shape=(3, 2, 2))
+
+
+def test_kfac_score_with_absolute_damping_equals_dense_inverse():
+    model, data = _one_linear()
+    w = model[1].weight
+    damping = 1e-3
+    (a, b), = kfac_factors(model, data, {"w": w}, include_bias=False).values()
+    eye = lambda f: torch.eye(len(f), dtype=f.dtype)  # noqa: E731
+    dense = torch.linalg.inv(torch.kron(a + damping * eye(a), b + damping * eye(b)))
+    expected = w.detach().T.reshape(-1).pow(2) / dense.diagonal()
+    got = get_score("kfac")(model, data, {"w": w}, damping=damping, damping_mode="absolute")["w"]
+    torch.testing.assert_close(got.T.reshape(-1), expected, rtol=1e-8, atol=1e-14)
+    assert not torch.allclose(got, get_score("kfac")(model, data, {"w": w}, damping=damping)["w"])
+
+
+def test_kfac_mean_normalisation_gives_each_layer_mean_one_and_keeps_its_order():
+    model, data = tiny.mlp(), tiny.batches()
+    own = dict(model.named_parameters())
+    params = {n: own[n] for n in ("1.weight", "3.weight", "5.weight")}
+    plain = get_score("kfac")(model, data, params)
+    normed = get_score("kfac")(model, data, params, normalize="mean")
+    for n in params:
+        torch.testing.assert_close(normed[n].mean(), torch.tensor(1.0, dtype=torch.float64))
+        torch.testing.assert_close(normed[n], plain[n] / plain[n].mean())
+
+
+@pytest.mark.parametrize("option", [{"damping_mode": "pi"}, {"normalize": "max"}])
+def test_kfac_rejects_unknown_options_before_the_pass(option):
+    model, data = _one_linear()
+    with pytest.raises(ConfigError, match=next(iter(option))):
+        get_score("kfac")(model, [], {"w": model[1].weight}, **option)
+
+
+def test_kfac_names_a_damping_too_small_for_a_singular_factor():
+    model, data = _one_linear(out_features=20)  # 8 examples: A (12 x 12) has rank 8
+    (a, _), = kfac_factors(model, data, {"w": model[1].weight}, include_bias=False).values()
+    a = a - 1e-6 * torch.eye(len(a), dtype=a.dtype)  # round-off made a null direction slightly negative
+    with pytest.raises(ConfigError, match="damping 1e-09"):
+        damped_inverse(a, 1e-9)
+    assert (damped_inverse(a, 1e-1).diagonal() > 0).all()

@@ -29,6 +29,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from pait.errors import ConfigError
 from pait.heads import mse_to_one_hot
 from pait.scores._common import eval_mode, requiring_grad
 from pait.scores._layers import OnLayer, conv_unfold, layer_owners, tapping_layers
@@ -118,30 +119,70 @@ def _recorder(acc: _Accumulator) -> OnLayer:
     return on_layer
 
 
-def damped_inverse(factor: Tensor, damping: float) -> Tensor:
-    """(F + damping * mean(diag F) * I)^-1 via Cholesky, in float64 (the K-FAC score and OBS recovery).
+DAMPING_MODES = ("relative", "absolute")
+NORMALIZATIONS = ("none", "mean")
 
-    The damping is relative to the factor's mean eigenvalue, so it does not depend on the loss scale.
-    """
+
+def damping_amount(factor: Tensor, damping: float, mode: str = "relative") -> Tensor:
+    """The multiple of the identity added to ``factor``: ``damping * mean(diag F)`` when ``mode`` is
+    "relative" (independent of the loss scale), ``damping`` itself when "absolute"."""
+    if mode not in DAMPING_MODES:
+        raise ConfigError(f"kfac: damping_mode {mode!r} is not one of {', '.join(DAMPING_MODES)}")
+    if mode == "absolute":
+        return torch.tensor(float(damping), dtype=torch.float64, device=factor.device)
+    return damping * factor.double().diagonal().mean().clamp_min(torch.finfo(torch.float64).eps)
+
+
+def damped_inverse(factor: Tensor, damping: float, mode: str = "relative") -> Tensor:
+    """(F + damping_amount(F, damping, mode) * I)^-1 via Cholesky, in float64 (the K-FAC score and OBS
+    recovery); a damping too small for the factor's round-off is a ConfigError naming it."""
     f = factor.double()
-    scale = f.diagonal().mean().clamp_min(torch.finfo(torch.float64).eps)
-    damped = f + damping * scale * torch.eye(f.shape[0], dtype=f.dtype, device=f.device)
-    return torch.cholesky_inverse(torch.linalg.cholesky(damped))
+    delta = damping_amount(f, damping, mode)
+    chol, info = torch.linalg.cholesky_ex(f + delta * torch.eye(f.shape[0], dtype=f.dtype, device=f.device))
+    if info.item():
+        raise ConfigError(f"kfac: damping {damping:g} ({mode}) adds {float(delta):.3g}, too little to make a "
+                          f"{f.shape[0]}x{f.shape[0]} factor positive definite (its round-off); use a larger damping")
+    return torch.cholesky_inverse(chol)
 
 
-@register_score("kfac")
-def kfac(model: nn.Module, batches: Batches, params: Params, damping: float = 1e-3) -> dict[str, Tensor]:
-    """OBS saliency theta^2 / [H^-1]_jj with H ~ A (x) B per layer: theta_ki^2 / ([A^-1]_ii [B^-1]_kk).
+def kfac_scores(
+    factors: Factors, params: Params, damping: float = 1.0, damping_mode: str = "relative", normalize: str = "none",
+) -> dict[str, Tensor]:
+    """The ``kfac`` score of each weight from precomputed ``kfac_factors(..., include_bias=False)``.
 
-    ``A`` is the weight block of the factor (no bias column), each factor damped by ``damping`` times
-    its mean eigenvalue (default 1e-3) before its Cholesky inverse; ``A (x) B`` is never formed.
-    One pass over ``batches``.
+    ``normalize="mean"`` divides each layer's scores by their mean, so the global ranking compares
+    weights by their saliency relative to their own layer.
     """
-    factors = kfac_factors(model, batches, params, include_bias=False)
+    if normalize not in NORMALIZATIONS:
+        raise ConfigError(f"kfac: normalize {normalize!r} is not one of {', '.join(NORMALIZATIONS)}")
     scores = {}
     for key, p in params.items():
         a, b = factors[key]
-        inv_a, inv_b = damped_inverse(a, damping).diagonal(), damped_inverse(b, damping).diagonal()
+        inv_a = damped_inverse(a, damping, damping_mode).diagonal()
+        inv_b = damped_inverse(b, damping, damping_mode).diagonal()
         w = p.detach().reshape(p.shape[0], -1).double()
-        scores[key] = (w.pow(2) / (inv_b[:, None] * inv_a[None, :])).reshape(p.shape).to(p.dtype)
+        s = w.pow(2) / (inv_b[:, None] * inv_a[None, :])
+        if normalize == "mean":
+            s = s / s.mean().clamp_min(torch.finfo(torch.float64).tiny)
+        scores[key] = s.reshape(p.shape).to(p.dtype)
     return scores
+
+
+@register_score("kfac")
+def kfac(
+    model: nn.Module, batches: Batches, params: Params, damping: float = 1.0, damping_mode: str = "relative",
+    normalize: str = "none",
+) -> dict[str, Tensor]:
+    """OBS saliency theta^2 / [H^-1]_jj with H ~ A (x) B per layer: theta_ki^2 / ([A^-1]_ii [B^-1]_kk).
+
+    ``A`` is the weight block of the factor (no bias column). Each factor is damped before its
+    Cholesky inverse by ``damping`` times its mean eigenvalue (``damping_mode="relative"``, default
+    1.0, chosen in docs/findings-kfac-damping.md: smaller dampings fall under the float32 factors'
+    round-off) or by ``damping`` itself (``"absolute"``); ``A (x) B`` is never formed. ``normalize``
+    is "none" or "mean" (see ``kfac_scores``). One pass over ``batches``.
+    """
+    damping_amount(torch.zeros(1, 1), damping, damping_mode)  # reject a bad option before the pass
+    if normalize not in NORMALIZATIONS:
+        raise ConfigError(f"kfac: normalize {normalize!r} is not one of {', '.join(NORMALIZATIONS)}")
+    factors = kfac_factors(model, batches, params, include_bias=False)
+    return kfac_scores(factors, params, damping, damping_mode, normalize)
