@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pait.config import FinetuneConfig
 
 RECOVERIES = ("none", "sgd", "obs")  # what follows pruning: nothing, SGD with masks held, one-shot OBS
+STRUCTURES = ("channels",)  # structured pruning: conv channels / ViT heads and MLP neurons
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class PruneOptions:
     batch_size: int = 32
     damping: float = 1e-3
     device: str = "auto"
+    structure: str | None = None
+    ratio: float | None = None
 
     def validate(self) -> None:
         """Raise a ValueError on an unknown score or recovery, a bad sparsity or N:M pattern."""
@@ -35,6 +38,9 @@ class PruneOptions:
         from pait.nm import parse_nm
         from pait.scores import SCORES
 
+        if self.structure is not None or self.ratio is not None:
+            self._validate_structured()
+            return
         if self.score not in SCORES:
             raise ValueError(f"unknown score {self.score!r}; choose one of {', '.join(SCORES)}")
         if self.recovery not in RECOVERIES:
@@ -47,6 +53,26 @@ class PruneOptions:
             check_sparsity(self.sparsity)
         if self.recovery == "sgd" and self.retrain_epochs < 1:
             raise ValueError("sgd recovery needs at least 1 re-training epoch")
+
+    def _validate_structured(self) -> None:
+        from pait.errors import ConfigError
+        from pait.structured.recovery import STRUCTURED_RECOVERIES
+        from pait.structured.scores import GROUP_SCORES
+        from pait.structured.selection import check_ratio
+
+        if self.structure is None:
+            raise ConfigError(f"--ratio {self.ratio} needs --structure ({', '.join(STRUCTURES)}); "
+                              "use --sparsity for unstructured pruning")
+        if self.structure not in STRUCTURES:
+            raise ConfigError(f"unknown structure {self.structure!r}; choose one of {', '.join(STRUCTURES)}")
+        check_ratio(self.ratio)
+        if self.score not in GROUP_SCORES:
+            raise ConfigError(f"unknown structured score {self.score!r}; choose one of {', '.join(GROUP_SCORES)}")
+        if self.recovery not in STRUCTURED_RECOVERIES:
+            raise ConfigError(f"unknown structured recovery {self.recovery!r}; choose one of "
+                              f"{', '.join(STRUCTURED_RECOVERIES)}")
+        if self.recovery == "sgd" and self.retrain_epochs < 1:
+            raise ConfigError("sgd recovery needs at least 1 re-training epoch")
 
     def finetune_config(self) -> FinetuneConfig:
         """The demo's short schedule: SGD momentum 0.9, lr x0.1 for the last quarter of the epochs."""

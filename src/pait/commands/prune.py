@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pait.prune_options import RECOVERIES, PruneOptions
+from pait.prune_options import RECOVERIES, STRUCTURES, PruneOptions
 
 HELP = "prune one encoder on a folder of images; write the pruned checkpoint, its mask and a report"
 
@@ -28,8 +28,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--sparsity", type=float, help=f"global fraction of prunable weights removed (default {d.sparsity})")
     target.add_argument("--nm", help="N:M semi-structured pattern instead of a global sparsity, e.g. 2:4")
-    parser.add_argument("--recovery", default=d.recovery, choices=RECOVERIES,
-                        help="after pruning: nothing, SGD re-training with masks held, or one-shot OBS (K-FAC)")
+    parser.add_argument("--structure", choices=STRUCTURES,
+                        help="structured pruning: remove conv channels / ViT attention heads and MLP neurons; "
+                             "writes a physically smaller module (pruned.safetensors + structure.json)")
+    parser.add_argument("--ratio", type=float,
+                        help="with --structure: global fraction of prunable channels (and heads) removed, in [0, 1)")
+    parser.add_argument("--onnx", action="store_true", help="with --structure: also write pruned.onnx (features)")
+    parser.add_argument("--recovery", default=None, choices=RECOVERIES + ("bn",),
+                        help=f"after pruning: nothing, SGD re-training (masks held), one-shot OBS (K-FAC; default "
+                             f"{d.recovery}), or with --structure: bn (BatchNorm re-estimation; default sgd)")
     parser.add_argument("--retrain-epochs", type=int, default=d.retrain_epochs, help="epochs of sgd recovery")
     parser.add_argument("--lr", type=float, default=d.lr, help="learning rate of sgd recovery")
     parser.add_argument("--calib-per-class", type=int, default=d.calib_per_class)
@@ -49,10 +56,15 @@ def run(args: argparse.Namespace) -> int:
     from pait.prune import prune
     from pait.prune_report import write_report
 
-    sparsity = args.sparsity if args.sparsity is not None or args.nm else PruneOptions("").sparsity
-    options = PruneOptions(args.encoder, args.weights, args.input_size, args.score, sparsity, args.nm, args.recovery,
+    structured = args.structure is not None or args.ratio is not None
+    if structured:
+        sparsity, recovery = None, args.recovery or "sgd"
+    else:
+        sparsity = args.sparsity if args.sparsity is not None or args.nm else PruneOptions("").sparsity
+        recovery = args.recovery or PruneOptions("").recovery
+    options = PruneOptions(args.encoder, args.weights, args.input_size, args.score, sparsity, args.nm, recovery,
                            args.retrain_epochs, args.lr, args.calib_per_class, args.eval_per_class, args.seed,
-                           args.batch_size, device=args.device)
+                           args.batch_size, device=args.device, structure=args.structure, ratio=args.ratio)
     console = Console(stderr=True)
     try:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
@@ -66,14 +78,26 @@ def run(args: argparse.Namespace) -> int:
             def on_epoch(epoch: int, loss: float) -> None:
                 bar.update(steps[-1], description=f"recovery (sgd): epoch {epoch + 1}/{args.retrain_epochs}, loss {loss:.4f}")
 
-            encoder, mask, report = prune(options, args.data, on_step, on_epoch)
-            on_step("writing")
-            save_pruned(encoder.model, mask, args.out)
-            write_report(args.out, report)
+            if structured:
+                from pait.structured.command import prune_and_save
+
+                report = prune_and_save(options, args.data, args.out, args.onnx, on_step, on_epoch)
+            else:
+                encoder, mask, report = prune(options, args.data, on_step, on_epoch)
+                on_step("writing")
+                save_pruned(encoder.model, mask, args.out)
+                write_report(args.out, report)
             bar.update(steps[-1], completed=1)
     except (ValueError, KeyError, FileNotFoundError) as err:
         print(f"pait prune: error: {err.args[0] if err.args else err}", file=sys.stderr)
         return 2
+    if structured:
+        size = report["size"]
+        console.print(f"held-out accuracy {report['accuracy']['before']:.4f} -> {report['accuracy']['after']:.4f} "
+                      f"(refit head {report['accuracy']['after_refit_head']:.4f}); parameters "
+                      f"{size['params_before']:,} -> {size['params_after']:,}; MACs {size['macs_before']:,} -> "
+                      f"{size['macs_after']:,}; wrote {args.out}")
+        return 0
     acc = report["accuracy"]
     console.print(f"held-out accuracy {acc['before']:.4f} -> {acc['after']:.4f} (refit head {acc['after_refit_head']:.4f}); "
                   f"sparsity {report['sparsity']:.4f}; wrote {args.out}")
