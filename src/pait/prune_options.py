@@ -65,6 +65,8 @@ class PruneOptions:
                               "use --sparsity for unstructured pruning")
         if self.structure not in STRUCTURES:
             raise ConfigError(f"unknown structure {self.structure!r}; choose one of {', '.join(STRUCTURES)}")
+        if self.ratio is None:
+            raise ConfigError(f"--structure {self.structure} needs --ratio R, the fraction of channels removed, in [0, 1)")
         check_ratio(self.ratio)
         if self.score not in GROUP_SCORES:
             raise ConfigError(f"unknown structured score {self.score!r}; choose one of {', '.join(GROUP_SCORES)}")
