@@ -57,6 +57,8 @@ def test_structured_prune_command_writes_a_smaller_module_that_reloads(folder, t
     (["--structure", "channels", "--ratio", "1.0"], "--ratio must lie in [0, 1), got 1.0"),
     (["--ratio", "0.5"], "--ratio 0.5 needs --structure"),
     (["--structure", "channels"], "--structure channels needs --ratio"),
+    (["--structure", "channels", "--ratio", "0.5", "--sparsity", "0.5"], "--sparsity does not combine with"),
+    (["--onnx"], "--onnx does not combine with unstructured pruning"),
     (["--structure", "channels", "--ratio", "0.5", "--score", "snip"], "unknown structured score 'snip'"),
     (["--structure", "channels", "--ratio", "0.5", "--recovery", "obs"], "unknown structured recovery 'obs'"),
 ])

@@ -57,6 +57,13 @@ def run(args: argparse.Namespace) -> int:
     from pait.prune_report import write_report
 
     structured = args.structure is not None or args.ratio is not None
+    mixed = "--sparsity" if args.sparsity is not None else "--nm" if args.nm else None
+    clash = (f"{mixed} does not combine with --structure/--ratio" if structured and mixed else
+             "--onnx does not combine with unstructured pruning; add --structure channels --ratio R"
+             if args.onnx and not structured else None)
+    if clash:
+        print(f"pait prune: error: {clash}", file=sys.stderr)
+        return 2
     if structured:
         sparsity, recovery = None, args.recovery or "sgd"
     else:
