@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from pait.config import key_values
-from pait.prune.options import RECOVERIES, PruneOptions
+from pait.prune.options import RECOVERIES, STRUCTURES, PruneOptions
 
 HELP = "prune one encoder on a folder of images; write the pruned checkpoint, its mask and a report"
 
@@ -30,8 +30,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--sparsity", type=float, help=f"global fraction of prunable weights removed (default {d.sparsity})")
     target.add_argument("--nm", help="N:M semi-structured pattern instead of a global sparsity, e.g. 2:4")
-    parser.add_argument("--recovery", default=d.recovery, choices=RECOVERIES,
-                        help="after pruning: nothing, SGD re-training with masks held, or one-shot OBS (K-FAC)")
+    parser.add_argument("--structure", choices=STRUCTURES,
+                        help="structured pruning: remove conv channels / ViT attention heads and MLP neurons; "
+                             "writes a physically smaller module (pruned.safetensors + structure.json)")
+    parser.add_argument("--ratio", type=float,
+                        help="with --structure: global fraction of prunable channels (and heads) removed, in [0, 1)")
+    parser.add_argument("--onnx", action="store_true", help="with --structure: also write pruned.onnx (features)")
+    parser.add_argument("--recovery", default=None, choices=RECOVERIES + ("bn",),
+                        help=f"after pruning: nothing, SGD re-training (masks held), one-shot OBS (K-FAC; default "
+                             f"{d.recovery}), or with --structure: bn (BatchNorm re-estimation; default sgd)")
     parser.add_argument("--retrain-epochs", type=int, default=d.retrain_epochs, help="epochs of sgd recovery")
     parser.add_argument("--lr", type=float, default=d.lr, help="learning rate of sgd recovery")
     parser.add_argument("--calib-per-class", type=int, default=d.calib_per_class)
@@ -47,16 +54,29 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from pait.errors import ConfigError
     from pait.export import save_pruned
     from pait.outputs import check_writable_folder
     from pait.prune.run import prune
     from pait.prune.report import write_report
 
-    sparsity = args.sparsity if args.sparsity is not None or args.nm else PruneOptions("").sparsity
-    options = PruneOptions(args.encoder, args.weights, args.input_size, args.score, sparsity, args.nm, args.recovery,
+    structured = args.structure is not None or args.ratio is not None
+    mixed = "--sparsity" if args.sparsity is not None else "--nm" if args.nm else None
+    clash = (f"{mixed} does not combine with --structure/--ratio" if structured and mixed else
+             "--onnx does not combine with unstructured pruning; add --structure channels --ratio R"
+             if args.onnx and not structured else None)
+    if clash:
+        raise ConfigError(clash)
+    if structured:
+        sparsity, recovery = None, args.recovery or "sgd"
+    else:
+        sparsity = args.sparsity if args.sparsity is not None or args.nm else PruneOptions("").sparsity
+        recovery = args.recovery or PruneOptions("").recovery
+    options = PruneOptions(args.encoder, args.weights, args.input_size, args.score, sparsity, args.nm, recovery,
                            args.retrain_epochs, args.lr, args.calib_per_class, args.eval_per_class, args.seed,
                            args.batch_size, device=args.device,
-                           score_options=key_values(args.score_option, "--score-option"))
+                           score_options=key_values(args.score_option, "--score-option"), structure=args.structure,
+                           ratio=args.ratio)
     options.validate()
     check_writable_folder(args.out, "--out folder")  # before any work: not a file, not read-only, not full
     console = Console(stderr=True)
@@ -73,11 +93,23 @@ def run(args: argparse.Namespace) -> int:
         def on_epoch(epoch: int, loss: float) -> None:
             bar.update(steps[-1], description=f"recovery (sgd): epoch {epoch + 1}/{args.retrain_epochs}, loss {loss:.4f}")
 
-        encoder, mask, report = prune(options, args.data, on_step, on_epoch)
-        on_step("writing")
-        save_pruned(encoder.model, mask, args.out)
-        write_report(args.out, report)
+        if structured:
+            from pait.prune.structured.command import prune_and_save
+
+            report = prune_and_save(options, args.data, args.out, args.onnx, on_step, on_epoch)
+        else:
+            encoder, mask, report = prune(options, args.data, on_step, on_epoch)
+            on_step("writing")
+            save_pruned(encoder.model, mask, args.out)
+            write_report(args.out, report)
         bar.update(steps[-1], completed=1)
+    if structured:
+        size = report["size"]
+        console.print(f"held-out accuracy {report['accuracy']['before']:.4f} -> {report['accuracy']['after']:.4f} "
+                      f"(refit head {report['accuracy']['after_refit_head']:.4f}); parameters "
+                      f"{size['params_before']:,} -> {size['params_after']:,}; MACs {size['macs_before']:,} -> "
+                      f"{size['macs_after']:,}; wrote {args.out}")
+        return 0
     acc = report["accuracy"]
     console.print(f"held-out accuracy {acc['before']:.4f} -> {acc['after']:.4f} (refit head {acc['after_refit_head']:.4f}); "
                   f"sparsity {report['sparsity']:.4f}; wrote {args.out}")

@@ -10,6 +10,9 @@ from pait.config import FinetuneConfig
 from pait.errors import ConfigError
 
 RECOVERIES = ("none", "sgd", "obs")  # what follows pruning: nothing, SGD with masks held, one-shot OBS
+STRUCTURES = ("channels",)  # structured pruning: conv channels / ViT heads and MLP neurons
+STRUCTURED_SCORES = ("magnitude", "fisher_diag", "kfac", "taylor", "hessian")  # group scores (prune.structured)
+STRUCTURED_RECOVERIES = ("none", "bn", "sgd")
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class PruneOptions:
     damping: float = 1e-3
     device: str = "auto"
     score_options: dict[str, Any] = field(default_factory=dict)  # keyword options of the score function
+    structure: str | None = None  # None: unstructured (sparsity or N:M); "channels": structured, with ``ratio``
+    ratio: float | None = None  # fraction of prunable channels (and heads) removed by structured pruning
 
     def validate(self) -> None:
         """Raise a ConfigError naming the first bad option: an unknown score or recovery, a bad sparsity or
@@ -41,6 +46,9 @@ class PruneOptions:
         from pait.prune.nm import parse_nm
         from pait.scores import SCORES, check_score_options
 
+        if self.structure is not None or self.ratio is not None:
+            self._validate_structured()
+            return
         if self.score not in SCORES:
             raise ConfigError(f"unknown score {self.score!r}; choose one of {', '.join(SCORES)}")
         check_score_options({self.score: self.score_options}, where="--score-option")
@@ -67,7 +75,31 @@ class PruneOptions:
             raise ConfigError(f"input_size must lie in [1, 4096] pixels, got {self.input_size}")
         resolve_device(self.device)
 
+    def _validate_structured(self) -> None:
+        if self.structure is None:
+            raise ConfigError(f"--ratio {self.ratio} needs --structure ({', '.join(STRUCTURES)}); "
+                              "use --sparsity for unstructured pruning")
+        if self.structure not in STRUCTURES:
+            raise ConfigError(f"unknown structure {self.structure!r}; choose one of {', '.join(STRUCTURES)}")
+        if self.ratio is None:
+            raise ConfigError(f"--structure {self.structure} needs --ratio R, the fraction of channels removed, in [0, 1)")
+        check_ratio(self.ratio)
+        if self.score not in STRUCTURED_SCORES:
+            raise ConfigError(f"unknown structured score {self.score!r}; choose one of {', '.join(STRUCTURED_SCORES)}")
+        if self.recovery not in STRUCTURED_RECOVERIES:
+            raise ConfigError(f"unknown structured recovery {self.recovery!r}; choose one of "
+                              f"{', '.join(STRUCTURED_RECOVERIES)}")
+        if self.recovery == "sgd" and self.retrain_epochs < 1:
+            raise ConfigError("sgd recovery needs at least 1 re-training epoch")
+
     def finetune_config(self) -> FinetuneConfig:
         """The demo's short schedule: SGD momentum 0.9, lr x0.1 for the last quarter of the epochs."""
         last = max(1, (3 * self.retrain_epochs) // 4)
         return FinetuneConfig(epochs=self.retrain_epochs, lr=self.lr, milestones=(last,), batch_size=self.batch_size)
+
+
+def check_ratio(ratio: float) -> float:
+    """A structured ``ratio`` as a float in [0, 1), or a ConfigError naming it."""
+    if not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
+        raise ConfigError(f"--ratio must lie in [0, 1), got {ratio!r}")
+    return float(ratio)

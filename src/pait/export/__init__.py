@@ -19,8 +19,12 @@ from safetensors.torch import save
 from torch import Tensor, nn
 
 from pait.cache import write_atomic
+from pait.export.structured import load_structured, save_structured
 from pait.masks import Mask
 from pait.tensorfiles import read_safetensors
+
+__all__ = ["load_into", "load_mask", "load_structured", "save_pruned", "save_structured", "save_tensors",
+           "storage_bytes"]
 
 PRUNED_FILE = "pruned.safetensors"
 MASK_FILE = "mask.safetensors"

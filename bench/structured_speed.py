@@ -1,0 +1,214 @@
+"""Structured pruning on a CPU: latency, size and accuracy of EfficientNet-Lite0 (96 px) at several channel ratios.
+
+One run, two parts:
+
+1. Accuracy. Embedded suite, held-out protocol (``--calib`` calibration + ``--eval`` evaluation images
+   per class, split seed 0), source ``digits-0-4``. For each group score (pait's ``magnitude``,
+   ``fisher_diag``, ``kfac`` summed per group; Torch-Pruning's ``taylor``, ``hessian``) computed once on
+   the source calibration images of the unpruned encoder, and each ratio: prune a copy, then measure
+   with no recovery, after BatchNorm re-estimation (``bn``) and, at ``--sgd-ratios``, after ``bn`` plus
+   SGD re-training (``bn+sgd``: ``--epochs`` epochs, lr 0.01, x0.1 for the last quarter, batch 32).
+   Accuracy through each task's frozen ridge head fit on the unpruned encoder; transfer = mean over
+   the other three tasks.
+2. Speed. The ``kfac``-pruned module at each ratio vs the dense one: batch 1 and batch 32, PyTorch
+   eager and ONNX Runtime (CPU provider), ``--threads`` threads each; variants interleaved in every
+   repeat, median per variant; plus parameters and MACs (Torch-Pruning's counter).
+
+    PYTHONPATH=src python bench/structured_speed.py [--ratios 0.1 0.25 0.4] [--out bench/results/structured_speed.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from pait.cache import StageStore, write_atomic
+from pait.config import EncoderConfig, ExperimentConfig, FinetuneConfig, SuiteConfig
+from pait.train.finetune import MaskHolder, finetune
+from pait.heads import HeadedModel
+from pait.grid.stages import SourceBatches, prepare
+from pait.export.structured import export_onnx, features_module
+from pait.prune.structured.groups import build_graph, find_groups, remove_units
+from pait.prune.structured.prune import size
+from pait.prune.structured.recovery import recalibrate_batchnorm
+from pait.prune.structured.scores import GROUP_SCORES, group_scores
+from pait.prune.structured.selection import choose_removals, removed_fraction
+
+
+def prune_copy(dense: nn.Module, example: torch.Tensor, heads: tuple[str, ...], scores: list[torch.Tensor],
+               ratio: float) -> tuple[nn.Module, dict[str, float]]:
+    """A pruned copy of ``dense`` at ``ratio`` by ``scores`` (aligned with the groups of ``dense``)."""
+    model = copy.deepcopy(dense)
+    graph = build_graph(model, example)
+    groups = find_groups(model, graph, heads)
+    removed = choose_removals(groups, scores, ratio)
+    remove_units(model, graph, groups, removed)
+    return model.eval(), removed_fraction(groups, removed)
+
+
+def accuracies(ctx, model: nn.Module) -> dict[str, float]:
+    dense, ctx.encoder.model = ctx.encoder.model, model
+    try:
+        return {t: ctx.evaluate(t)[0] for t in ctx.splits}
+    finally:
+        ctx.encoder.model = dense
+
+
+def timed(fn, inner: int) -> float:
+    start = time.perf_counter()
+    for _ in range(inner):
+        fn()
+    return (time.perf_counter() - start) / inner
+
+
+def speed(variants: dict[str, nn.Module], size_px: int, threads: int, repeats: int) -> list[dict]:
+    """Median seconds per forward of every variant, eager and ONNX Runtime, batch 1 and 32, interleaved."""
+    torch.set_num_threads(threads)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    runs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, model in variants.items():
+            feats = features_module(model).eval()
+            path = export_onnx(model, Path(tmp) / f"{name}.onnx", size_px)
+            session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            for batch in (1, 32):
+                x = torch.randn(batch, 3, size_px, size_px)
+                xn = x.numpy()
+                inner = 20 if batch == 1 else 3
+
+                def eager(feats=feats, x=x):
+                    with torch.inference_mode():
+                        feats(x)
+
+                def onnx(session=session, xn=xn):
+                    session.run(None, {"images": xn})
+
+                runs[(name, "eager", batch)] = (eager, inner)
+                runs[(name, "onnxruntime", batch)] = (onnx, inner)
+        for fn, inner in runs.values():  # warm-up
+            timed(fn, inner)
+        times: dict[tuple, list[float]] = {k: [] for k in runs}
+        for _ in range(repeats):
+            for key, (fn, inner) in runs.items():
+                times[key].append(timed(fn, inner))
+    return [{"variant": k[0], "runtime": k[1], "batch": k[2], "median_s": statistics.median(v), "repeats": v}
+            for k, v in times.items()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", default="digits-0-4")
+    parser.add_argument("--ratios", type=float, nargs="+", default=[0.1, 0.25, 0.4])
+    parser.add_argument("--sgd-ratios", type=float, nargs="*", default=[0.25])
+    parser.add_argument("--scores", nargs="+", default=["kfac", *[s for s in GROUP_SCORES if s != "kfac"]])
+    parser.add_argument("--calib", type=int, default=50)
+    parser.add_argument("--eval", type=int, default=50)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--cache", type=Path, default=Path("runs/bench-structured"))
+    parser.add_argument("--out", type=Path, default=Path("bench/results/structured_speed.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    config = ExperimentConfig(
+        name="bench-structured",
+        encoders=(EncoderConfig("efficientnet_lite0", input_size=96),),
+        suite=SuiteConfig("embedded", protocol="heldout", calib_per_class=args.calib, eval_per_class=args.eval),
+        finetune=FinetuneConfig(epochs=args.epochs, lr=0.01, milestones=(max(1, 3 * args.epochs // 4),), batch_size=32),
+        score_batch_size=25, device="cpu", precision="fp32",
+    )
+    ctx = prepare(config, config.encoders[0], StageStore(args.cache))
+    dense = ctx.encoder.model.eval()
+    px = ctx.encoder.preprocess.input_size
+    heads = ctx.encoder.head_prefixes
+    transfer = [t for t in ctx.splits if t != args.source]
+    batches = list(SourceBatches(ctx, args.source))
+    example = batches[0][0][:1]
+
+    def row(score, ratio, recovery, accs, seconds, fraction, model):
+        macs, params = size(model, px, torch.device("cpu"))
+        r = {"score": score, "ratio": ratio, "recovery": recovery, "source": accs[args.source],
+             "transfer": sum(accs[t] for t in transfer) / len(transfer), "per_task": accs, "seconds": seconds,
+             "removed_fraction": fraction, "macs": macs, "params": params}
+        print(json.dumps(r), flush=True)
+        return r
+
+    rows = [row("dense", 0.0, "-", {t: a for t, (a, _) in ctx.unpruned.items()}, 0.0, {}, dense)]
+    speed_models = {"dense": dense}
+    timings: list[dict] = []
+    result = {"date": datetime.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
+              "cpu_count": os.cpu_count(), "threads": args.threads, "torch": torch.__version__,
+              "onnxruntime": ort.__version__, "args": {k: str(v) for k, v in vars(args).items()},
+              "rows": rows, "speed": timings}
+
+    def save() -> None:
+        result["loadavg"] = os.getloadavg()
+        write_atomic(args.out, json.dumps(result, indent=1).encode())
+
+    for score in args.scores:
+        model = HeadedModel(dense, ctx.encoder.feature_fn, ctx.heads[args.source])
+        graph = build_graph(dense, example)
+        groups = find_groups(dense, graph, heads)
+        start = time.perf_counter()
+        scores = group_scores(score, model, graph, groups, batches, ctx.encoder.prunable_parameters())
+        score_seconds = time.perf_counter() - start
+        del graph
+        for ratio in args.ratios:
+            pruned, fraction = prune_copy(dense, example, heads, scores, ratio)
+            rows.append(row(score, ratio, "none", accuracies(ctx, pruned), score_seconds, fraction, pruned))
+            start = time.perf_counter()
+            recalibrate_batchnorm(pruned, batches)
+            rows.append(row(score, ratio, "bn", accuracies(ctx, pruned), time.perf_counter() - start, fraction, pruned))
+            if score == "kfac":
+                speed_models[f"kfac@{ratio}"] = copy.deepcopy(pruned)
+            if ratio in args.sgd_ratios:
+                start = time.perf_counter()
+                headed = HeadedModel(pruned, ctx.encoder.feature_fn, ctx.heads[args.source])
+                finetune(headed, ctx.splits[args.source][0], MaskHolder({}, {}), config.finetune, ctx.normalize,
+                         ctx.device, seed=config.seed)
+                rows.append(row(score, ratio, "bn+sgd", accuracies(ctx, pruned.eval()), time.perf_counter() - start,
+                                fraction, pruned))
+            save()
+        if score == "kfac":  # speed first, so a long run has its latency figures early
+            timings += speed(speed_models, px, args.threads, args.repeats)
+            print(tables([], timings), flush=True)
+            save()
+    save()
+    write_atomic(args.out.with_suffix(".md"), tables(rows, timings).encode())
+    print(tables(rows, timings))
+
+
+def tables(rows: list[dict], timings: list[dict]) -> str:
+    """Markdown: accuracy per score/ratio/recovery, then latency per variant with speedups vs dense."""
+    lines = ["| score | ratio | recovery | source acc | transfer acc (mean) | params | MMACs |", "|---|---|---|---|---|---|---|"]
+    lines = lines if rows else []
+    lines += [f"| {r['score']} | {r['ratio']:.2f} | {r['recovery']} | {r['source']:.3f} | {r['transfer']:.3f} | "
+              f"{r['params']:,} | {r['macs'] / 1e6:.1f} |" for r in rows]
+    if not timings:
+        return "\n".join(lines) + "\n"
+    med = {(t["variant"], t["runtime"], t["batch"]): t["median_s"] for t in timings}
+    variants = list(dict.fromkeys(t["variant"] for t in timings))
+    lines += ["", "| variant | eager b1 ms | ORT b1 ms | eager b32 ms | ORT b32 ms | ORT b1 speedup | ORT b32 speedup |",
+              "|---|---|---|---|---|---|---|"]
+    for v in variants:
+        cells = [f"{med[(v, rt, b)] * 1e3:.2f}" for b in (1, 32) for rt in ("eager", "onnxruntime")]
+        ups = [f"{med[('dense', 'onnxruntime', b)] / med[(v, 'onnxruntime', b)]:.2f}x" for b in (1, 32)]
+        lines.append(f"| {v} | " + " | ".join(cells + ups) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

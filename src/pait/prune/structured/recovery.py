@@ -1,0 +1,57 @@
+"""Recovery of a structurally pruned encoder: none, BatchNorm re-estimation, or plain SGD re-training.
+
+No mask is needed after structured pruning (the removed channels are gone), so ``sgd`` is pait's
+re-training loop with an empty mask; ``bn`` re-estimates BatchNorm running statistics on the
+calibration images, a cheap fix for the shift that removed channels cause downstream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from pait.config import FinetuneConfig
+from pait.errors import ConfigError
+from pait.prune.options import STRUCTURED_RECOVERIES
+from pait.train.finetune import MaskHolder, finetune
+from pait.heads import HeadedModel
+from pait.tasks.base import TaskData
+
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, batches: list[tuple[Tensor, Tensor]]) -> int:
+    """Replace every BatchNorm's running mean/var by the average over ``batches`` (images first);
+    other modules stay in eval mode. Returns the number of BatchNorm layers."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m, m.momentum, m.training) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches
+        m.train()
+    try:
+        for images, _ in batches:
+            model(images)
+    finally:
+        for m, momentum, training in saved:
+            m.momentum = momentum
+            m.train(training)
+    return len(norms)
+
+
+def recover_structured(model: HeadedModel, method: str, calib: TaskData, batches: list[tuple[Tensor, Tensor]],
+                       normalize: Callable[[Tensor], Tensor], device: torch.device,
+                       finetune_config: FinetuneConfig | None = None, seed: int = 0,
+                       on_epoch: Callable[[int, float], None] | None = None) -> None:
+    """Recover the pruned ``model.backbone`` in place by ``method`` (:data:`STRUCTURED_RECOVERIES`)."""
+    if method not in STRUCTURED_RECOVERIES:
+        raise ConfigError(f"unknown structured recovery {method!r}; choose one of {', '.join(STRUCTURED_RECOVERIES)}")
+    if method == "bn":
+        if not recalibrate_batchnorm(model.backbone, batches):
+            raise ConfigError("bn recovery needs BatchNorm layers; this encoder has none (use none or sgd)")
+    elif method == "sgd":
+        if finetune_config is None:
+            raise ConfigError("sgd recovery needs a FinetuneConfig")
+        finetune(model, calib, MaskHolder({}, {}), finetune_config, normalize, device, seed=seed, on_epoch=on_epoch)

@@ -1,0 +1,103 @@
+"""Group scores: pait's per-weight scores summed over each group's member weights, and Torch-Pruning's
+own Taylor and Hessian importances as baselines.
+
+Torch-Pruning has no importance built from a diagonal Fisher or K-FAC OBS saliency, so
+:func:`summed_scores` is written here: a unit's score is the sum of the per-weight scores of every
+conv/linear weight slice the unit owns (its output rows, its consumers' input columns, its depthwise
+filter), each weight counted once. BatchNorm / LayerNorm parameters and biases are not scored (pait's
+per-weight scores cover conv and linear weights only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch_pruning as tp
+from torch import Tensor, nn
+
+from pait.heads import mse_to_one_hot
+from pait.scores import get_score
+from pait.scores.registry import Batches
+from pait.prune.options import STRUCTURED_SCORES
+from pait.prune.structured.groups import Group
+
+PAIT_SCORES = ("magnitude", "fisher_diag", "kfac")
+TP_SCORES = ("taylor", "hessian")
+GROUP_SCORES = STRUCTURED_SCORES  # PAIT_SCORES + TP_SCORES
+
+
+def summed_scores(groups: Sequence[Group], per_weight: Mapping[str, Tensor]) -> list[Tensor]:
+    """Per group, the float64 score of each unit: the sum of ``per_weight`` over the unit's member weights."""
+    out = []
+    for group in groups:
+        channels = torch.zeros(group.width, dtype=torch.float64)
+        rows = {}
+        for m in group.members:
+            if m.param not in per_weight:
+                continue
+            s = per_weight[m.param].detach().double().cpu()
+            channels.index_add_(0, m.root_index, s.index_select(m.dim, m.index).movedim(m.dim, 0).flatten(1).sum(1))
+            if m.dim == 0:
+                rows[m.param] = m
+        units = channels.view(group.units, group.unit).sum(1)
+        for m in group.members:  # a weight whose rows and columns both belong to the group (e.g. a conv on
+            if m.dim == 1 and m.param in rows:  # a residual stream): entries in both were counted twice
+                r = rows[m.param]
+                s = per_weight[m.param].detach().double().cpu()
+                both = s.flatten(2).sum(2) if s.dim() > 2 else s
+                both = both.index_select(0, r.index).index_select(1, m.index)
+                same = (r.root_index // group.unit)[:, None] == (m.root_index // group.unit)[None, :]
+                units.index_add_(0, (r.root_index // group.unit)[:, None].expand_as(same)[same], -both[same])
+        out.append(units)
+    return out
+
+
+def _tp_importance(name: str, model: nn.Module, batches: Batches) -> tp.importance.Importance:
+    """Torch-Pruning's importance ``name`` with its gradients accumulated on ``batches`` (MSE to one-hot)."""
+    model.zero_grad(set_to_none=True)
+    if name == "taylor":
+        imp = tp.importance.GroupTaylorImportance()
+        batches = list(batches)
+        count = sum(len(x) for x, _ in batches)
+        for images, labels in batches:  # gradient of the mean loss over all calibration examples
+            (mse_to_one_hot(model(images), labels) * len(images) / count).backward()
+        return imp
+    imp = tp.importance.GroupHessianImportance()
+    imp.zero_grad()
+    for images, labels in batches:  # its OBD diagonal needs per-example gradients
+        for x, y in zip(images, labels):
+            model.zero_grad(set_to_none=True)
+            mse_to_one_hot(model(x[None]), y[None]).backward()
+            imp.accumulate_grad(model)
+    return imp
+
+
+def torch_pruning_scores(name: str, model: nn.Module, graph: tp.DependencyGraph, groups: Sequence[Group],
+                         batches: Batches) -> list[Tensor]:
+    """Per group, each unit's Torch-Pruning ``taylor`` or ``hessian`` importance (its defaults: mean over
+    the group's layers, normalised by the group mean); a head's score is the sum over its channels."""
+    imp = _tp_importance(name, model, batches)
+    out = []
+    with torch.no_grad():
+        for group in groups:
+            full = graph.get_pruning_group(group.root, group.handler, list(range(group.width)))
+            channels = imp(full)
+            channels = torch.zeros(group.width) if channels is None else channels.detach().double().cpu()
+            out.append(channels.view(group.units, group.unit).sum(1))
+    model.zero_grad(set_to_none=True)
+    return out
+
+
+def group_scores(name: str, model: nn.Module, graph: tp.DependencyGraph,
+                 groups: Sequence[Group], batches: Batches, params: Mapping[str, nn.Parameter]) -> list[Tensor]:
+    """Unit scores of every group by ``name`` (:data:`GROUP_SCORES`); ``model`` = backbone + frozen head.
+
+    ``params`` are the backbone's prunable weights keyed by backbone names; pait's scores run through
+    :func:`pait.scores.get_score` on ``batches``.
+    """
+    if name in PAIT_SCORES:
+        return summed_scores(groups, get_score(name)(model, batches, params))
+    if name in TP_SCORES:
+        return torch_pruning_scores(name, model, graph, groups, batches)
+    raise KeyError(f"unknown structured score {name!r}; choose one of {', '.join(GROUP_SCORES)}")

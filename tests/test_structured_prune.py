@@ -1,0 +1,68 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pait.cli import main
+from pait.encoders import Encoder, Preprocessing, register_encoder
+from pait.encoders.base import timm_pre_logits
+from pait.export.structured import features_module, load_structured
+from test_structured import tiny_efficientnet
+
+ENCODER = "tiny-structured-test"
+
+
+@register_encoder(ENCODER, "tiny EfficientNet-Lite-like", "none", "random, seeded")
+def _tiny(weights, trust_torchscript=False):
+    return Encoder(ENCODER, tiny_efficientnet().float(), Preprocessing(input_size=32, crop_pct=1.0), 24,
+                   timm_pre_logits, ("classifier",))
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for c, colour in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200)]):
+        (root / f"class{c}").mkdir()
+        for i in range(8):
+            pixels = np.clip(rng.normal(colour, 40, (32, 32, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / f"class{c}" / f"{i}.png")
+    return root
+
+
+def _prune(folder, out, *argv):
+    return main(["prune", "--encoder", ENCODER, "--data", str(folder), "--calib-per-class", "5",
+                 "--eval-per-class", "3", "--device", "cpu", "--batch-size", "8", "--out", str(out), *argv])
+
+
+@pytest.mark.parametrize("score,recovery", [("kfac", "sgd"), ("fisher_diag", "bn"), ("taylor", "none"),
+                                            ("hessian", "none"), ("magnitude", "none")])
+def test_structured_prune_command_writes_a_smaller_module_that_reloads(folder, tmp_path, score, recovery):
+    out = tmp_path / "out"
+    assert _prune(folder, out, "--structure", "channels", "--ratio", "0.5", "--score", score,
+                  "--recovery", recovery, "--retrain-epochs", "1", "--onnx") == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["size"]["params_after"] < report["size"]["params_before"]
+    assert report["size"]["macs_after"] < report["size"]["macs_before"]
+    assert report["removed_fraction"]["channels"] == pytest.approx(0.5, abs=0.01)
+    assert (out / "pruned.onnx").is_file() and "Structurally pruned" in (out / "report.md").read_text()
+    model = load_structured(tiny_efficientnet().float(), out)
+    assert sum(p.numel() for p in model.parameters()) == report["size"]["params_after"]
+    assert features_module(model)(torch.zeros(2, 3, 32, 32)).shape == (2, 24)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--structure", "channels", "--ratio", "1.0"], "--ratio must lie in [0, 1), got 1.0"),
+    (["--ratio", "0.5"], "--ratio 0.5 needs --structure"),
+    (["--structure", "channels"], "--structure channels needs --ratio"),
+    (["--structure", "channels", "--ratio", "0.5", "--sparsity", "0.5"], "--sparsity does not combine with"),
+    (["--onnx"], "--onnx does not combine with unstructured pruning"),
+    (["--structure", "channels", "--ratio", "0.5", "--score", "snip"], "unknown structured score 'snip'"),
+    (["--structure", "channels", "--ratio", "0.5", "--recovery", "obs"], "unknown structured recovery 'obs'"),
+])
+def test_bad_structured_input_gives_one_clear_line(folder, tmp_path, capsys, argv, message):
+    assert _prune(folder, tmp_path / "x", *argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
