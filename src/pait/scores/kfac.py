@@ -42,8 +42,8 @@ from pait.scores.registry import Batches, Params, register_score
 Factors = dict[str, tuple[Tensor, Tensor]]
 
 
-def _conv_patches(conv: nn.Conv2d, x: Tensor) -> Tensor:
-    """Rows of unfolded input patches, (N * positions, in/groups * kh * kw), groups averaged."""
+def conv_padding(conv: nn.Conv2d, x: Tensor) -> tuple[Tensor, int | tuple[int, ...]]:
+    """The input (padded here for timm's ``Conv2dSame``) and the ``F.unfold`` padding that ``conv`` applies."""
     if conv.padding_mode != "zeros":
         raise NotImplementedError(f"kfac: padding_mode {conv.padding_mode!r} is not supported")
     padding = conv.padding
@@ -55,6 +55,12 @@ def _conv_patches(conv: nn.Conv2d, x: Tensor) -> Tensor:
         if any(d * (k - 1) % 2 for k, d in zip(conv.kernel_size, conv.dilation)):
             raise NotImplementedError("kfac: asymmetric 'same' padding is not supported")
         padding = tuple(d * (k - 1) // 2 for k, d in zip(conv.kernel_size, conv.dilation))
+    return x, padding
+
+
+def _conv_patches(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """Rows of unfolded input patches, (N * positions, in/groups * kh * kw), groups averaged."""
+    x, padding = conv_padding(conv, x)
     if conv.groups > 1:
         x = x.unflatten(1, (conv.groups, -1)).mean(1)
     patches = F.unfold(x, conv.kernel_size, dilation=conv.dilation, padding=padding, stride=conv.stride)
