@@ -6,7 +6,10 @@ from dataclasses import dataclass
 
 from pait.config import FinetuneConfig
 
-RECOVERIES = ("none", "sgd", "obs")  # what follows pruning: nothing, SGD with masks held, one-shot OBS
+# What follows pruning: nothing, SGD with masks held, one-shot OBS, BatchNorm re-calibration, sequential
+# (layer-wise) OBS with the mask held or re-selected per block at each layer's density, and the compositions.
+RECOVERIES = ("none", "sgd", "obs", "bn", "sequential", "sequential-adaptive", "bn+sequential",
+              "bn+sequential-adaptive")
 
 
 @dataclass(frozen=True)

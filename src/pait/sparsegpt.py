@@ -29,14 +29,18 @@ import torch
 from torch import Tensor
 
 
-def damped_upper_inverse(hessian: Tensor, damping: float) -> Tensor:
-    """Upper Cholesky factor of ``(H + damping * mean(diag H) * I)^-1`` for a batch (G, d, d), float64."""
+def damped_inverse(hessian: Tensor, damping: float) -> Tensor:
+    """``(H + damping * mean(diag H) * I)^-1`` for a batch (G, d, d), float64; a zero diagonal entry becomes 1 first."""
     h = hessian.double().clone()
     diag = h.diagonal(dim1=-2, dim2=-1)
     diag[diag == 0] = 1.0  # dead inputs: decoupled from the others
     diag += damping * diag.mean(-1, keepdim=True)
-    inverse = torch.cholesky_inverse(torch.linalg.cholesky(h))
-    return torch.linalg.cholesky(inverse, upper=True)
+    return torch.cholesky_inverse(torch.linalg.cholesky(h))
+
+
+def damped_upper_inverse(hessian: Tensor, damping: float) -> Tensor:
+    """Upper Cholesky factor ``U`` of the damped inverse (:func:`damped_inverse`), ``H^-1 = U^T U``."""
+    return torch.linalg.cholesky(damped_inverse(hessian, damping), upper=True)
 
 
 def block_counts(n_pruned: int, width: int, blocksize: int) -> list[int]:

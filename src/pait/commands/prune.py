@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target.add_argument("--sparsity", type=float, help=f"global fraction of prunable weights removed (default {d.sparsity})")
     target.add_argument("--nm", help="N:M semi-structured pattern instead of a global sparsity, e.g. 2:4")
     parser.add_argument("--recovery", default=d.recovery, choices=RECOVERIES,
-                        help="after pruning: nothing, SGD re-training with masks held, or one-shot OBS (K-FAC)")
+                        help="after pruning: nothing, SGD re-training with masks held, one-shot OBS (K-FAC), BatchNorm "
+                             "re-calibration, sequential layer-wise OBS (mask held or adaptive), or bn+sequential")
     parser.add_argument("--retrain-epochs", type=int, default=d.retrain_epochs, help="epochs of sgd recovery")
     parser.add_argument("--lr", type=float, default=d.lr, help="learning rate of sgd recovery")
     parser.add_argument("--calib-per-class", type=int, default=d.calib_per_class)
