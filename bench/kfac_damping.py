@@ -23,7 +23,8 @@ import torch
 from pait.cache import StageStore
 from pait.errors import ConfigError
 from pait.config import EncoderConfig, ExperimentConfig, SuiteConfig
-from pait.grid.stages import Context, SourceBatches, evaluate_pruned, prepare, scores_stage
+from pait.grid.stages import Context, evaluate_pruned, prepare, scores_stage
+from pait.heads import SplitBatches
 from pait.heads import HeadedModel
 from pait.masks import density_report, global_mask
 from pait.report.p1 import pruned_iou
@@ -103,7 +104,7 @@ def main() -> None:
         ctx.reset_weights()
         model = HeadedModel(ctx.encoder.model, ctx.encoder.feature_fn, ctx.heads[source])
         factors = {k: (a.detach(), b.detach()) for k, (a, b) in
-                   kfac_factors(model, SourceBatches(ctx, source), params, include_bias=False).items()}
+                   kfac_factors(model, SplitBatches(ctx.splits[source][0], ctx.normalize, ctx.config.score_batch_size, ctx.device), params, include_bias=False).items()}
         factor_s = time.perf_counter() - start
         print(f"  factors: {factor_s:.0f} s", flush=True)
         diagnostics, eig = {}, spectra(factors)

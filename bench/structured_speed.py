@@ -38,7 +38,8 @@ from pait.cache import StageStore, write_atomic
 from pait.config import EncoderConfig, ExperimentConfig, FinetuneConfig, SuiteConfig
 from pait.train.finetune import MaskHolder, finetune
 from pait.heads import HeadedModel
-from pait.grid.stages import SourceBatches, prepare
+from pait.grid.stages import prepare
+from pait.heads import SplitBatches
 from pait.export.structured import export_onnx, features_module
 from pait.prune.structured.groups import build_graph, find_groups, remove_units
 from pait.prune.structured.prune import size
@@ -135,7 +136,7 @@ def main() -> None:
     px = ctx.encoder.preprocess.input_size
     heads = ctx.encoder.head_prefixes
     transfer = [t for t in ctx.splits if t != args.source]
-    batches = list(SourceBatches(ctx, args.source))
+    batches = list(SplitBatches(ctx.splits[args.source][0], ctx.normalize, ctx.config.score_batch_size, ctx.device))
     example = batches[0][0][:1]
 
     def row(score, ratio, recovery, accs, seconds, fraction, model):

@@ -39,7 +39,7 @@ def folder(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("recovery", ["none", "obs", "sgd"])
+@pytest.mark.parametrize("recovery", ["none", "obs", "sgd", "bn", "sequential", "sequential-adaptive", "bn+sequential"])
 def test_pruned_checkpoint_reloads_into_a_fresh_stock_module_with_exact_sparsity(folder, tmp_path, recovery):
     options = PruneOptions(ENCODER, score="kfac", sparsity=0.6, recovery=recovery, retrain_epochs=2,
                            calib_per_class=5, eval_per_class=3, batch_size=8, device="cpu")
@@ -129,3 +129,18 @@ def test_score_options_reach_the_score(folder):
     first, again, other = mask(seed=1), mask(seed=1), mask(seed=2)
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert any(not torch.equal(first[k], other[k]) for k in first)
+
+
+@pytest.mark.parametrize("recovery", ["sequential", "bn+sequential"])
+def test_sequential_recoveries_through_the_command_round_trip_to_a_stock_module(folder, tmp_path, recovery):
+    out = tmp_path / recovery
+    assert main(["prune", "--encoder", ENCODER, "--data", str(folder), "--sparsity", "0.5", "--recovery", recovery,
+                 "--calib-per-class", "5", "--eval-per-class", "3", "--device", "cpu", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["options"]["recovery"] == recovery
+    fresh = _stock()
+    fresh.load_state_dict(safetensors.torch.load_file(str(out / "pruned.safetensors")))
+    params = dict(fresh.named_parameters())
+    for name, m in load_mask(out).items():
+        assert (params[name][~m] == 0).all()
+    assert report["parameters"]["after"]["prunable_nonzero"] <= round(0.5 * sum(m.numel() for m in load_mask(out).values()))

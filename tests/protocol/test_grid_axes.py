@@ -39,7 +39,7 @@ def test_seeds_expand_units_change_the_split_and_more_seeds_reuse_finished_units
 
 def test_recoveries_axis_rows_and_one_shot_units_skip_retraining(tmp_path):
     out = tmp_path / "out"
-    recoveries = ["none", "obs", "sgd"]
+    recoveries = ["none", "bn", "obs", "sequential", "sequential-adaptive", "bn+sequential", "sgd"]
     table = run(tiny_config(recoveries=recoveries, scores=["magnitude"], sources=["t1"]), out)
     assert set(table.recovery) == set(recoveries)
     assert len(table) == len(recoveries) * 2 * 3 * 3  # recoveries x sparsities x targets x stages

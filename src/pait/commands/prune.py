@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from pait.config import key_values
-from pait.prune.options import RECOVERIES, STRUCTURES, PruneOptions
+from pait.prune.options import RECOVERIES, STRUCTURED_RECOVERIES, STRUCTURES, PruneOptions
 
 HELP = "prune one encoder on a folder of images; write the pruned checkpoint, its mask and a report"
 
@@ -36,9 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ratio", type=float,
                         help="with --structure: global fraction of prunable channels (and heads) removed, in [0, 1)")
     parser.add_argument("--onnx", action="store_true", help="with --structure: also write pruned.onnx (features)")
-    parser.add_argument("--recovery", default=None, choices=RECOVERIES + ("bn",),
-                        help=f"after pruning: nothing, SGD re-training (masks held), one-shot OBS (K-FAC; default "
-                             f"{d.recovery}), or with --structure: bn (BatchNorm re-estimation; default sgd)")
+    parser.add_argument("--recovery", default=None, choices=RECOVERIES,
+                        help=f"after pruning: nothing, SGD re-training (masks held), one-shot OBS (K-FAC; the default), "
+                             f"BatchNorm re-calibration, sequential layer-wise OBS (mask held, or -adaptive), or "
+                             f"bn+sequential; with --structure one of {', '.join(STRUCTURED_RECOVERIES)} (default sgd)")
     parser.add_argument("--retrain-epochs", type=int, default=d.retrain_epochs, help="epochs of sgd recovery")
     parser.add_argument("--lr", type=float, default=d.lr, help="learning rate of sgd recovery")
     parser.add_argument("--calib-per-class", type=int, default=d.calib_per_class)

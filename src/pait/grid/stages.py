@@ -267,7 +267,7 @@ def unit_stage(
             mask = unit_mask(ctx, source, score, sparsity)
             holder = MaskHolder(ctx.encoder.prunable_parameters(), mask)
             pruned = evaluate_pruned(ctx, holder)
-            losses = recover_unit(ctx, source, mask, holder, recovery, on_epoch)
+            losses, mask = recover_unit(ctx, source, mask, holder, recovery, on_epoch)
             write_unit(ctx, key, mask, pruned, losses, recovered=pruned if recovery == "none" else None)
     return unit_metrics(ctx, key)
 
@@ -275,20 +275,20 @@ def unit_stage(
 def recover_unit(
     ctx: Context, source: str, mask: dict[str, Tensor], holder: MaskHolder, recovery: str,
     on_epoch: Callable[[int, float], None] | None = None,
-) -> list[float]:
+) -> tuple[list[float], dict[str, Tensor]]:
     """Recover the pruned encoder (mask applied on entry) on the source's calibration split: masked SGD
-    re-training for ``sgd`` (returns its epoch losses), a one-shot method of :func:`pait.prune.recovery.recover`
-    otherwise (returns [])."""
+    re-training for ``sgd``, a one-shot method of :func:`pait.prune.recovery.recover` otherwise. Returns the
+    epoch losses (sgd; else []) and the mask now applied (``sequential-adaptive`` chooses its own)."""
     model = HeadedModel(ctx.encoder.model, ctx.encoder.feature_fn, ctx.heads[source])
     calib = ctx.splits[source][0]
     if recovery == "sgd":
         return finetune(model, calib, holder, ctx.config.finetune, ctx.normalize, ctx.device, seed=ctx.seed,
-                        autocast_dtype=ctx.autocast, on_epoch=on_epoch)
-    if recovery != "none":
-        ctx.reset_weights()
-        recover(model, mask, recovery, calib, ctx.normalize, ctx.device, batch_size=ctx.config.score_batch_size,
-                seed=ctx.seed)
-    return []
+                        autocast_dtype=ctx.autocast, on_epoch=on_epoch), mask
+    if recovery == "none":
+        return [], mask
+    ctx.reset_weights()
+    return [], recover(model, mask, recovery, calib, ctx.normalize, ctx.device,
+                       batch_size=ctx.config.score_batch_size, seed=ctx.seed)
 
 
 def units_stage(ctx: Context, source: str, score: str, sparsities: list[float]) -> list[dict[str, Any]]:

@@ -36,10 +36,13 @@ MAX_ELEMENTS = 2**25  # float64 entries of the gathered [A^-1]_{P,:} blocks held
 def obs_rows(weight: Tensor, keep: Tensor, a_inv: Tensor, max_elements: int = MAX_ELEMENTS) -> Tensor:
     """OBS-updated copy (float64) of ``weight`` (rows, d) with the entries where ``keep`` is False zeroed.
 
-    ``a_inv`` (d, d) is the inverse input-side curvature shared by all rows.
+    ``a_inv`` (d, d) is the inverse input-side curvature shared by all rows, or (G, d, d): one for
+    each of G equal consecutive blocks of rows (the groups of a grouped conv).
     """
     w = weight.double()
     d = w.shape[1]
+    inv = a_inv if a_inv.dim() == 3 else a_inv[None]
+    group = torch.arange(w.shape[0], device=w.device) // (w.shape[0] // inv.shape[0])
     pruned = ~keep.to(device=w.device, dtype=torch.bool)
     counts = pruned.sum(1)
     out = w.clone()
@@ -49,7 +52,7 @@ def obs_rows(weight: Tensor, keep: Tensor, a_inv: Tensor, max_elements: int = MA
         rows = torch.nonzero(counts == c).squeeze(1)
         for chunk in rows.split(max(1, max_elements // (c * d))):
             idx = torch.nonzero(pruned[chunk])[:, 1].view(len(chunk), c)  # row-major: sorted per row
-            inv_p = a_inv[idx]  # (r, c, d): rows P of A^-1
+            inv_p = inv[group[chunk, None], idx]  # (r, c, d): rows P of the row's A^-1
             inv_pp = torch.gather(inv_p, 2, idx[:, None, :].expand(-1, c, -1))  # (r, c, c)
             w_p = torch.gather(w[chunk], 1, idx).unsqueeze(-1)
             sol = torch.cholesky_solve(w_p, torch.linalg.cholesky(inv_pp))

@@ -9,7 +9,10 @@ from typing import Any
 from pait.config import FinetuneConfig
 from pait.errors import ConfigError
 
-RECOVERIES = ("none", "sgd", "obs")  # what follows pruning: nothing, SGD with masks held, one-shot OBS
+# What follows pruning: nothing, SGD with masks held, one-shot OBS, BatchNorm re-calibration, sequential
+# (layer-wise) OBS with the mask held or re-selected per block at each layer's density, and the compositions.
+RECOVERIES = ("none", "sgd", "obs", "bn", "sequential", "sequential-adaptive", "bn+sequential",
+              "bn+sequential-adaptive")
 STRUCTURES = ("channels",)  # structured pruning: conv channels / ViT heads and MLP neurons
 STRUCTURED_SCORES = ("magnitude", "fisher_diag", "kfac", "taylor", "hessian")  # group scores (prune.structured)
 STRUCTURED_RECOVERIES = ("none", "bn", "sgd")

@@ -2,7 +2,7 @@
 
 Straight line: load the encoder -> split the folder (held-out, seeded) -> ridge head on the
 unpruned encoder's calibration features -> score on the calibration images -> global (or N:M) mask
--> recovery (none, SGD re-training, one-shot OBS) -> accuracy on the held-out images before and
+-> recovery (none, SGD re-training, one-shot OBS, BN re-calibration, sequential OBS) -> accuracy on the held-out images before and
 after, through the same frozen head and through a head refit on the pruned encoder.
 """
 
@@ -85,7 +85,7 @@ def prune(options: PruneOptions, data: str | Path, on_step: Callable[[str], None
     scores = get_score(options.score)(model, batches, encoder.prunable_parameters(), **kwargs)
     mask, dense = make_mask(scores, options.sparsity, options.nm)
     on_step(f"recovery ({options.recovery})")
-    recover(model, mask, options.recovery, calib, encoder.preprocess.normalize, device, options.finetune_config(),
+    mask = recover(model, mask, options.recovery, calib, encoder.preprocess.normalize, device, options.finetune_config(),
             batch_size=bs, damping=options.damping, seed=options.seed, on_epoch=on_epoch)
     on_step("evaluating")
     after = accuracy(encoder, head, evaluation, bs, device)
