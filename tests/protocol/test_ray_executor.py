@@ -1,5 +1,6 @@
 """The Ray executor: same table as the local one, and a one-time failure retried (local Ray, 2 CPUs)."""
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -93,3 +94,17 @@ def test_a_local_run_after_a_failed_ray_run_shows_no_stale_failures(tmp_path, lo
     run_grid(_config("again", ["magnitude"]), tmp_path, show_progress=False)
     assert json.loads((tmp_path / "again" / "failures.json").read_text()) == []
     assert "Failed units" not in build_report(tmp_path / "again").read_text()
+
+
+def test_seeds_and_recoveries_run_in_both_executors_and_resume(tmp_path, local_ray):
+    config = dataclasses.replace(_config("axes", ["random"]), seeds=(0, 1),
+                                 recoveries=("none", "obs", "sequential", "bn+sequential", "sgd"))
+    local = run_grid(config, tmp_path / "local", show_progress=False)
+    remote = run_grid(config, tmp_path / "ray", show_progress=False, executor="ray", gpus_per_unit=0)
+    pd.testing.assert_frame_equal(local, remote)
+    assert set(remote.seed) == {0, 1} and set(remote.recovery) == set(config.recoveries)
+    log = tmp_path / "ray" / "axes" / "stages.log"
+    computed = log.read_text().count("\n")
+    again = run_grid(config, tmp_path / "ray", show_progress=False, executor="ray", gpus_per_unit=0)
+    assert log.read_text().count("\n") == computed  # a rerun resumes: nothing is computed twice
+    pd.testing.assert_frame_equal(again, remote)

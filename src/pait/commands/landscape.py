@@ -57,7 +57,6 @@ def run(args: argparse.Namespace) -> int:
     from pait.cache import StageStore
     from pait.grid.plan import import_plugins
     from pait.grid.landscape import compute_surface, surface_key
-    from pait.grid.plan import import_plugins
     from pait.grid.stages import prepare, unit_key
     from pait.report.fig4 import plot_fig4
     from pait.report.run_folder import check_run_dir, read_results, read_run_config

@@ -11,8 +11,6 @@ surface is cached in an ``.npz`` file rewritten after every grid row, so a kille
 
 from __future__ import annotations
 
-import io
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path

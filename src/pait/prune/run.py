@@ -9,6 +9,7 @@ after, through the same frozen head and through a head refit on the pruned encod
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from torch import Tensor
 from pait.config import EncoderConfig
 from pait.device import resolve_device
 from pait.encoders import Encoder
+from pait.tasks import Task, TaskData
 from pait.encoders import build_encoder as build_configured_encoder
 from pait.export import storage_bytes
 from pait.heads import HeadedModel, SplitBatches
@@ -61,9 +63,22 @@ def _counts(encoder: Encoder) -> dict[str, int]:
             "prunable_nonzero": sum(int(torch.count_nonzero(p)) for p in prunable)}
 
 
-def prune(options: PruneOptions, data: str | Path, on_step: Callable[[str], None] = lambda _: None,
-          on_epoch: Callable[[int, float], None] | None = None) -> tuple[Encoder, Mask, dict[str, Any]]:
-    """Prune ``options.encoder`` on the folder ``data``; return the pruned encoder, its mask and the report."""
+@dataclass
+class SetUp:
+    """What every practitioner path starts from: the unpruned encoder on its device, the folder's task and
+    its calibration / held-out splits, the ridge head fit on the calibration features, accuracy before."""
+
+    encoder: Encoder
+    device: torch.device
+    task: Task
+    calib: TaskData
+    evaluation: TaskData
+    head: Tensor
+    before: float
+
+
+def set_up(options: PruneOptions, data: str | Path, on_step: Callable[[str], None]) -> SetUp:
+    """Check the options, load the encoder, split and decode the folder, fit the head, measure before pruning."""
     options.validate()
     on_step("loading the encoder")
     encoder = build_encoder(options)
@@ -71,10 +86,17 @@ def prune(options: PruneOptions, data: str | Path, on_step: Callable[[str], None
     encoder.model.to(device).eval()
     on_step("decoding the images")
     task, calib, evaluation = folder_splits(data, encoder, options.calib_per_class, options.eval_per_class, options.seed)
-    bs = options.batch_size
     on_step("fitting the ridge head")
-    head = fit_head(encoder, calib, task.num_classes, bs, device)
-    before = accuracy(encoder, head, evaluation, bs, device)
+    head = fit_head(encoder, calib, task.num_classes, options.batch_size, device)
+    return SetUp(encoder, device, task, calib, evaluation, head, accuracy(encoder, head, evaluation, options.batch_size, device))
+
+
+def prune(options: PruneOptions, data: str | Path, on_step: Callable[[str], None] = lambda _: None,
+          on_epoch: Callable[[int, float], None] | None = None) -> tuple[Encoder, Mask, dict[str, Any]]:
+    """Prune ``options.encoder`` on the folder ``data``; return the pruned encoder, its mask and the report."""
+    s = set_up(options, data, on_step)
+    encoder, device, task, calib, evaluation, head, before = s.encoder, s.device, s.task, s.calib, s.evaluation, s.head, s.before
+    bs = options.batch_size
     counts_before = _counts(encoder)
     on_step(f"scoring ({options.score})")
     model = HeadedModel(encoder.model, encoder.feature_fn, head.to(device)).eval()

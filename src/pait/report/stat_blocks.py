@@ -87,8 +87,8 @@ def claim_blocks(pairwise: pd.DataFrame, p2: pd.DataFrame) -> list[Block]:
     else:
         items.append(f"P1 (pruning with source data preserves transfer; data-dependent score minus `{BASELINE}` on "
                      f"zero-shot mean transfer accuracy): {verdict_counts(p1)}.")
-    items.append("P2 (re-training on the source does not hurt transfer; re-trained minus zero-shot mean transfer "
-                 f"accuracy per unit): {verdict_counts(p2)}." if not p2.empty else "P2: no re-trained units.")
+    items.append("P2 (recovery on the source does not hurt transfer; recovered minus zero-shot mean transfer "
+                 f"accuracy per unit): {verdict_counts(p2)}." if not p2.empty else "P2: no recovered units.")
     if so.empty:
         items.append(f"Second-order scores at high sparsity: no verdict; it needs `{BASELINE}` and `fisher_diag` or "
                      "`kfac` on the same units.")

@@ -18,9 +18,8 @@ from torch import nn
 
 from pait.encoders import Encoder
 from pait.heads import HeadedModel, SplitBatches
-from pait.device import resolve_device
-from pait.prune.data import accuracy, fit_head, folder_splits
-from pait.prune.run import build_encoder
+from pait.prune.data import accuracy, fit_head
+from pait.prune.run import set_up
 from pait.prune.options import PruneOptions
 from pait.prune.structured.groups import build_graph, find_groups, remove_units
 from pait.prune.structured.recovery import recover_structured
@@ -40,17 +39,9 @@ def prune_structured(options: PruneOptions, data: str | Path, on_step: Callable[
                      ) -> tuple[Encoder, dict[str, Any], dict[str, Any]]:
     """Prune ``options.encoder`` structurally on the folder ``data``; return the pruned encoder, the
     structure record (for :func:`pait.export.structured.save_structured`) and the report."""
-    options.validate()
-    on_step("loading the encoder")
-    encoder = build_encoder(options)
-    device = resolve_device(options.device)
-    encoder.model.to(device).eval()
-    on_step("decoding the images")
-    task, calib, evaluation = folder_splits(data, encoder, options.calib_per_class, options.eval_per_class, options.seed)
+    s = set_up(options, data, on_step)
+    encoder, device, task, calib, evaluation, head, before = s.encoder, s.device, s.task, s.calib, s.evaluation, s.head, s.before
     bs = options.batch_size
-    on_step("fitting the ridge head")
-    head = fit_head(encoder, calib, task.num_classes, bs, device)
-    before = accuracy(encoder, head, evaluation, bs, device)
     pixels = encoder.preprocess.input_size
     macs_before, params_before = size(encoder.model, pixels, device)
     on_step("tracing the dependency graph")
