@@ -69,7 +69,7 @@ def test_the_shipped_names_are_registered():
     assert SCORES.names()[:2] == ["magnitude", "random"] and "kfac" in SCORES
     assert {"embedded", "imagenet10", "imagefolder"} <= set(SUITES.names())
     assert SCORES.metadata("synflow")["per_sparsity"] and not SCORES.metadata("kfac")["per_sparsity"]
-    assert SCORES.metadata("random")["seeded"] and SCORES.metadata("kfac")["options"] == ("damping",)
+    assert SCORES.metadata("random")["seeded"] and SCORES.metadata("kfac")["options"] == ("damping", "damping_mode", "normalize")
 
 
 def test_a_family_answers_every_member_name():
