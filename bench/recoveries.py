@@ -64,7 +64,7 @@ def main() -> None:
                     model = HeadedModel(ctx.encoder.model, ctx.encoder.feature_fn, ctx.heads[source])
                     start = time.perf_counter()
                     recover(model, mask, method, ctx.splits[source][0], ctx.normalize, ctx.device, config.finetune,
-                            batch_size=config.score_batch_size, seed=config.seed)
+                            batch_size=config.score_batch_size, seed=config.seeds[0])
                     seconds = time.perf_counter() - start
                     accs = {t: ctx.evaluate(t)[0] for t in ctx.splits}
                     _add(result, args.out, _row(source, score, method, q, accs, transfer, seconds))

@@ -179,7 +179,7 @@ def main() -> None:
                 start = time.perf_counter()
                 headed = HeadedModel(pruned, ctx.encoder.feature_fn, ctx.heads[args.source])
                 finetune(headed, ctx.splits[args.source][0], MaskHolder({}, {}), config.finetune, ctx.normalize,
-                         ctx.device, seed=config.seed)
+                         ctx.device, seed=config.seeds[0])
                 rows.append(row(score, ratio, "bn+sgd", accuracies(ctx, pruned.eval()), time.perf_counter() - start,
                                 fraction, pruned))
             save()
