@@ -1,9 +1,8 @@
 import json
 
-import numpy as np
 import pytest
+from colour_images import write_colour_folder
 import torch
-from PIL import Image
 
 from pait.cli import main
 from pait.encoders import Encoder, Preprocessing, register_encoder
@@ -22,14 +21,7 @@ def _tiny(weights, trust_torchscript=False):
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    root = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    for c, colour in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200)]):
-        (root / f"class{c}").mkdir()
-        for i in range(8):
-            pixels = np.clip(rng.normal(colour, 40, (32, 32, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(root / f"class{c}" / f"{i}.png")
-    return root
+    return write_colour_folder(tmp_path_factory.mktemp("images"), 32)
 
 
 def _prune(folder, out, *argv):
