@@ -22,9 +22,9 @@ from pait.scores.registry import Batches
 from pait.prune.options import STRUCTURED_SCORES
 from pait.prune.structured.groups import Group
 
-PAIT_SCORES = ("magnitude", "fisher_diag", "kfac")
-TP_SCORES = ("taylor", "hessian")
-GROUP_SCORES = STRUCTURED_SCORES  # PAIT_SCORES + TP_SCORES
+GROUP_SCORES = STRUCTURED_SCORES  # the names live with the options, which check them before any work
+PAIT_SCORES = ("magnitude", "fisher_diag", "kfac")  # sums of pait's per-weight scores
+TP_SCORES = tuple(s for s in GROUP_SCORES if s not in PAIT_SCORES)  # Torch-Pruning's own importances
 
 
 def summed_scores(groups: Sequence[Group], per_weight: Mapping[str, Tensor]) -> list[Tensor]:
