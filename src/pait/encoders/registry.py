@@ -41,8 +41,14 @@ def load_encoder(name: str, weights: Weights = None, trust_torchscript: bool = F
 
 
 def build_encoder(config: EncoderConfig) -> Encoder:
-    """Load the encoder and apply the configured input size."""
+    """Load the encoder and apply the configured input size.
+
+    A ViT built for a fixed image size (timm ``set_input_size``) gets its patch grid and position
+    embedding resampled to the new size, so a smaller input means fewer tokens, not an error.
+    """
     encoder = load_encoder(config.name, config.weights)
     if config.input_size is not None:
         encoder.preprocess = dataclasses.replace(encoder.preprocess, input_size=config.input_size)
+        if hasattr(encoder.model, "set_input_size"):
+            encoder.model.set_input_size(img_size=config.input_size)
     return encoder
