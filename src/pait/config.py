@@ -75,6 +75,7 @@ class ExperimentConfig:
     precision: str = "auto"
     save_weights: bool = False  # keep each unit's re-trained weights (needed by `pait landscape`)
     plugins: tuple[str, ...] = ()  # modules imported first (by every worker too): they register encoders, suites, scores
+    structure: str = "weights"  # weights: masks at each sparsity; channels: whole channels removed, sparsity = channel ratio
 
 
 def _build(cls: type, data: Any, where: str) -> Any:

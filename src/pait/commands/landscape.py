@@ -69,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
     if not config.save_weights:
         raise ConfigError(f"{run_dir} was run without save_weights: run the grid with save_weights: true "
                           "to keep the re-trained weights the loss surface needs")
+    if config.structure != "weights":
+        raise ConfigError(f"{run_dir} was run with structure: {config.structure}; loss surfaces need weight-pruned "
+                          "units (structure: weights), whose re-trained weights keep the unpruned shapes")
     import_plugins(config)  # the run's encoders, suites or scores may come from them
     unit = select_unit(results, args)
     targets = [t for t in dict.fromkeys(results.target) if t != unit.source]

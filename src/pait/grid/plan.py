@@ -26,18 +26,19 @@ from pait.grid.stages import (
     units_stage,
 )
 from pait.tasks import Task
+from pait.grid.structured import CHANNELS, channels_unit_key, channels_unit_stage, group_scores_key
 from pait.grid.validation import check_encoders, check_output_root, validate_config
 
-RESULT_COLUMNS = ["encoder", "score", "sparsity", "source", "recovery", "seed", "target", "is_source", "stage",
-                  "accuracy", "loss", "protocol", "suite", "unit"]
+RESULT_COLUMNS = ["encoder", "score", "sparsity", "source", "recovery", "structure", "seed", "target", "is_source",
+                  "stage", "accuracy", "loss", "protocol", "suite", "unit"]
 STAGE_NAMES = ("unpruned", "pruned", "recovered")  # recovered: after the unit's recovery (sgd: re-trained)
 FAILURES = "failures.json"  # units that failed after their retries; every executor rewrites it at the start
 
 
 @dataclass(frozen=True)
 class Unit:
-    """One grid point: an encoder pruned with one score at one sparsity on one source task, recovered one
-    way, in one replicate (seed)."""
+    """One grid point: an encoder pruned with one score at one sparsity (``channels``: channel ratio) on one
+    source task, recovered one way, in one replicate (seed)."""
 
     encoder: EncoderConfig
     score: str
@@ -45,6 +46,16 @@ class Unit:
     source: str
     seed: int = 0
     recovery: str = "sgd"
+    structure: str = "weights"
+
+
+def unit_id(unit: Unit) -> str:
+    """The unit's key in the results table and ``units.json``; a ``weights`` unit keeps the key it had
+    before units had a structure."""
+    fields = to_jsonable(unit)
+    if unit.structure == "weights":
+        del fields["structure"]
+    return config_key(fields)
 
 
 def expand(config: ExperimentConfig, tasks: list[str]) -> list[Unit]:
@@ -54,13 +65,13 @@ def expand(config: ExperimentConfig, tasks: list[str]) -> list[Unit]:
     unknown = [s for s in sources if s not in tasks]
     if unknown:
         raise ConfigError(f"source task(s) {', '.join(unknown)} not in the suite; its tasks: {', '.join(tasks)}")
-    return [Unit(e, score, sp, src, seed, rec) for e in config.encoders for seed in config.seeds for src in sources
+    return [Unit(e, score, sp, src, seed, rec, config.structure) for e in config.encoders for seed in config.seeds for src in sources
             for score in config.scores for rec in config.recoveries for sp in config.sparsities]
 
 
 def packs(units: list[Unit], size: int) -> list[list[Unit]]:
     """Consecutive ``sgd`` units of the same encoder, seed, source and score, in groups of at most ``size``
-    (units of other recoveries stay alone)."""
+    (units of other recoveries, and channel-pruning units, whose models differ in shape, stay alone)."""
     groups: list[list[Unit]] = []
 
     def group_of(u: Unit) -> tuple:
@@ -68,7 +79,7 @@ def packs(units: list[Unit], size: int) -> list[list[Unit]]:
 
     for unit in units:
         last = groups[-1] if groups else None
-        if last and unit.recovery == "sgd" and len(last) < size and group_of(last[0]) == group_of(unit):
+        if last and unit.recovery == "sgd" and unit.structure == "weights" and len(last) < size and group_of(last[0]) == group_of(unit):
             last.append(unit)
         else:
             groups.append([unit])
@@ -79,8 +90,8 @@ def unit_rows(ctx: Context, unit: Unit, metrics: dict) -> list[dict]:
     """Rows of the results table for one unit: every task x {unpruned, pruned, recovered}."""
     rows = []
     base = {"encoder": unit.encoder.name, "score": unit.score, "sparsity": unit.sparsity, "source": unit.source,
-            "recovery": unit.recovery, "seed": unit.seed, "protocol": ctx.config.suite.protocol, "suite": ctx.config.suite.name,
-            "unit": config_key(unit)}
+            "recovery": unit.recovery, "structure": unit.structure, "seed": unit.seed,
+            "protocol": ctx.config.suite.protocol, "suite": ctx.config.suite.name, "unit": unit_id(unit)}
     stages = {"unpruned": ctx.unpruned, "pruned": metrics["pruned"], "recovered": metrics["recovered"]}
     for target in ctx.splits:
         for stage in STAGE_NAMES:
@@ -92,11 +103,18 @@ def unit_rows(ctx: Context, unit: Unit, metrics: dict) -> list[dict]:
 
 def unit_index_entry(ctx: Context, unit: Unit, directory: Path) -> dict:
     """Where a unit's stage outputs lie (relative to the run directory), for reports that read masks and scores."""
-    per_sparsity = unit.sparsity if score_is_per_sparsity(unit.score) else None
-    stages = {"unit_dir": ctx.store.path("unit", unit_key(ctx, unit.source, unit.score, unit.sparsity, unit.recovery)),
-              "scores_dir": ctx.store.path("scores", scores_key(ctx, unit.source, unit.score, per_sparsity))}
-    return {"unit": config_key(unit), "encoder": unit.encoder.name, "score": unit.score, "sparsity": unit.sparsity,
-            "source": unit.source, "seed": unit.seed, "recovery": unit.recovery, **{k: os.path.relpath(v, directory) for k, v in stages.items()}}
+    if unit.structure == CHANNELS:
+        keys = (channels_unit_key(ctx, unit.source, unit.score, unit.sparsity, unit.recovery),
+                group_scores_key(ctx, unit.source, unit.score))
+    else:
+        per_sparsity = unit.sparsity if score_is_per_sparsity(unit.score) else None
+        keys = (unit_key(ctx, unit.source, unit.score, unit.sparsity, unit.recovery),
+                scores_key(ctx, unit.source, unit.score, per_sparsity))
+    stages = {"unit_dir": ctx.store.path("unit", keys[0]), "scores_dir": ctx.store.path("scores", keys[1])}
+    structure = {"structure": unit.structure} if unit.structure != "weights" else {}
+    return {"unit": unit_id(unit), "encoder": unit.encoder.name, "score": unit.score, "sparsity": unit.sparsity,
+            "source": unit.source, "seed": unit.seed, "recovery": unit.recovery, **structure,
+            **{k: os.path.relpath(v, directory) for k, v in stages.items()}}
 
 
 def run_dir(config: ExperimentConfig, out_root: str | Path) -> Path:
@@ -154,6 +172,8 @@ def plan(config: ExperimentConfig, out_root: str | Path) -> tuple[list[Task], li
 def group_metrics(ctx: Context, group: list[Unit], on_epoch: Callable[[int, float], None] | None = None) -> list[dict]:
     """Metrics of a group from ``packs``: one unit re-trained alone, several re-trained together."""
     first = group[0]
+    if first.structure == CHANNELS:
+        return [channels_unit_stage(ctx, first.source, first.score, first.sparsity, first.recovery, on_epoch=on_epoch)]
     if len(group) == 1:
         return [unit_stage(ctx, first.source, first.score, first.sparsity, first.recovery, on_epoch=on_epoch)]
     return units_stage(ctx, first.source, first.score, [u.sparsity for u in group])

@@ -37,7 +37,7 @@ from pait.train.finetune import MaskHolder, finetune
 from pait.masks import global_mask
 from pait.prune.recovery import recover
 from pait.train.packed import finetune_many, load_copy
-from pait.scores import get_score, score_call_options, score_is_per_sparsity
+from pait.scores import SCORES, get_score, score_call_options, score_is_per_sparsity
 from pait.tasks import Task, TaskData, decode, load_suite, split_indices
 from pait.tasks.fingerprint import tasks_fingerprint
 
@@ -191,7 +191,10 @@ def prepare(
 
 def score_options(ctx: Context, score: str) -> dict[str, Any]:
     """The options ``score`` is called with in this grid (besides ``sparsity``): the config's
-    ``score_options[score]``, and the config's seed for seeded scores unless those set one."""
+    ``score_options[score]``, and the config's seed for seeded scores unless those set one. Torch-Pruning's
+    importances (``structure: channels``), which are not pait scores, take none."""
+    if score not in SCORES:
+        return {}
     return score_call_options(score, ctx.config.score_options.get(score, {}), ctx.seed)
 
 

@@ -10,13 +10,14 @@ from pait.config import ExperimentConfig
 from pait.device import resolve_device
 from pait.errors import ConfigError
 from pait.outputs import check_writable_folder
-from pait.prune.options import RECOVERIES
+from pait.prune.options import RECOVERIES, STRUCTURED_RECOVERIES, STRUCTURED_SCORES, STRUCTURES
 from pait.tasks import PROTOCOLS, SUITES
 
 PRECISIONS = ("auto", "fp32", "bf16")
 CHANNELS_LAST = ("auto", "on", "off")
 MAX_INPUT_SIZE = 4096
 RESERVED_NAMES = ("stages",)  # the stage cache's folder under --out
+GRID_STRUCTURES = ("weights", *STRUCTURES)  # weights: unstructured masks; channels: structured pruning
 
 
 def validate_config(config: ExperimentConfig) -> None:
@@ -35,6 +36,7 @@ def validate_config(config: ExperimentConfig) -> None:
     for s in config.sparsities:
         if not 0.0 <= s < 1.0:
             raise ConfigError(f"sparsity must lie in [0, 1), got {s} (a fraction: 0.36 means 36%)")
+    check_structure(config)
     for i, encoder in enumerate(config.encoders):
         if encoder.input_size is not None and not 1 <= encoder.input_size <= MAX_INPUT_SIZE:
             raise ConfigError(f"encoders.{i}.input_size must lie in [1, {MAX_INPUT_SIZE}] pixels, got {encoder.input_size}")
@@ -62,6 +64,20 @@ def validate_config(config: ExperimentConfig) -> None:
     validate_finetune(config)
     resolve_device(config.device)
     check_names(config)
+
+
+def check_structure(config: ExperimentConfig) -> None:
+    """``structure`` is known; under ``channels`` every score and recovery is one structured pruning has."""
+    if config.structure not in GRID_STRUCTURES:
+        raise ConfigError(f"structure must be one of {', '.join(GRID_STRUCTURES)}, got {config.structure!r}")
+    if config.structure == "weights":
+        return
+    for key, names, allowed in (("scores", config.scores, STRUCTURED_SCORES),
+                                ("recoveries", config.recoveries, STRUCTURED_RECOVERIES)):
+        bad = [n for n in names if n not in allowed]
+        if bad:
+            raise ConfigError(f"{key}: {', '.join(map(repr, bad))} not available with structure: {config.structure}; "
+                              f"choose among {', '.join(allowed)}")
 
 
 def validate_finetune(config: ExperimentConfig) -> None:
@@ -115,7 +131,7 @@ def check_names(config: ExperimentConfig) -> None:
     known = {"encoder": ENCODERS, "score": SCORES, "suite": SUITES}
     used = {
         "encoder": [e.name for e in config.encoders],
-        "score": list(config.scores),
+        "score": list(config.scores) if config.structure == "weights" else [],  # else checked by check_structure
         "suite": [config.suite.name],
     }
     problems = []
@@ -130,11 +146,16 @@ def check_names(config: ExperimentConfig) -> None:
 
 def check_encoders(config: ExperimentConfig) -> None:
     """Build every encoder once, reading its weights file: a missing, unreadable or mismatched file (or one
-    holding NaN/Inf) is a CheckpointError naming it, before any image is read."""
+    holding NaN/Inf) is a CheckpointError naming it, before any image is read. Under ``structure: channels``
+    each is traced as structured pruning will: a layer it cannot cut is a ConfigError naming the encoder."""
     from pait.encoders import build_encoder
 
     for encoder_config in dict.fromkeys(config.encoders):
-        build_encoder(encoder_config)
+        encoder = build_encoder(encoder_config)
+        if config.structure != "weights":
+            from pait.grid.structured import check_channel_pruning
+
+            check_channel_pruning(encoder)
 
 
 def check_output_root(out_root: str | Path) -> None:

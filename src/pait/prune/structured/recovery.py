@@ -20,7 +20,6 @@ from pait.heads import HeadedModel
 from pait.tasks.base import TaskData
 
 
-
 @torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, batches: list[tuple[Tensor, Tensor]]) -> int:
     """Replace every BatchNorm's running mean/var by the average over ``batches`` (images first);
@@ -44,8 +43,10 @@ def recalibrate_batchnorm(model: nn.Module, batches: list[tuple[Tensor, Tensor]]
 def recover_structured(model: HeadedModel, method: str, calib: TaskData, batches: list[tuple[Tensor, Tensor]],
                        normalize: Callable[[Tensor], Tensor], device: torch.device,
                        finetune_config: FinetuneConfig | None = None, seed: int = 0,
-                       on_epoch: Callable[[int, float], None] | None = None) -> None:
-    """Recover the pruned ``model.backbone`` in place by ``method`` (:data:`STRUCTURED_RECOVERIES`)."""
+                       on_epoch: Callable[[int, float], None] | None = None,
+                       autocast_dtype: torch.dtype | None = None) -> list[float]:
+    """Recover the pruned ``model.backbone`` in place by ``method`` (:data:`STRUCTURED_RECOVERIES`);
+    returns the re-training epoch losses (``sgd``; else [])."""
     if method not in STRUCTURED_RECOVERIES:
         raise ConfigError(f"unknown structured recovery {method!r}; choose one of {', '.join(STRUCTURED_RECOVERIES)}")
     if method == "bn":
@@ -54,4 +55,6 @@ def recover_structured(model: HeadedModel, method: str, calib: TaskData, batches
     elif method == "sgd":
         if finetune_config is None:
             raise ConfigError("sgd recovery needs a FinetuneConfig")
-        finetune(model, calib, MaskHolder({}, {}), finetune_config, normalize, device, seed=seed, on_epoch=on_epoch)
+        return finetune(model, calib, MaskHolder({}, {}), finetune_config, normalize, device, seed=seed,
+                        autocast_dtype=autocast_dtype, on_epoch=on_epoch)
+    return []

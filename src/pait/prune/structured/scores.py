@@ -11,11 +11,13 @@ per-weight scores cover conv and linear weights only).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch_pruning as tp
 from torch import Tensor, nn
 
+from pait.errors import ConfigError
 from pait.heads import mse_to_one_hot
 from pait.scores import get_score
 from pait.scores.registry import Batches
@@ -90,14 +92,17 @@ def torch_pruning_scores(name: str, model: nn.Module, graph: tp.DependencyGraph,
 
 
 def group_scores(name: str, model: nn.Module, graph: tp.DependencyGraph,
-                 groups: Sequence[Group], batches: Batches, params: Mapping[str, nn.Parameter]) -> list[Tensor]:
+                 groups: Sequence[Group], batches: Batches, params: Mapping[str, nn.Parameter],
+                 options: Mapping[str, Any] | None = None) -> list[Tensor]:
     """Unit scores of every group by ``name`` (:data:`GROUP_SCORES`); ``model`` = backbone + frozen head.
 
     ``params`` are the backbone's prunable weights keyed by backbone names; pait's scores run through
-    :func:`pait.scores.get_score` on ``batches``.
+    :func:`pait.scores.get_score` on ``batches``, with keyword ``options`` (Torch-Pruning's take none).
     """
     if name in PAIT_SCORES:
-        return summed_scores(groups, get_score(name)(model, batches, params))
+        return summed_scores(groups, get_score(name)(model, batches, params, **(options or {})))
+    if options:
+        raise ConfigError(f"structured score {name!r} takes no options, got {', '.join(map(str, options))}")
     if name in TP_SCORES:
         return torch_pruning_scores(name, model, graph, groups, batches)
     raise KeyError(f"unknown structured score {name!r}; choose one of {', '.join(GROUP_SCORES)}")

@@ -1,0 +1,114 @@
+"""The grid with ``structure: channels``: channel-pruning units beside weight-pruning ones, same results rows."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from conftest import TINY_ENCODER, TINY_SUITE
+from pait.config import config_from_dict
+from pait.encoders import ENCODERS, Encoder, Preprocessing, register_encoder
+from pait.encoders.base import timm_pre_logits
+from pait.executors import run_grid
+from pait.export.structured import load_structured
+from pait.grid.plan import run_dir
+from pait.report import build_report
+from test_structured import tiny_efficientnet
+
+sys.path.insert(0, str(Path(__file__).parent / "protocol"))
+from gridutil import logged_stages, stage_dirs  # noqa: E402
+
+ENCODER = "tiny-structured-grid"
+if ENCODER not in ENCODERS:
+    register_encoder(ENCODER, "tiny EfficientNet-Lite-like", "none", "random, seeded")(
+        lambda weights, trust_torchscript=False: Encoder(ENCODER, tiny_efficientnet().float(),
+                                                         Preprocessing(input_size=16, crop_pct=1.0), 24,
+                                                         timm_pre_logits, ("classifier",)))
+
+TARGETS, STAGES = ("task-0", "task-1", "task-2"), ("unpruned", "pruned", "recovered")
+
+
+def channels_config(**changes):
+    return config_from_dict({
+        "name": "channels", "encoders": [ENCODER], "structure": "channels",
+        "suite": {"name": TINY_SUITE, "calib_per_class": 4, "eval_per_class": 4},
+        "scores": ["magnitude", "taylor"], "sparsities": [0.25, 0.5], "sources": ["task-0", "task-1"],
+        "recoveries": ["bn", "sgd"], "finetune": {"epochs": 1, "lr": 0.01, "milestones": [1], "batch_size": 6},
+        "device": "cpu", "precision": "fp32", "save_weights": True, **changes})
+
+
+@pytest.fixture(scope="module")
+def channels_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("channels")
+    config = channels_config()
+    return out, config, run_grid(config, out, show_progress=False)
+
+
+def test_every_channel_unit_has_rows_for_every_task_and_stage(channels_run):
+    _, _, table = channels_run
+    assert len(table) == 2 * 2 * 2 * 2 * len(TARGETS) * len(STAGES)  # scores x ratios x sources x recoveries
+    assert set(table.structure) == {"channels"}
+    assert table.accuracy.between(0, 1).all() and table.loss.notna().all()
+    for _, rows in table.groupby("unit"):
+        assert sorted(zip(rows.target, rows.stage)) == sorted((t, s) for t in TARGETS for s in STAGES)
+        assert rows.is_source.sum() == len(STAGES)
+    assert table.unit.nunique() == 16
+    stage = table.set_index(["unit", "target", "stage"]).loss.unstack("stage")
+    assert (stage.recovered != stage.pruned).all()  # bn and sgd both change the pruned model
+
+
+def test_channel_counts_fall_as_the_ratio_grows_and_the_saved_module_is_that_small(channels_run):
+    out, config, _ = channels_run
+    units = json.loads((run_dir(config, out) / "units.json").read_text())
+    assert {u["structure"] for u in units} == {"channels"}
+    kept = {}
+    for u in units:
+        unit_dir = run_dir(config, out) / u["unit_dir"]
+        record = json.loads((unit_dir / "channels.json").read_text())
+        total = sum(g["units"] for g in record["groups"])
+        kept[u["score"], u["source"], u["recovery"], u["sparsity"]] = sum(g["kept"] for g in record["groups"])
+        assert record["removed_fraction"]["channels"] == pytest.approx(u["sparsity"], abs=0.02)
+        assert record["params"][1] < record["params"][0] and record["macs"][1] < record["macs"][0]
+        assert all(g["kept"] >= 1 for g in record["groups"])
+        model = load_structured(tiny_efficientnet().float(), unit_dir)
+        assert sum(p.numel() for p in model.parameters()) == record["params"][1]
+        mask = load_file(str(unit_dir / "mask.safetensors"))
+        assert {g["name"]: g["kept"] for g in record["groups"]} == {k: int(v.sum()) for k, v in mask.items()}
+    for (score, source, recovery, ratio), count in kept.items():
+        if ratio == 0.25:
+            assert count < total and kept[score, source, recovery, 0.5] < count
+
+
+def test_a_rerun_recomputes_nothing(channels_run):
+    out, config, table = channels_run
+    run = run_dir(config, out)
+    logged, dirs = logged_stages(run), stage_dirs(out)
+    again = run_grid(config, out, show_progress=False)
+    assert logged_stages(run) == logged and stage_dirs(out) == dirs
+    assert again.equals(table)
+
+
+def test_the_report_reads_a_channels_run(channels_run):
+    out, config, _ = channels_run
+    md = build_report(run_dir(config, out)).read_text()
+    assert "Agreement across sources" in md
+
+
+def test_weights_units_keep_their_keys(tmp_path):
+    """A config without ``structure`` gives the unit and stage keys computed before the field existed."""
+    config = config_from_dict({
+        "name": "keys", "encoders": [TINY_ENCODER], "suite": {"name": TINY_SUITE, "calib_per_class": 4, "eval_per_class": 4},
+        "scores": ["magnitude"], "sparsities": [0.5], "sources": ["task-0"], "recoveries": ["none", "sgd"],
+        "finetune": {"epochs": 1, "lr": 0.05, "milestones": [1], "batch_size": 6}, "device": "cpu", "precision": "fp32"})
+    assert config.structure == "weights"
+    table = run_grid(config, tmp_path, show_progress=False)
+    assert set(table.structure) == {"weights"}
+    units = json.loads((run_dir(config, tmp_path) / "units.json").read_text())
+    assert [(u["recovery"], u["unit"], u["unit_dir"], u["scores_dir"]) for u in units] == [
+        ("none", "e1e43b99c4a2da047432", "../stages/unit/62965a84f1545d166722", "../stages/scores/c9c6f6cb00ab71f3cac1"),
+        ("sgd", "87dae7e4f24f259f906c", "../stages/unit/6e7d67d0b22697a5be19", "../stages/scores/c9c6f6cb00ab71f3cac1"),
+    ]
+    assert all("structure" not in u for u in units)
+    assert sorted(set(table.unit)) == ["87dae7e4f24f259f906c", "e1e43b99c4a2da047432"]
