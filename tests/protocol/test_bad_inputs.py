@@ -227,6 +227,15 @@ CASES: dict[str, Case] = {
     "plugin missing": lambda e, m: (e.run("plugins=[no_such_plugin_module]"), "plugin module 'no_such_plugin_module'"),
     "unknown key": lambda e, m: (e.run("foo=1"), "unknown key(s) foo"),
     "override not YAML": lambda e, m: (e.run("sparsities=[0.5"), "override 'sparsities=[0.5'"),
+    "structure=blocks": lambda e, m: (e.run("structure=blocks"), "structure must be one of weights, channels, got 'blocks'"),
+    "channels with a weight score": lambda e, m: (
+        e.run("structure=channels", "scores=[random]"),
+        "scores: 'random' not available with structure: channels; choose among magnitude, fisher_diag, kfac"),
+    "channels with obs recovery": lambda e, m: (
+        e.run("structure=channels", "recoveries=[obs]"),
+        "recoveries: 'obs' not available with structure: channels; choose among none, bn, sgd"),
+    "channels without a classifier": lambda e, m: (
+        e.run("structure=channels"), "structure: channels with encoder 'tiny_cnn': structured pruning of a conv net needs"),
     # names
     "name absolute": lambda e, m: (e.run("name=/tmp/elsewhere"), "name must be a plain folder name"),
     "name empty": lambda e, m: (e.run("name=''"), "name must be a plain folder name"),
