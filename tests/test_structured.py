@@ -14,7 +14,7 @@ from pait.errors import ConfigError
 from pait.heads import HeadedModel
 from pait.scores import get_score
 from pait.export.structured import export_onnx, features_module, load_structured, save_structured
-from pait.prune.structured.groups import UnsupportedLayerError, build_graph, find_groups, remove_units
+from pait.prune.structured.groups import Group, UnsupportedLayerError, build_graph, find_groups, remove_units
 from pait.prune.structured.scores import group_scores, summed_scores
 from pait.prune.structured.selection import check_ratio, choose_removals, floor
 
@@ -152,6 +152,29 @@ def test_global_ranking_respects_the_ratio_and_the_per_group_floor():
     at_most = choose_removals(groups, scores, 0.99)  # beyond the floors: every group stops at its floor
     assert [g.units - len(r) for g, r in zip(groups, at_most)] == [floor(g.units) for g in groups]
     assert choose_removals(groups, scores, 0.0) == [[] for _ in groups]
+
+
+@pytest.mark.parametrize("round_to", [4, 8])
+@pytest.mark.parametrize("ratio", [0.0, 0.3, 0.5, 0.8, 0.95])
+def test_rounding_keeps_a_multiple_of_round_to_per_group_and_puts_back_the_best_removals(ratio, round_to):
+    widths = [3, 8, 12, 16, 30, 48]
+    groups = [Group(f"g{i}", "channels", None, None, w) for i, w in enumerate(widths)]
+    groups.append(Group("attn", "heads", None, None, 12, unit=2))  # 6 heads: never rounded
+    gen = torch.Generator().manual_seed(0)
+    scores = [torch.rand(g.units, generator=gen, dtype=torch.float64) for g in groups]
+    plain = choose_removals(groups, scores, ratio)
+    rounded = choose_removals(groups, scores, ratio, round_to=round_to)
+    assert rounded[-1] == plain[-1]
+    for g, s, p, r in zip(groups[:-1], scores, plain, rounded):
+        kept = g.units - len(r)
+        assert kept % round_to == 0 or kept == g.units
+        assert kept >= floor(g.units) and set(r) <= set(p)
+        # brute force: the group keeps the smallest allowed count >= what the plain ranking kept, and
+        # removes its lowest-scoring units
+        allowed = [k for k in range(1, g.units + 1) if k % round_to == 0 or k == g.units]
+        assert kept == min(k for k in allowed if k >= g.units - len(p))
+        assert r == sorted(s.argsort()[:len(r)].tolist())
+    assert choose_removals(groups, scores, ratio, round_to=1) == plain
 
 
 @pytest.mark.parametrize("ratio", [1.0, -0.1, 1.5])

@@ -45,6 +45,22 @@ def test_structured_prune_command_writes_a_smaller_module_that_reloads(folder, t
     assert features_module(model)(torch.zeros(2, 3, 32, 32)).shape == (2, 24)
 
 
+@pytest.mark.parametrize("round_to", [4, 16])
+def test_round_to_keeps_a_multiple_of_n_channels_in_every_pruned_layer(folder, tmp_path, round_to):
+    out = tmp_path / "out"
+    assert _prune(folder, out, "--structure", "channels", "--ratio", "0.5", "--score", "magnitude",
+                  "--recovery", "none", "--round-to", str(round_to)) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["options"]["round_to"] == round_to
+    assert all(g["kept"] % round_to == 0 or g["kept"] == g["units"] for g in report["groups"])
+    assert any(g["kept"] < g["units"] for g in report["groups"])
+    assert f"multiple of {round_to} channels" in (out / "report.md").read_text()
+    model = load_structured(tiny_efficientnet().float(), out)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    stock = [m for m in tiny_efficientnet().modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(c.out_channels % round_to == 0 or c.out_channels == s.out_channels for c, s in zip(convs, stock))
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--structure", "channels", "--ratio", "1.0"], "--ratio must lie in [0, 1), got 1.0"),
     (["--ratio", "0.5"], "--ratio 0.5 needs --structure"),
@@ -53,6 +69,8 @@ def test_structured_prune_command_writes_a_smaller_module_that_reloads(folder, t
     (["--onnx"], "--onnx does not combine with unstructured pruning"),
     (["--structure", "channels", "--ratio", "0.5", "--score", "snip"], "unknown structured score 'snip'"),
     (["--structure", "channels", "--ratio", "0.5", "--recovery", "obs"], "unknown structured recovery 'obs'"),
+    (["--structure", "channels", "--ratio", "0.5", "--round-to", "0"], "--round-to must be an integer >= 1, got 0"),
+    (["--round-to", "8"], "--round-to 8 needs --structure"),
 ])
 def test_bad_structured_input_gives_one_clear_line(folder, tmp_path, capsys, argv, message):
     assert _prune(folder, tmp_path / "x", *argv) == 2

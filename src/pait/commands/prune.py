@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "writes a physically smaller module (pruned.safetensors + structure.json)")
     parser.add_argument("--ratio", type=float,
                         help="with --structure: global fraction of prunable channels (and heads) removed, in [0, 1)")
+    parser.add_argument("--round-to", type=int, default=d.round_to, metavar="N",
+                        help="with --structure: every pruned layer keeps a multiple of N channels (or all of them; "
+                             "rounding up, so fewer channels than --ratio may go); heads are not rounded (default 1)")
     parser.add_argument("--onnx", action="store_true", help="with --structure: also write pruned.onnx (features)")
     parser.add_argument("--recovery", default=None, choices=RECOVERIES,
                         help=f"after pruning: nothing, SGD re-training (masks held), one-shot OBS (K-FAC; the default), "
@@ -77,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
                            args.retrain_epochs, args.lr, args.calib_per_class, args.eval_per_class, args.seed,
                            args.batch_size, device=args.device,
                            score_options=key_values(args.score_option, "--score-option"), structure=args.structure,
-                           ratio=args.ratio)
+                           ratio=args.ratio, round_to=args.round_to)
     options.validate()
     check_writable_folder(args.out, "--out folder")  # before any work: not a file, not read-only, not full
     console = Console(stderr=True)

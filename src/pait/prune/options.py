@@ -40,6 +40,7 @@ class PruneOptions:
     score_options: dict[str, Any] = field(default_factory=dict)  # keyword options of the score function
     structure: str | None = None  # None: unstructured (sparsity or N:M); "channels": structured, with ``ratio``
     ratio: float | None = None  # fraction of prunable channels (and heads) removed by structured pruning
+    round_to: int = 1  # structured: every pruned channel group keeps a multiple of this many channels (or all)
 
     def validate(self) -> None:
         """Raise a ConfigError naming the first bad option: an unknown score or recovery, a bad sparsity or
@@ -52,6 +53,8 @@ class PruneOptions:
         if self.structure is not None or self.ratio is not None:
             self._validate_structured()
             return
+        if self.round_to != 1:
+            raise ConfigError(f"--round-to {self.round_to} needs --structure ({', '.join(STRUCTURES)}) and --ratio")
         if self.score not in SCORES:
             raise ConfigError(f"unknown score {self.score!r}; choose one of {', '.join(SCORES)}")
         check_score_options({self.score: self.score_options}, where="--score-option")
@@ -87,6 +90,8 @@ class PruneOptions:
         if self.ratio is None:
             raise ConfigError(f"--structure {self.structure} needs --ratio R, the fraction of channels removed, in [0, 1)")
         check_ratio(self.ratio)
+        if isinstance(self.round_to, bool) or not isinstance(self.round_to, int) or self.round_to < 1:
+            raise ConfigError(f"--round-to must be an integer >= 1, got {self.round_to!r}")
         if self.score not in STRUCTURED_SCORES:
             raise ConfigError(f"unknown structured score {self.score!r}; choose one of {', '.join(STRUCTURED_SCORES)}")
         if self.recovery not in STRUCTURED_RECOVERIES:

@@ -51,7 +51,7 @@ def prune_structured(options: PruneOptions, data: str | Path, on_step: Callable[
     groups = find_groups(encoder.model, graph, encoder.head_prefixes)
     on_step(f"scoring groups ({options.score})")
     scores = group_scores(options.score, model, graph, groups, batches, encoder.prunable_parameters())
-    removed = choose_removals(groups, scores, float(options.ratio))
+    removed = choose_removals(groups, scores, float(options.ratio), round_to=options.round_to)
     structure = remove_units(encoder.model, graph, groups, removed)
     on_step(f"recovery ({options.recovery})")
     recover_structured(model, options.recovery, calib, batches, encoder.preprocess.normalize, device,

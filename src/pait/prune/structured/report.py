@@ -11,10 +11,11 @@ NOTE = ("Structured pruning removes whole channels, heads and neurons: the saved
 def markdown(report: dict[str, Any]) -> str:
     """A short Markdown rendering of a structured ``pait prune`` report."""
     o, acc, size = report["options"], report["accuracy"], report["size"]
+    rounding = f" (each layer keeps a multiple of {o['round_to']} channels)" if o.get("round_to", 1) > 1 else ""
     lines = [
         f"# Structurally pruned {o['encoder']}",
         "",
-        f"Score `{o['score']}`, channel ratio {o['ratio']}, recovery `{o['recovery']}`; data "
+        f"Score `{o['score']}`, channel ratio {o['ratio']}{rounding}, recovery `{o['recovery']}`; data "
         f"`{report['data']['folder']}` ({len(report['data']['classes'])} classes; {report['data']['calibration']} "
         f"calibration and {report['data']['evaluation']} held-out images, seed {o['seed']}).",
         "",

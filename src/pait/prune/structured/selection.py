@@ -18,16 +18,27 @@ def floor(units: int, min_keep: float = MIN_KEEP) -> int:
     return max(1, math.ceil(min_keep * units))
 
 
+def rounded_keep(units: int, keep: int, round_to: int) -> int:
+    """``keep`` rounded up to a multiple of ``round_to``, or all ``units`` when that exceeds them
+    (as Torch-Pruning's pruners round with ``round_to``)."""
+    keep = -(-keep // round_to) * round_to
+    return min(keep, units)
+
+
 def choose_removals(groups: Sequence[Group], scores: Sequence[Tensor], ratio: float,
-                    min_keep: float = MIN_KEEP) -> list[list[int]]:
+                    min_keep: float = MIN_KEEP, round_to: int = 1) -> list[list[int]]:
     """Per group, the unit indices to remove.
 
     Heads are ranked among heads, channels/neurons among channels/neurons (two scopes, as in
     Torch-Pruning). In each scope the ``round(ratio * total units)`` lowest-scoring units go, globally
     across groups, skipping a unit whose group is already at its floor (:func:`floor`); ties break by
-    group then unit order.
+    group then unit order. With ``round_to`` > 1 each channel/neuron group then keeps a multiple of
+    ``round_to`` units (or all of them): its highest-scoring removals are put back, so fewer units than
+    the ratio asks may go. Heads are not rounded.
     """
     check_ratio(ratio)
+    if round_to < 1:
+        raise ValueError(f"round_to must be at least 1, got {round_to}")
     removed: list[list[int]] = [[] for _ in groups]
     for scope in ("heads", "other"):
         members = [i for i, g in enumerate(groups) if (g.kind == "heads") == (scope == "heads")]
@@ -41,9 +52,13 @@ def choose_removals(groups: Sequence[Group], scores: Sequence[Tensor], ratio: fl
             if count == target:
                 break
             if left[i] > 0:
-                removed[i].append(u)
+                removed[i].append(u)  # in ascending score order
                 left[i] -= 1
                 count += 1
+        if scope == "other" and round_to > 1:
+            for i in members:
+                units = groups[i].units
+                removed[i] = removed[i][:units - rounded_keep(units, units - len(removed[i]), round_to)]
     return [sorted(r) for r in removed]
 
 
