@@ -1,13 +1,13 @@
 """The grid with ``structure: channels``: channel-pruning units beside weight-pruning ones, same results rows."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
-from safetensors.torch import load_file
-
 from conftest import TINY_ENCODER, TINY_SUITE
+from safetensors.torch import load_file
+from test_structured import tiny_efficientnet
+
 from pait.config import config_from_dict
 from pait.encoders import ENCODERS, Encoder, Preprocessing, register_encoder
 from pait.encoders.base import timm_pre_logits
@@ -15,10 +15,6 @@ from pait.executors import run_grid
 from pait.export.structured import load_structured
 from pait.grid.plan import run_dir
 from pait.report import build_report
-from test_structured import tiny_efficientnet
-
-sys.path.insert(0, str(Path(__file__).parent / "protocol"))
-from gridutil import logged_stages, stage_dirs  # noqa: E402
 
 ENCODER = "tiny-structured-grid"
 if ENCODER not in ENCODERS:
@@ -28,6 +24,11 @@ if ENCODER not in ENCODERS:
                                                          timm_pre_logits, ("classifier",)))
 
 TARGETS, STAGES = ("task-0", "task-1", "task-2"), ("unpruned", "pruned", "recovered")
+
+
+def stage_dirs(out: Path) -> set[Path]:
+    """Every finished stage directory of the store under ``out``."""
+    return {p for p in (out / "stages").glob("*/*") if p.is_dir() and not p.name.startswith(".")}
 
 
 def channels_config(**changes):
@@ -84,9 +85,9 @@ def test_channel_counts_fall_as_the_ratio_grows_and_the_saved_module_is_that_sma
 def test_a_rerun_recomputes_nothing(channels_run):
     out, config, table = channels_run
     run = run_dir(config, out)
-    logged, dirs = logged_stages(run), stage_dirs(out)
+    logged, dirs = (run / "stages.log").read_text(), stage_dirs(out)
     again = run_grid(config, out, show_progress=False)
-    assert logged_stages(run) == logged and stage_dirs(out) == dirs
+    assert (run / "stages.log").read_text() == logged and stage_dirs(out) == dirs
     assert again.equals(table)
 
 
