@@ -65,8 +65,8 @@ def expand(config: ExperimentConfig, tasks: list[str]) -> list[Unit]:
     unknown = [s for s in sources if s not in tasks]
     if unknown:
         raise ConfigError(f"source task(s) {', '.join(unknown)} not in the suite; its tasks: {', '.join(tasks)}")
-    return [Unit(e, score, sp, src, seed, rec, config.structure) for e in config.encoders for seed in config.seeds for src in sources
-            for score in config.scores for rec in config.recoveries for sp in config.sparsities]
+    return [Unit(e, score, sp, src, seed, rec, config.structure) for e in config.encoders for seed in config.seeds
+            for src in sources for score in config.scores for rec in config.recoveries for sp in config.sparsities]
 
 
 def packs(units: list[Unit], size: int) -> list[list[Unit]]:
@@ -79,7 +79,8 @@ def packs(units: list[Unit], size: int) -> list[list[Unit]]:
 
     for unit in units:
         last = groups[-1] if groups else None
-        if last and unit.recovery == "sgd" and unit.structure == "weights" and len(last) < size and group_of(last[0]) == group_of(unit):
+        packable = unit.recovery == "sgd" and unit.structure == "weights"
+        if last and packable and len(last) < size and group_of(last[0]) == group_of(unit):
             last.append(unit)
         else:
             groups.append([unit])
