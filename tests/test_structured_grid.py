@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY_ENCODER, TINY_SUITE
 from safetensors.torch import load_file
-from test_structured import tiny_efficientnet
+from test_structured import tiny_efficientnet, tiny_vit
 
 from pait.config import config_from_dict
 from pait.encoders import ENCODERS, Encoder, Preprocessing, register_encoder
@@ -22,6 +22,13 @@ if ENCODER not in ENCODERS:
         lambda weights, trust_torchscript=False: Encoder(ENCODER, tiny_efficientnet().float(),
                                                          Preprocessing(input_size=16, crop_pct=1.0), 24,
                                                          timm_pre_logits, ("classifier",)))
+
+VIT = "tiny-structured-grid-vit"
+if VIT not in ENCODERS:
+    register_encoder(VIT, "tiny DINOv2-like ViT", "none", "random, seeded")(
+        lambda weights, trust_torchscript=False: Encoder(VIT, tiny_vit().float(),
+                                                         Preprocessing(input_size=28, crop_pct=1.0), 32,
+                                                         timm_pre_logits, ("head",)))
 
 TARGETS, STAGES = ("task-0", "task-1", "task-2"), ("unpruned", "pruned", "recovered")
 
@@ -113,3 +120,14 @@ def test_weights_units_keep_their_keys(tmp_path):
     ]
     assert all("structure" not in u for u in units)
     assert sorted(set(table.unit)) == ["87dae7e4f24f259f906c", "e1e43b99c4a2da047432"]
+
+
+def test_a_vit_unit_removes_heads_and_neurons(tmp_path):
+    config = channels_config(encoders=[VIT], scores=["kfac"], sparsities=[0.5], sources=["task-0"],
+                             recoveries=["none"], save_weights=False)
+    table = run_grid(config, tmp_path, show_progress=False)
+    assert len(table) == len(TARGETS) * len(STAGES) and table.accuracy.between(0, 1).all()
+    unit = json.loads((run_dir(config, tmp_path) / "units.json").read_text())[0]
+    record = json.loads((run_dir(config, tmp_path) / unit["unit_dir"] / "channels.json").read_text())
+    assert record["removed_fraction"] == pytest.approx({"heads": 0.5, "neurons": 0.5}, abs=0.02)
+    assert record["params"][1] < record["params"][0]
