@@ -38,11 +38,14 @@ def pruned_iou(kept_a: np.ndarray, kept_b: np.ndarray) -> float:
     return float((pa & pb).sum()) / union if union else 1.0
 
 
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks of ``x`` (1-based, ties share their average rank)."""
+    return pd.Series(x).rank(method="average").to_numpy()
+
+
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
     """Spearman rank correlation: Pearson correlation of average ranks."""
-    rx = pd.Series(x).rank(method="average").to_numpy()
-    ry = pd.Series(y).rank(method="average").to_numpy()
-    return float(np.corrcoef(rx, ry)[0, 1])
+    return float(np.corrcoef(average_ranks(x), average_ranks(y))[0, 1])
 
 
 def mask_agreement(run_dir: Path) -> pd.DataFrame:
@@ -54,16 +57,25 @@ def mask_agreement(run_dir: Path) -> pd.DataFrame:
     rows = []
     if "seed" not in units:
         units = units.assign(seed=0)
-    for (encoder, score, sparsity, _), group in units.groupby(["encoder", "score", "sparsity", "seed"], sort=False):
+    ranks: dict[str, np.ndarray] = {}  # one score file serves every sparsity and pair: rank it once
+    # (groups sorted so that one (encoder, seed, score) is done before the next, whose ranks replace these)
+
+    def score_correlation(a: str, b: str) -> float:
+        for folder in (a, b):
+            if folder not in ranks:
+                ranks[folder] = average_ranks(_flat(run_dir / folder / "scores.safetensors"))
+        return float(np.corrcoef(ranks[a], ranks[b])[0, 1])
+
+    for (encoder, _, score, sparsity), group in units.groupby(["encoder", "seed", "score", "sparsity"]):
+        if ranks and not set(ranks) & set(group.scores_dir):
+            ranks.clear()
         group = group.drop_duplicates("source")  # one unit per source: recoveries share the mask
+        masks = {u.unit_dir: _flat(run_dir / u.unit_dir / "mask.safetensors") for u in group.itertuples()}
         for a, b in itertools.combinations(group.itertuples(), 2):
             rows.append({"encoder": encoder, "score": score, "sparsity": sparsity, "source_a": a.source,
-                         "source_b": b.source,
-                         "iou": pruned_iou(_flat(run_dir / a.unit_dir / "mask.safetensors"),
-                                           _flat(run_dir / b.unit_dir / "mask.safetensors")),
+                         "source_b": b.source, "iou": pruned_iou(masks[a.unit_dir], masks[b.unit_dir]),
                          "iou_random": sparsity / (2 - sparsity),
-                         "spearman": spearman(_flat(run_dir / a.scores_dir / "scores.safetensors"),
-                                              _flat(run_dir / b.scores_dir / "scores.safetensors"))})
+                         "spearman": score_correlation(a.scores_dir, b.scores_dir)})
     return pd.DataFrame(rows, columns=P1_COLUMNS)
 
 
