@@ -10,34 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from pait.config import FinetuneConfig
 from pait.errors import ConfigError
+from pait.prune.bn_recalibration import recalibrate_batchnorm
 from pait.prune.options import STRUCTURED_RECOVERIES
 from pait.train.finetune import MaskHolder, finetune
 from pait.heads import HeadedModel
 from pait.tasks.base import TaskData
-
-
-@torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, batches: list[tuple[Tensor, Tensor]]) -> int:
-    """Replace every BatchNorm's running mean/var by the average over ``batches`` (images first);
-    other modules stay in eval mode. Returns the number of BatchNorm layers."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [(m, m.momentum, m.training) for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the batches
-        m.train()
-    try:
-        for images, _ in batches:
-            model(images)
-    finally:
-        for m, momentum, training in saved:
-            m.momentum = momentum
-            m.train(training)
-    return len(norms)
 
 
 def recover_structured(model: HeadedModel, method: str, calib: TaskData, batches: list[tuple[Tensor, Tensor]],
