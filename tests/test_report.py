@@ -93,6 +93,15 @@ def test_p2_table_counts_negative_transfer_gains(results):
     assert table.violations.sum() == int((pairs.gain < 0).sum())
 
 
+def test_p2_leaves_out_recovery_none(results):
+    none = results[results.stage != "unpruned"].copy()
+    none["recovery"] = "none"
+    both = pd.concat([results, none[none.stage == "recovered"]], ignore_index=True)
+    assert p2_pairs(none).empty and p2_table(none).empty
+    assert p2_table(both).recovery.unique().tolist() == ["sgd"]
+    assert len(p2_pairs(both)) == len(p2_pairs(results))
+
+
 def test_report_command_writes_markdown_and_self_contained_html(tiny_run):
     assert main(["report", str(tiny_run)]) == 0
     md = (tiny_run / "report.md").read_text()

@@ -122,10 +122,13 @@ def p1_blocks(results: pd.DataFrame, pairwise: pd.DataFrame, run_dir: Path, figu
 
 def p2_blocks(table: pd.DataFrame) -> list[Block]:
     """P2 from ``claims.p2_table``: the mean transfer gain of each recovery per setting, with interval and verdict."""
+    heading = Heading("P2: does recovery on the source (re-training, or a one-shot update) hurt transfer?")
+    if table.empty:
+        return [heading, Text("Not measured: no unit in this run has a recovery other than `none`.")]
     rows = [[r.encoder, r.score, r.recovery, f"{r.sparsity:.2%}", str(r.n), fmt_ci(r.mean, r.low, r.high, "signed"),
              fmt_p(r.wilcoxon_p), fmt_p(r.sign_p), f"{r.worst:+.3f}", f"{r.violations} / {r.pairs}",
              fmt_interval(r.v_low, r.v_high), f"**{r.verdict}**"] for r in table.itertuples()]
-    return [Heading("P2: does recovery on the source (re-training, or a one-shot update) hurt transfer?"),
+    return [heading,
             Text("Recovered minus zero-shot pruned mean transfer accuracy per unit (mean over the unit's transfer "
                  "tasks); n units (sources x seeds), the bootstrap 95% CI of the mean gain and paired p-values; for "
                  "information, the worst single (source, seed, transfer task) pair and the count of negative pairs."),

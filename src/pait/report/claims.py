@@ -35,10 +35,14 @@ def p1_table(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def p2_pairs(results: pd.DataFrame) -> pd.DataFrame:
-    """Re-trained minus pruned accuracy for every (setting, source, seed, transfer target)."""
+    """Recovered minus pruned accuracy for every (setting, source, seed, transfer target); recovery ``none``
+    is left out (its recovered stage is the pruned one, so its gain is zero by construction, not a finding)."""
     transfer = results[~results.is_source]
     if "recovery" not in transfer:
         transfer = transfer.assign(recovery="sgd")
+    transfer = transfer[transfer.recovery != "none"]
+    if not (transfer.stage == "recovered").any():
+        return pd.DataFrame(columns=UNIT_KEYS + ["target", "gain"])
     acc = transfer.pivot_table(index=UNIT_KEYS + ["target"], columns="stage", values="accuracy", aggfunc="mean")
     return (acc["recovered"] - acc["pruned"]).rename("gain").reset_index()
 
