@@ -1,0 +1,106 @@
+"""Regenerate the tables and figures of docs/findings.md from the committed study results.
+
+    python scripts/findings.py                 # from docs/findings/<study>/ (committed results) only
+    python scripts/findings.py --runs runs     # first copy each study's results from runs/<study>/
+
+``--runs`` copies ``results.parquet``, ``config.json`` and ``failures.json`` of every study in STUDIES
+found under the run root, and writes ``agreement.csv``: the per-pair mask and score agreement across
+sources, computed from the run's stage cache (masks and scores are too large to commit). Everything
+else is computed from those committed files: ``docs/findings/tables.md`` (results with 95% CIs over
+source x seed, each score against `magnitude` paired, P1 / P2 / second-order verdicts, mask agreement)
+and the figures ``docs/findings/<study>/fig3.png`` and ``agreement.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from pait.report.build import p2_blocks, results_table
+from pait.report.claims import p2_table
+from pait.report.document import Block, Figure, Heading, Table, Text, to_markdown
+from pait.report.fig3 import plot_fig3
+from pait.report.p1 import agreement_summary, mask_agreement, plot_agreement
+from pait.report.pairwise import pairwise_table
+from pait.report.stat_blocks import claim_blocks, pairwise_blocks
+from pait.report.run_folder import read_results
+
+ROOT = Path(__file__).resolve().parents[1]
+FINDINGS = ROOT / "docs" / "findings"
+STUDIES = ("study-efficientnet_lite0", "study-vits14_dinov2_imgfocus", "study-efficientnet_lite0_paper_lr",
+           "study-efficientnet_lite0_recoveries")  # those found under docs/findings/ (or --runs) are used
+COPIED = ("results.parquet", "config.json", "failures.json")
+
+
+def copy_run(run_root: Path, study: str) -> bool:
+    """Copy one study's results from ``run_root/study`` (and its mask agreement); False if it is absent."""
+    source = run_root / study
+    if not (source / "results.parquet").is_file():
+        return False
+    target = FINDINGS / study
+    target.mkdir(parents=True, exist_ok=True)
+    for name in COPIED:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, target / name)
+    mask_agreement(source).to_csv(target / "agreement.csv", index=False, float_format="%.6g")
+    return True
+
+
+def agreement_blocks(folder: Path) -> list[Block]:
+    """The mask and score agreement across sources (mean over source pairs and seeds), with its figure."""
+    path = folder / "agreement.csv"
+    pairs = pd.read_csv(path) if path.is_file() else pd.DataFrame()
+    if pairs.empty:
+        return []
+    rows = [[r.encoder, r.score, f"{r.sparsity:.2%}", f"{r.iou:.3f}", f"{r.iou_random:.3f}", f"{r.spearman:.3f}",
+             str(r.pairs)] for r in agreement_summary(pairs).itertuples()]
+    figure = plot_agreement(pairs, folder / "agreement.png")
+    return [Heading("Mask agreement across sources", 3),
+            Text("IoU of the pruned sets of two sources' masks (random masks: p / (2 − p)) and Spearman ρ of their "
+                 "scores, mean over source pairs and seeds."),
+            Table(["encoder", "score", "sparsity", "IoU pruned", "IoU random", "Spearman ρ", "pairs"], rows),
+            Figure(f"{folder.name}/{figure.name}", f"{folder.name}: agreement of masks and scores across sources.")]
+
+
+def study_blocks(folder: Path) -> list[Block]:
+    """Every table of one study, demoted one heading level below the study's own heading."""
+    results = read_results(folder)
+    fig3 = plot_fig3(results, folder / "fig3.png")
+    pairwise = pairwise_table(results)
+    blocks: list[Block] = [Heading(folder.name, 2), Heading("Source and mean transfer accuracy", 3),
+                           results_table(results),
+                           Figure(f"{folder.name}/{fig3.name}", f"{folder.name}: Fig. 3 (error bars: 95% CI over "
+                                  "source x seed).")]
+    sections = pairwise_blocks(pairwise) + p2_blocks(p2_table(results)) + claim_blocks(pairwise, p2_table(results))
+    blocks += [Heading(b.text, 3) if isinstance(b, Heading) else b for b in sections]
+    return blocks + agreement_blocks(folder)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=Path, help="run root (pait run --out) to copy the studies' results from")
+    args = parser.parse_args(argv)
+    if args.runs is not None:
+        copied = [s for s in STUDIES if copy_run(args.runs, s)]
+        print(f"copied {', '.join(copied) or 'nothing'} from {args.runs}")
+    folders = [FINDINGS / s for s in STUDIES if (FINDINGS / s / "results.parquet").is_file()]
+    if not folders:
+        print(f"no committed study results under {FINDINGS}", file=sys.stderr)
+        return 2
+    blocks: list[Block] = [
+        Heading("Study tables (generated)", 1),
+        Text("Written by `python scripts/findings.py` from the committed results under `docs/findings/`; do not edit "
+             "by hand. The discussion is in [../findings.md](../findings.md).")]
+    for folder in folders:
+        blocks += study_blocks(folder)
+    (FINDINGS / "tables.md").write_text(to_markdown(blocks))
+    print(f"wrote {FINDINGS / 'tables.md'} ({len(folders)} studies)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
