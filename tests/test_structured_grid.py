@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import TINY_ENCODER, TINY_SUITE
 from safetensors.torch import load_file
 from test_structured import tiny_efficientnet, tiny_vit
 
@@ -16,6 +15,7 @@ from pait.export.structured import load_structured
 from pait.grid.plan import run_dir
 from pait.report import build_report
 
+TINY_ENCODER, TINY_SUITE = "tiny-test-cnn", "tiny-test-suite"  # registered by tests/conftest.py
 ENCODER = "tiny-structured-grid"
 if ENCODER not in ENCODERS:
     register_encoder(ENCODER, "tiny EfficientNet-Lite-like", "none", "random, seeded")(
