@@ -27,6 +27,7 @@ from pait.report.fig3 import plot_fig3
 from pait.report.p1 import agreement_summary, mask_agreement, plot_agreement
 from pait.report.pairwise import pairwise_table
 from pait.report.stat_blocks import claim_blocks, pairwise_blocks
+from pait.errors import PaitError
 from pait.report.run_folder import read_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,4 +104,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except PaitError as err:  # a damaged or missing results file: one line, as the pait command prints
+        print(f"findings: error: {err}", file=sys.stderr)
+        sys.exit(2)
