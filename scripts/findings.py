@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pait.errors import PaitError
 from pait.report.build import p2_blocks, results_table
 from pait.report.claims import p2_table
 from pait.report.document import Block, Figure, Heading, Table, Text, to_markdown
@@ -27,7 +28,6 @@ from pait.report.fig3 import plot_fig3
 from pait.report.p1 import agreement_summary, mask_agreement, plot_agreement
 from pait.report.pairwise import pairwise_table
 from pait.report.stat_blocks import claim_blocks, pairwise_blocks
-from pait.errors import PaitError
 from pait.report.run_folder import read_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,12 +71,12 @@ def study_blocks(folder: Path) -> list[Block]:
     """Every table of one study, demoted one heading level below the study's own heading."""
     results = read_results(folder)
     fig3 = plot_fig3(results, folder / "fig3.png")
-    pairwise = pairwise_table(results)
+    pairwise, p2 = pairwise_table(results), p2_table(results)
     blocks: list[Block] = [Heading(folder.name, 2), Heading("Source and mean transfer accuracy", 3),
                            results_table(results),
                            Figure(f"{folder.name}/{fig3.name}", f"{folder.name}: Fig. 3 (error bars: 95% CI over "
                                   "source x seed).")]
-    sections = pairwise_blocks(pairwise) + p2_blocks(p2_table(results)) + claim_blocks(pairwise, p2_table(results))
+    sections = pairwise_blocks(pairwise) + p2_blocks(p2) + claim_blocks(pairwise, p2)
     blocks += [Heading(b.text, 3) if isinstance(b, Heading) else b for b in sections]
     return blocks + agreement_blocks(folder)
 
