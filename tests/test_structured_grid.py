@@ -16,19 +16,20 @@ from pait.grid.plan import run_dir
 from pait.report import build_report
 
 TINY_ENCODER, TINY_SUITE = "tiny-test-cnn", "tiny-test-suite"  # registered by tests/conftest.py
-ENCODER = "tiny-structured-grid"
-if ENCODER not in ENCODERS:
-    register_encoder(ENCODER, "tiny EfficientNet-Lite-like", "none", "random, seeded")(
-        lambda weights, trust_torchscript=False: Encoder(ENCODER, tiny_efficientnet().float(),
-                                                         Preprocessing(input_size=16, crop_pct=1.0), 24,
-                                                         timm_pre_logits, ("classifier",)))
 
-VIT = "tiny-structured-grid-vit"
-if VIT not in ENCODERS:
-    register_encoder(VIT, "tiny DINOv2-like ViT", "none", "random, seeded")(
-        lambda weights, trust_torchscript=False: Encoder(VIT, tiny_vit().float(),
-                                                         Preprocessing(input_size=28, crop_pct=1.0), 32,
-                                                         timm_pre_logits, ("head",)))
+
+def _register_tiny(name: str, description: str, build, input_size: int, feature_dim: int, head: str) -> str:
+    """Register a tiny random-weight encoder (once per session) and return its name."""
+    if name not in ENCODERS:
+        register_encoder(name, description, "none", "random, seeded")(
+            lambda weights, trust_torchscript=False: Encoder(name, build().float(),
+                                                             Preprocessing(input_size=input_size, crop_pct=1.0),
+                                                             feature_dim, timm_pre_logits, (head,)))
+    return name
+
+
+ENCODER = _register_tiny("tiny-structured-grid", "tiny EfficientNet-Lite-like", tiny_efficientnet, 16, 24, "classifier")
+VIT = _register_tiny("tiny-structured-grid-vit", "tiny DINOv2-like ViT", tiny_vit, 28, 32, "head")
 
 TARGETS, STAGES = ("task-0", "task-1", "task-2"), ("unpruned", "pruned", "recovered")
 
