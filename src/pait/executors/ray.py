@@ -31,12 +31,13 @@ from pait.grid.plan import (
     plan,
     run_dir,
     run_group,
+    scores_sparsity,
     stage_store,
+    unit_scores_stage,
     write_failures,
     write_outputs,
 )
-from pait.grid.stages import prepare, score_is_per_sparsity, scores_stage
-from pait.grid.structured import CHANNELS, group_scores_stage
+from pait.grid.stages import prepare
 
 
 def _prepare(config: ExperimentConfig, unit: Unit, out_root: str) -> None:
@@ -46,11 +47,7 @@ def _prepare(config: ExperimentConfig, unit: Unit, out_root: str) -> None:
 
 def _scores(config: ExperimentConfig, unit: Unit, out_root: str, _ready: None) -> None:
     import_plugins(config)
-    ctx = prepare(config, unit.encoder, stage_store(config, out_root), unit.seed)
-    if unit.structure == CHANNELS:
-        group_scores_stage(ctx, unit.source, unit.score)
-    else:
-        scores_stage(ctx, unit.source, unit.score, unit.sparsity if score_is_per_sparsity(unit.score) else None)
+    unit_scores_stage(prepare(config, unit.encoder, stage_store(config, out_root), unit.seed), unit)
 
 
 def _group(config: ExperimentConfig, group: list[Unit], out_root: str, *_ready: None
@@ -115,8 +112,7 @@ def run_grid_ray(
             replicate = (unit.encoder, unit.seed)
             if replicate not in prepared:
                 prepared[replicate] = prepare_task.remote(config, unit, root)
-            per_sparsity = unit.structure != CHANNELS and score_is_per_sparsity(unit.score)
-            key = (*replicate, unit.source, unit.score, unit.sparsity if per_sparsity else None)
+            key = (*replicate, unit.source, unit.score, scores_sparsity(unit))
             if key not in scored:
                 scored[key] = scores_task.remote(config, unit, root, prepared[replicate])
             ready.append(scored[key])

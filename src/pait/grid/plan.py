@@ -21,12 +21,19 @@ from pait.grid.stages import (
     prepare,
     score_is_per_sparsity,
     scores_key,
+    scores_stage,
     unit_key,
     unit_stage,
     units_stage,
 )
 from pait.tasks import Task
-from pait.grid.structured import CHANNELS, channels_unit_key, channels_unit_stage, group_scores_key
+from pait.grid.structured import (
+    CHANNELS,
+    channels_unit_key,
+    channels_unit_stage,
+    group_scores_key,
+    group_scores_stage,
+)
 from pait.grid.validation import check_encoders, check_output_root, validate_config
 
 RESULT_COLUMNS = ["encoder", "score", "sparsity", "source", "recovery", "structure", "seed", "target", "is_source",
@@ -102,15 +109,28 @@ def unit_rows(ctx: Context, unit: Unit, metrics: dict) -> list[dict]:
     return rows
 
 
+def scores_sparsity(unit: Unit) -> float | None:
+    """The sparsity a unit's scores are computed at: its own for per-sparsity weight scores, else None (one
+    scores stage shared by every sparsity or channel ratio of the unit's source and score)."""
+    return unit.sparsity if unit.structure != CHANNELS and score_is_per_sparsity(unit.score) else None
+
+
+def unit_scores_stage(ctx: Context, unit: Unit) -> None:
+    """Compute, or find cached, the scores stage that ``unit`` reads."""
+    if unit.structure == CHANNELS:
+        group_scores_stage(ctx, unit.source, unit.score)
+    else:
+        scores_stage(ctx, unit.source, unit.score, scores_sparsity(unit))
+
+
 def unit_index_entry(ctx: Context, unit: Unit, directory: Path) -> dict:
     """Where a unit's stage outputs lie (relative to the run directory), for reports that read masks and scores."""
     if unit.structure == CHANNELS:
         keys = (channels_unit_key(ctx, unit.source, unit.score, unit.sparsity, unit.recovery),
                 group_scores_key(ctx, unit.source, unit.score))
     else:
-        per_sparsity = unit.sparsity if score_is_per_sparsity(unit.score) else None
         keys = (unit_key(ctx, unit.source, unit.score, unit.sparsity, unit.recovery),
-                scores_key(ctx, unit.source, unit.score, per_sparsity))
+                scores_key(ctx, unit.source, unit.score, scores_sparsity(unit)))
     stages = {"unit_dir": ctx.store.path("unit", keys[0]), "scores_dir": ctx.store.path("scores", keys[1])}
     structure = {"structure": unit.structure} if unit.structure != "weights" else {}
     return {"unit": unit_id(unit), "encoder": unit.encoder.name, "score": unit.score, "sparsity": unit.sparsity,
