@@ -132,3 +132,18 @@ def test_a_vit_unit_removes_heads_and_neurons(tmp_path):
     record = json.loads((run_dir(config, tmp_path) / unit["unit_dir"] / "channels.json").read_text())
     assert record["removed_fraction"] == pytest.approx({"heads": 0.5, "neurons": 0.5}, abs=0.02)
     assert record["params"][1] < record["params"][0]
+
+
+def test_round_to_keeps_multiples_of_it_in_every_channel_group(tmp_path):
+    config = channels_config(scores=["magnitude"], sparsities=[0.5], sources=["task-0"], recoveries=["none"],
+                             save_weights=False, round_to=4)
+    run_grid(config, tmp_path, show_progress=False)
+    unit = json.loads((run_dir(config, tmp_path) / "units.json").read_text())[0]
+    groups = json.loads((run_dir(config, tmp_path) / unit["unit_dir"] / "channels.json").read_text())["groups"]
+    assert any(g["kept"] < g["units"] for g in groups)
+    assert all(g["kept"] % 4 == 0 or g["kept"] == g["units"] for g in groups)
+    unrounded = channels_config(scores=["magnitude"], sparsities=[0.5], sources=["task-0"], recoveries=["none"],
+                                save_weights=False, name="unrounded")
+    run_grid(unrounded, tmp_path, show_progress=False)
+    other = json.loads((run_dir(unrounded, tmp_path) / "units.json").read_text())[0]
+    assert other["unit_dir"] != unit["unit_dir"] and other["scores_dir"] == unit["scores_dir"]

@@ -76,6 +76,7 @@ class ExperimentConfig:
     save_weights: bool = False  # keep each unit's re-trained weights (needed by `pait landscape`)
     plugins: tuple[str, ...] = ()  # modules imported first (by every worker too): they register encoders, suites, scores
     structure: str = "weights"  # weights: masks at each sparsity; channels: whole channels removed, sparsity = channel ratio
+    round_to: int = 1  # structure: channels only: each channel group keeps a multiple of this many channels (or all)
 
 
 def _build(cls: type, data: Any, where: str) -> Any:

@@ -234,6 +234,9 @@ CASES: dict[str, Case] = {
     "channels with obs recovery": lambda e, m: (
         e.run("structure=channels", "recoveries=[obs]"),
         "recoveries: 'obs' not available with structure: channels; choose among none, bn, sgd"),
+    "round_to=0": lambda e, m: (e.run("structure=channels", "round_to=0"), "round_to must be at least 1, got 0"),
+    "round_to with weights": lambda e, m: (e.run("round_to=8"), "round_to: 8 needs structure: channels"),
+    "round_to not an integer": lambda e, m: (e.run("structure=channels", "round_to=2.5"), "round_to: expected int, got 2.5"),
     "channels without a classifier": lambda e, m: (
         e.run("structure=channels"), "structure: channels with encoder 'tiny_cnn': structured pruning of a conv net needs"),
     # names

@@ -89,8 +89,10 @@ def write_group_scores(ctx: Context, key: dict[str, Any], source: str, score: st
 
 
 def channels_unit_key(ctx: Context, source: str, score: str, ratio: float, recovery: str) -> dict[str, Any]:
-    """Key of a channel-pruning unit: a weight-pruning unit's key plus the structure."""
-    return {**unit_key(ctx, source, score, ratio, recovery), "structure": CHANNELS}
+    """Key of a channel-pruning unit: a weight-pruning unit's key plus the structure (and ``round_to`` when set,
+    so keys from before the field existed still hold)."""
+    rounding = {"round_to": ctx.config.round_to} if ctx.config.round_to != 1 else {}
+    return {**unit_key(ctx, source, score, ratio, recovery), "structure": CHANNELS, **rounding}
 
 
 def channels_unit_stage(
@@ -120,7 +122,7 @@ def write_channels_unit(
         raise RuntimeError(f"the cached group scores of {score} on {source} do not match the encoder's groups")
     pixels = ctx.encoder.preprocess.input_size
     before = size(model, pixels, ctx.device)  # (MACs, parameters)
-    removed = choose_removals(groups, [scores[g.name] for g in groups], ratio)
+    removed = choose_removals(groups, [scores[g.name] for g in groups], ratio, round_to=ctx.config.round_to)
     structure = remove_units(model, graph, groups, removed)
     pruned_ctx = dataclasses.replace(ctx, encoder=dataclasses.replace(ctx.encoder, model=model))
     pruned = {task: pruned_ctx.evaluate(task) for task in ctx.splits}

@@ -70,7 +70,10 @@ def check_structure(config: ExperimentConfig) -> None:
     """``structure`` is known; under ``channels`` every score and recovery is one structured pruning has."""
     if config.structure not in GRID_STRUCTURES:
         raise ConfigError(f"structure must be one of {', '.join(GRID_STRUCTURES)}, got {config.structure!r}")
+    at_least("round_to", config.round_to, 1)
     if config.structure == "weights":
+        if config.round_to != 1:
+            raise ConfigError(f"round_to: {config.round_to} needs structure: channels (weights are pruned one by one)")
         return
     for key, names, allowed in (("scores", config.scores, STRUCTURED_SCORES),
                                 ("recoveries", config.recoveries, STRUCTURED_RECOVERIES)):
