@@ -1,4 +1,5 @@
 import copy
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -188,3 +189,21 @@ def test_a_grouped_conv_is_rejected_naming_the_layer():
                           nn.Linear(8, 2))
     with pytest.raises(UnsupportedLayerError, match="'1'.*groups=2"):
         build_graph(model, torch.randn(1, 3, 8, 8))
+
+
+def test_a_save_killed_midway_leaves_the_previous_files_whole(tmp_path, monkeypatch):
+    model, x, graph, groups = _setup("efficientnet")
+    record = remove_units(model, graph, groups, choose_removals(groups, summed_scores(groups, {
+        n: p.detach().abs() for n, p in model.named_parameters()}), 0.5))
+    save_structured(model, record, tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def killed(tensors, filename):
+        Path(filename).write_bytes(b"half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("pait.export.structured.save_file", killed)
+    with pytest.raises(KeyboardInterrupt):
+        save_structured(model, record, tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert torch.equal(_features(load_structured(tiny_efficientnet(), tmp_path), x), _features(model, x))

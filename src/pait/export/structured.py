@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +35,22 @@ def save_structured(model: nn.Module, structure: dict[str, Any], out_dir: str | 
     ``timm.create_model`` keyword arguments, so :func:`load_structured` can rebuild it by name)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(out / PRUNED_FILE))
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    _write_then_rename(out / PRUNED_FILE, lambda tmp: save_file(state, str(tmp)))
     record = {"format": FORMAT, "timm": {"architecture": architecture, "kwargs": kwargs or {}},
               "modules": structure["modules"], "attention": structure.get("attention", {})}
-    (out / STRUCTURE_FILE).write_text(json.dumps(record, indent=1))
+    _write_then_rename(out / STRUCTURE_FILE, lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
+
+
+def _write_then_rename(path: Path, write: Callable[[Path], Any]) -> None:
+    """``write`` a hidden temporary file beside ``path``, then rename it over ``path``: a killed run leaves
+    the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _select(mod: nn.Module, name: str, dim: int, index: Tensor) -> None:
@@ -138,7 +152,7 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: int) -> Path:
     path = Path(path)
     module = features_module(copy.deepcopy(model)).float().eval()
     example = torch.zeros(1, 3, input_size, input_size)
-    torch.onnx.export(module, (example,), str(path), input_names=["images"], output_names=["features"],
-                      dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}}, opset_version=17,
-                      dynamo=False)
+    _write_then_rename(path, lambda tmp: torch.onnx.export(
+        module, (example,), str(tmp), input_names=["images"], output_names=["features"],
+        dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}}, opset_version=17, dynamo=False))
     return path
