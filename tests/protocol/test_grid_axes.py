@@ -3,6 +3,7 @@ adding a seed or a recovery to a finished grid reuses every finished stage."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -49,6 +50,9 @@ def test_recoveries_axis_rows_and_one_shot_units_skip_retraining(tmp_path):
     pruned = wide["pruned"].unstack("recovery")
     assert (pruned.nunique(axis=1) == 1).all()  # every recovery starts from the same pruned encoder
     assert computed(out).to_dict() == {"data": 1, "heads": 1, "scores": 1, "unit": len(recoveries) * 2}
+    for unit in json.loads((out / "tiny" / "units.json").read_text()):  # each recovery's wall time is kept
+        seconds = json.loads((out / "tiny" / unit["unit_dir"] / "metrics.json").read_text())["recovery_seconds"]
+        assert isinstance(seconds, float) and seconds >= 0
 
 
 def test_adding_a_recovery_reuses_the_finished_units(tmp_path):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -270,8 +271,10 @@ def unit_stage(
             mask = unit_mask(ctx, source, score, sparsity)
             holder = MaskHolder(ctx.encoder.prunable_parameters(), mask)
             pruned = evaluate_pruned(ctx, holder)
+            start = time.perf_counter()
             losses, mask = recover_unit(ctx, source, mask, holder, recovery, on_epoch)
-            write_unit(ctx, key, mask, pruned, losses, recovered=pruned if recovery == "none" else None)
+            write_unit(ctx, key, mask, pruned, losses, recovered=pruned if recovery == "none" else None,
+                       recovery_seconds=time.perf_counter() - start)
     return unit_metrics(ctx, key)
 
 
@@ -340,12 +343,12 @@ def evaluate_pruned(ctx: Context, holder: MaskHolder) -> dict[str, tuple[float, 
 
 
 def write_unit(ctx: Context, key: dict[str, Any], mask: dict[str, Tensor], pruned: dict, losses: list[float],
-               recovered: dict | None = None) -> None:
+               recovered: dict | None = None, recovery_seconds: float | None = None) -> None:
     """Evaluate the recovered weights now in the encoder (unless ``recovered`` metrics are given), write the
-    unit's outputs, restore theta0."""
+    unit's outputs (with the recovery's wall time when it was timed alone), restore theta0."""
     if recovered is None:
         recovered = {task: ctx.evaluate(task) for task in ctx.splits}
-    metrics = {"pruned": pruned, "recovered": recovered, "train_loss": losses}
+    metrics = {"pruned": pruned, "recovered": recovered, "train_loss": losses, "recovery_seconds": recovery_seconds}
     with ctx.store.writing("unit", key) as out:
         save_file({k: v.to(torch.uint8).contiguous() for k, v in mask.items()}, str(out / "mask.safetensors"))
         (out / "metrics.json").write_text(json.dumps(metrics))

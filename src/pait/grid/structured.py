@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -127,8 +128,10 @@ def write_channels_unit(
     pruned_ctx = dataclasses.replace(ctx, encoder=dataclasses.replace(ctx.encoder, model=model))
     pruned = {task: pruned_ctx.evaluate(task) for task in ctx.splits}
     headed = HeadedModel(model, ctx.encoder.feature_fn, ctx.heads[source])
+    start = time.perf_counter()
     losses = recover_structured(headed, recovery, ctx.splits[source][0], batches, ctx.normalize, ctx.device,
                                 ctx.config.finetune, seed=ctx.seed, on_epoch=on_epoch, autocast_dtype=ctx.autocast)
+    seconds = time.perf_counter() - start
     recovered = pruned if recovery == "none" else {task: pruned_ctx.evaluate(task) for task in ctx.splits}
     after = size(model, pixels, ctx.device)
     record = {"removed_fraction": removed_fraction(groups, removed),
@@ -141,7 +144,8 @@ def write_channels_unit(
         kept[g.name][list(r)] = 0
     with ctx.store.writing("unit", key) as out:
         save_file(kept, str(out / "mask.safetensors"))
-        (out / "metrics.json").write_text(json.dumps({"pruned": pruned, "recovered": recovered, "train_loss": losses}))
+        (out / "metrics.json").write_text(json.dumps({"pruned": pruned, "recovered": recovered, "train_loss": losses,
+                                                    "recovery_seconds": seconds}))
         (out / CHANNELS_FILE).write_text(json.dumps(record, indent=1))
         if ctx.config.save_weights:
             save_structured(model, structure, out, *stock_spec(pruned_ctx.encoder))
