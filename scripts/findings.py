@@ -5,7 +5,8 @@
 
 ``--runs`` copies ``results.parquet``, ``config.json`` and ``failures.json`` of every study in STUDIES
 found under the run root, and writes ``agreement.csv``: the per-pair mask and score agreement across
-sources, computed from the run's stage cache (masks and scores are too large to commit). Everything
+sources, computed from the run's stage cache (masks and scores are too large to commit), and
+``recovery_seconds.csv``: each unit's recovery wall time, where the run recorded it. Everything
 else is computed from those committed files: ``docs/findings/tables.md`` (results with 95% CIs over
 source x seed, each score against `magnitude` paired, P1 / P2 / second-order verdicts, mask agreement)
 and the figures ``docs/findings/<study>/fig3.png`` and ``agreement.png``.
@@ -14,6 +15,7 @@ and the figures ``docs/findings/<study>/fig3.png`` and ``agreement.png``.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -27,14 +29,16 @@ from pait.report.document import Block, Figure, Heading, Table, Text, to_markdow
 from pait.report.fig3 import plot_fig3
 from pait.report.p1 import agreement_summary, mask_agreement, plot_agreement
 from pait.report.pairwise import pairwise_table
-from pait.report.stat_blocks import claim_blocks, pairwise_blocks
+from pait.report.recoveries import recovery_pair_blocks
 from pait.report.run_folder import read_results
+from pait.report.stat_blocks import claim_blocks, pairwise_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 FINDINGS = ROOT / "docs" / "findings"
 STUDIES = ("study-efficientnet_lite0", "study-vits14_dinov2_imgfocus", "study-efficientnet_lite0_paper_lr",
            "study-efficientnet_lite0_recoveries")  # those found under docs/findings/ (or --runs) are used
 COPIED = ("results.parquet", "config.json", "failures.json")
+SECONDS_FILE = "recovery_seconds.csv"  # per unit: the recovery's wall time, where the run recorded it
 
 
 def copy_run(run_root: Path, study: str) -> bool:
@@ -48,7 +52,35 @@ def copy_run(run_root: Path, study: str) -> bool:
         if (source / name).is_file():
             shutil.copyfile(source / name, target / name)
     mask_agreement(source).to_csv(target / "agreement.csv", index=False, float_format="%.6g")
+    seconds = recovery_seconds(source)
+    if seconds["seconds"].notna().any():
+        seconds.to_csv(target / SECONDS_FILE, index=False, float_format="%.4g")
     return True
+
+
+def recovery_seconds(run: Path) -> pd.DataFrame:
+    """One row per unit of a run folder: its keys and the wall time of its recovery (NaN where not recorded)."""
+    rows = []
+    for unit in json.loads((run / "units.json").read_text()):
+        metrics = json.loads((run / unit["unit_dir"] / "metrics.json").read_text())
+        rows.append({k: unit[k] for k in ("encoder", "score", "sparsity", "source", "seed", "recovery")}
+                    | {"seconds": metrics.get("recovery_seconds")})
+    return pd.DataFrame(rows).astype({"seconds": float})
+
+
+def seconds_blocks(folder: Path) -> list[Block]:
+    """Median wall time of each recovery per (encoder, score, sparsity), from the committed per-unit times."""
+    path = folder / SECONDS_FILE
+    if not path.is_file():
+        return []
+    keys = ["encoder", "score", "sparsity", "recovery"]
+    table = pd.read_csv(path).dropna().groupby(keys).seconds.agg(["median", "min", "max", "count"]).reset_index()
+    rows = [[r.encoder, r.score, f"{r.sparsity:.2%}", r.recovery, f"{r.median:.1f}", f"{r.min:.1f} to {r.max:.1f}",
+             str(r.count)] for r in table.itertuples()]
+    return [Heading("Recovery wall time", 3),
+            Text("Seconds of each unit's recovery step alone (evaluation excluded), as run: one thread per unit, two "
+                 "units at once on the 2-core machine."),
+            Table(["encoder", "score", "sparsity", "recovery", "median s", "range s", "units"], rows)]
 
 
 def agreement_blocks(folder: Path) -> list[Block]:
@@ -76,9 +108,9 @@ def study_blocks(folder: Path) -> list[Block]:
                            results_table(results),
                            Figure(f"{folder.name}/{fig3.name}", f"{folder.name}: Fig. 3 (error bars: 95% CI over "
                                   "source x seed).")]
-    sections = pairwise_blocks(pairwise) + p2_blocks(p2) + claim_blocks(pairwise, p2)
+    sections = pairwise_blocks(pairwise) + recovery_pair_blocks(results) + p2_blocks(p2) + claim_blocks(pairwise, p2)
     blocks += [Heading(b.text, 3) if isinstance(b, Heading) else b for b in sections]
-    return blocks + agreement_blocks(folder)
+    return blocks + seconds_blocks(folder) + agreement_blocks(folder)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,7 @@ from pait.report.fig4 import plot_fig4
 from pait.report.html import to_html
 from pait.report.p1 import agreement_summary, mask_agreement, plot_agreement
 from pait.report.pairwise import pairwise_table
+from pait.report.recoveries import recovery_pair_blocks
 from pait.report.stat_blocks import claim_blocks, fmt_ci, fmt_interval, fmt_p, pairwise_blocks, verdict_counts
 from pait.report.stats import mean_ci
 from pait.report.tables import per_unit, stage_label, summary
@@ -189,7 +190,7 @@ def build_report(run_dir: str | Path) -> Path:
         Figure(f"figures/{fig3.name}", "Fig. 3: solid bars pruned zero-shot, hatched bars re-trained; dashed line "
                f"unpruned; error bars: 95% CI over (source x seed) replicates, {replicates_caption(results)} per bar "
                "(no bar where n = 1)."),
-        *pairwise_blocks(pairwise),
+        *pairwise_blocks(pairwise), *recovery_pair_blocks(results),
         Heading("Transfer matrix"),
         Text("Accuracy minus the unpruned encoder's, for each source task (row) and evaluated task (column), mean over "
              "seeds; the boxed cell is the source itself."),
