@@ -10,7 +10,9 @@ One run, two parts:
    SGD re-training (``bn+sgd``: ``--epochs`` epochs, lr 0.01, x0.1 for the last quarter, batch 32).
    Accuracy through each task's frozen ridge head fit on the unpruned encoder; transfer = mean over
    the other three tasks.
-2. Speed. The ``kfac``-pruned module at each ratio vs the dense one: batch 1 and batch 32, PyTorch
+   With ``--round-to 1 8`` every ratio is pruned twice: any width, and each channel group keeping a
+   multiple of 8 channels (variant ``kfac@R/8``).
+2. Speed. The ``kfac``-pruned module at each ratio (and rounding) vs the dense one: batch 1 and batch 32, PyTorch
    eager and ONNX Runtime (CPU provider), ``--threads`` threads each; variants interleaved in every
    repeat, median per variant; plus parameters and MACs (Torch-Pruning's counter).
 
@@ -36,25 +38,25 @@ from torch import nn
 
 from pait.cache import StageStore, write_atomic
 from pait.config import EncoderConfig, ExperimentConfig, FinetuneConfig, SuiteConfig
-from pait.train.finetune import MaskHolder, finetune
-from pait.heads import HeadedModel
-from pait.grid.stages import prepare
-from pait.heads import SplitBatches
 from pait.export.structured import export_onnx, features_module
+from pait.grid.stages import prepare
+from pait.heads import HeadedModel, SplitBatches
 from pait.prune.structured.groups import build_graph, find_groups, remove_units
 from pait.prune.structured.prune import size
 from pait.prune.structured.recovery import recalibrate_batchnorm
 from pait.prune.structured.scores import GROUP_SCORES, group_scores
 from pait.prune.structured.selection import choose_removals, removed_fraction
+from pait.train.finetune import MaskHolder, finetune
 
 
 def prune_copy(dense: nn.Module, example: torch.Tensor, heads: tuple[str, ...], scores: list[torch.Tensor],
-               ratio: float) -> tuple[nn.Module, dict[str, float]]:
-    """A pruned copy of ``dense`` at ``ratio`` by ``scores`` (aligned with the groups of ``dense``)."""
+               ratio: float, round_to: int = 1) -> tuple[nn.Module, dict[str, float]]:
+    """A pruned copy of ``dense`` at ``ratio`` by ``scores`` (aligned with the groups of ``dense``), each channel
+    group keeping a multiple of ``round_to`` channels (or all)."""
     model = copy.deepcopy(dense)
     graph = build_graph(model, example)
     groups = find_groups(model, graph, heads)
-    removed = choose_removals(groups, scores, ratio)
+    removed = choose_removals(groups, scores, ratio, round_to=round_to)
     remove_units(model, graph, groups, removed)
     return model.eval(), removed_fraction(groups, removed)
 
@@ -118,6 +120,8 @@ def main() -> None:
     parser.add_argument("--calib", type=int, default=50)
     parser.add_argument("--eval", type=int, default=50)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--round-to", type=int, nargs="+", default=[1],
+                        help="prune every ratio once per value: channel groups keep a multiple of it (1: any width)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--cache", type=Path, default=Path("runs/bench-structured"))
@@ -139,9 +143,9 @@ def main() -> None:
     batches = list(SplitBatches(ctx.splits[args.source][0], ctx.normalize, ctx.config.score_batch_size, ctx.device))
     example = batches[0][0][:1]
 
-    def row(score, ratio, recovery, accs, seconds, fraction, model):
+    def row(score, ratio, recovery, accs, seconds, fraction, model, round_to=1):
         macs, params = size(model, px, torch.device("cpu"))
-        r = {"score": score, "ratio": ratio, "recovery": recovery, "source": accs[args.source],
+        r = {"score": score, "ratio": ratio, "round_to": round_to, "recovery": recovery, "source": accs[args.source],
              "transfer": sum(accs[t] for t in transfer) / len(transfer), "per_task": accs, "seconds": seconds,
              "removed_fraction": fraction, "macs": macs, "params": params}
         print(json.dumps(r), flush=True)
@@ -167,21 +171,22 @@ def main() -> None:
         scores = group_scores(score, model, graph, groups, batches, ctx.encoder.prunable_parameters())
         score_seconds = time.perf_counter() - start
         del graph
-        for ratio in args.ratios:
-            pruned, fraction = prune_copy(dense, example, heads, scores, ratio)
-            rows.append(row(score, ratio, "none", accuracies(ctx, pruned), score_seconds, fraction, pruned))
+        for ratio, round_to in [(r, n) for r in args.ratios for n in args.round_to]:
+            pruned, fraction = prune_copy(dense, example, heads, scores, ratio, round_to)
+            rows.append(row(score, ratio, "none", accuracies(ctx, pruned), score_seconds, fraction, pruned, round_to))
+            if score == "kfac":  # before bn: a variant's speed does not depend on its statistics
+                speed_models[f"kfac@{ratio}" + (f"/{round_to}" if round_to > 1 else "")] = copy.deepcopy(pruned)
             start = time.perf_counter()
             recalibrate_batchnorm(pruned, batches)
-            rows.append(row(score, ratio, "bn", accuracies(ctx, pruned), time.perf_counter() - start, fraction, pruned))
-            if score == "kfac":
-                speed_models[f"kfac@{ratio}"] = copy.deepcopy(pruned)
-            if ratio in args.sgd_ratios:
+            rows.append(row(score, ratio, "bn", accuracies(ctx, pruned), time.perf_counter() - start, fraction, pruned,
+                            round_to))
+            if ratio in args.sgd_ratios and round_to == args.round_to[0]:
                 start = time.perf_counter()
                 headed = HeadedModel(pruned, ctx.encoder.feature_fn, ctx.heads[args.source])
                 finetune(headed, ctx.splits[args.source][0], MaskHolder({}, {}), config.finetune, ctx.normalize,
                          ctx.device, seed=config.seeds[0])
                 rows.append(row(score, ratio, "bn+sgd", accuracies(ctx, pruned.eval()), time.perf_counter() - start,
-                                fraction, pruned))
+                                fraction, pruned, round_to))
             save()
         if score == "kfac":  # speed first, so a long run has its latency figures early
             timings += speed(speed_models, px, args.threads, args.repeats)
@@ -194,9 +199,11 @@ def main() -> None:
 
 def tables(rows: list[dict], timings: list[dict]) -> str:
     """Markdown: accuracy per score/ratio/recovery, then latency per variant with speedups vs dense."""
-    lines = ["| score | ratio | recovery | source acc | transfer acc (mean) | params | MMACs |", "|---|---|---|---|---|---|---|"]
+    lines = ["| score | ratio | round to | recovery | source acc | transfer acc (mean) | params | MMACs |",
+             "|---|---|---|---|---|---|---|---|"]
     lines = lines if rows else []
-    lines += [f"| {r['score']} | {r['ratio']:.2f} | {r['recovery']} | {r['source']:.3f} | {r['transfer']:.3f} | "
+    lines += [f"| {r['score']} | {r['ratio']:.2f} | {r.get('round_to', 1)} | {r['recovery']} | {r['source']:.3f} | "
+              f"{r['transfer']:.3f} | "
               f"{r['params']:,} | {r['macs'] / 1e6:.1f} |" for r in rows]
     if not timings:
         return "\n".join(lines) + "\n"
