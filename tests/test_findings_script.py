@@ -1,0 +1,50 @@
+"""scripts/findings.py: each unit's recovery wall time is read from its run folder and summarised per setting."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from pait.report.document import Table
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "findings.py"
+
+
+@pytest.fixture(scope="module")
+def findings():
+    spec = importlib.util.spec_from_file_location("findings", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run_folder(root: Path, seconds: list[float | None]) -> Path:
+    """A run folder whose units.json lists one sequential unit per entry of ``seconds`` (None: not recorded)."""
+    run = root / "study-x"
+    units = []
+    for i, s in enumerate(seconds):
+        unit_dir = root / "stages" / "unit" / f"u{i}"
+        unit_dir.mkdir(parents=True)
+        metrics = {"pruned": {}, "recovered": {}, "train_loss": []} | ({} if s is None else {"recovery_seconds": s})
+        (unit_dir / "metrics.json").write_text(json.dumps(metrics))
+        units.append({"unit": f"u{i}", "encoder": "enc", "score": "kfac", "sparsity": 0.4, "source": f"s{i}",
+                      "seed": 0, "recovery": "sequential", "unit_dir": f"../stages/unit/u{i}"})
+    run.mkdir()
+    (run / "units.json").write_text(json.dumps(units))
+    return run
+
+
+def test_recovery_seconds_reads_every_unit_and_marks_missing_times(findings, tmp_path):
+    table = findings.recovery_seconds(_run_folder(tmp_path, [3.0, None, 5.0]))
+    assert list(table.source) == ["s0", "s1", "s2"]
+    assert table.seconds.tolist()[::2] == [3.0, 5.0] and table.seconds.isna().tolist() == [False, True, False]
+
+
+def test_seconds_table_shows_the_median_and_range_of_recorded_times(findings, tmp_path):
+    findings.recovery_seconds(_run_folder(tmp_path, [3.0, None, 5.0, 10.0])).to_csv(tmp_path / findings.SECONDS_FILE, index=False)
+    (row,) = next(b for b in findings.seconds_blocks(tmp_path) if isinstance(b, Table)).rows
+    assert row == ["enc", "kfac", "40.00%", "sequential", "5.0", "3.0 to 10.0", "3"]
+    assert findings.seconds_blocks(tmp_path / "absent") == []
