@@ -11,7 +11,8 @@ One run, two parts:
    Accuracy through each task's frozen ridge head fit on the unpruned encoder; transfer = mean over
    the other three tasks.
    With ``--round-to 1 8`` every ratio is pruned twice: any width, and each channel group keeping a
-   multiple of 8 channels (variant ``kfac@R/8``).
+   multiple of 8 channels (variant ``kfac@R/8``). With ``--normalized`` pait's scores are also ranked
+   after dividing each group's unit scores by their mean (``kfac/mean``, as Torch-Pruning normalises).
 2. Speed. The ``kfac``-pruned module at each ratio (and rounding) vs the dense one: batch 1 and batch 32, PyTorch
    eager and ONNX Runtime (CPU provider), ``--threads`` threads each; variants interleaved in every
    repeat, median per variant; plus parameters and MACs (Torch-Pruning's counter).
@@ -44,7 +45,7 @@ from pait.heads import HeadedModel, SplitBatches
 from pait.prune.structured.groups import build_graph, find_groups, remove_units
 from pait.prune.structured.prune import size
 from pait.prune.structured.recovery import recalibrate_batchnorm
-from pait.prune.structured.scores import GROUP_SCORES, group_scores
+from pait.prune.structured.scores import GROUP_SCORES, PAIT_SCORES, group_scores, normalized_by_group_mean
 from pait.prune.structured.selection import choose_removals, removed_fraction
 from pait.train.finetune import MaskHolder, finetune
 
@@ -122,6 +123,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--round-to", type=int, nargs="+", default=[1],
                         help="prune every ratio once per value: channel groups keep a multiple of it (1: any width)")
+    parser.add_argument("--normalized", action="store_true",
+                        help="also rank pait's group scores divided by each group's mean (score/mean, no recovery)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--cache", type=Path, default=Path("runs/bench-structured"))
@@ -172,6 +175,10 @@ def main() -> None:
         score_seconds = time.perf_counter() - start
         del graph
         for ratio, round_to in [(r, n) for r in args.ratios for n in args.round_to]:
+            if args.normalized and score in PAIT_SCORES:  # the same scores ranked after dividing by the group mean
+                pruned, fraction = prune_copy(dense, example, heads, normalized_by_group_mean(scores), ratio, round_to)
+                rows.append(row(f"{score}/mean", ratio, "none", accuracies(ctx, pruned), score_seconds, fraction,
+                                pruned, round_to))
             pruned, fraction = prune_copy(dense, example, heads, scores, ratio, round_to)
             rows.append(row(score, ratio, "none", accuracies(ctx, pruned), score_seconds, fraction, pruned, round_to))
             if score == "kfac":  # before bn: a variant's speed does not depend on its statistics

@@ -6,6 +6,7 @@ import onnxruntime as ort
 import pytest
 import timm
 import torch
+import torch_pruning as tp
 from timm.models._efficientnet_builder import decode_arch_def
 from timm.models.efficientnet import EfficientNet
 from torch import nn
@@ -16,7 +17,7 @@ from pait.heads import HeadedModel
 from pait.scores import get_score
 from pait.export.structured import export_onnx, features_module, load_structured, save_structured
 from pait.prune.structured.groups import Group, UnsupportedLayerError, build_graph, find_groups, remove_units
-from pait.prune.structured.scores import group_scores, summed_scores
+from pait.prune.structured.scores import group_scores, normalized_by_group_mean, summed_scores
 from pait.prune.structured.selection import check_ratio, choose_removals, floor
 
 VIT_KWARGS = {"img_size": 28, "depth": 2, "embed_dim": 32, "num_heads": 4, "num_classes": 0}
@@ -207,3 +208,14 @@ def test_a_save_killed_midway_leaves_the_previous_files_whole(tmp_path, monkeypa
         save_structured(model, record, tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     assert torch.equal(_features(load_structured(tiny_efficientnet(), tmp_path), x), _features(model, x))
+
+
+def test_group_mean_normalisation_equals_torch_pruning_mean_normalizer():
+    rng = torch.Generator().manual_seed(0)
+    scores = [torch.rand(5, generator=rng, dtype=torch.float64) * 10 ** k for k in range(3)] + [torch.zeros(4)]
+    got = normalized_by_group_mean(scores)
+    imp = tp.importance.GroupMagnitudeImportance(normalizer="mean")
+    for s, g in zip(scores[:3], got[:3]):
+        assert torch.allclose(g, imp._normalize(s, "mean"), rtol=1e-12) and g.mean().item() == pytest.approx(1.0)
+    assert torch.equal(got[3], torch.zeros(4))
+    assert [g.argsort().tolist() for g in got[:3]] == [s.argsort().tolist() for s in scores[:3]]  # order kept within a group

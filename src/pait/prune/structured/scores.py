@@ -55,6 +55,14 @@ def summed_scores(groups: Sequence[Group], per_weight: Mapping[str, Tensor]) -> 
     return out
 
 
+def normalized_by_group_mean(scores: Sequence[Tensor]) -> list[Tensor]:
+    """Each group's unit scores divided by their mean, as Torch-Pruning's ``normalizer="mean"`` does: a unit is
+    then ranked globally by how it compares with the rest of its own group, so groups whose raw sums differ by
+    orders of magnitude (wide against narrow layers) compete on equal terms. A group whose scores are all zero
+    stays zero."""
+    return [s / s.mean() if s.numel() and s.mean() != 0 else s.clone() for s in scores]
+
+
 def _tp_importance(name: str, model: nn.Module, batches: Batches) -> tp.importance.Importance:
     """Torch-Pruning's importance ``name`` with its gradients accumulated on ``batches`` (MSE to one-hot)."""
     model.zero_grad(set_to_none=True)
