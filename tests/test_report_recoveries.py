@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pait.report.build import results_table
 from pait.report.document import to_markdown
 from pait.report.recoveries import recovery_pair_blocks, recovery_pairs_table
 from pait.report.stats import paired
@@ -65,3 +66,8 @@ def test_each_pair_is_the_paired_statistics_of_hand_differences():
 
 def test_a_run_with_one_recovery_has_no_recovery_table():
     assert recovery_pair_blocks(synthetic(recoveries=("sequential",))) == []
+
+
+def test_the_results_table_has_no_row_after_recovery_none():
+    stages = {row[3] for row in results_table(synthetic()).rows}
+    assert stages == {"zero-shot", "after obs", "after sequential", "unpruned"}

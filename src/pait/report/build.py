@@ -30,10 +30,11 @@ from pait.report.transfer import plot_transfer
 
 
 def results_table(results: pd.DataFrame) -> Table:
-    """Source and mean transfer accuracy per setting and stage: mean [95% CI] over (source x seed), and n."""
+    """Source and mean transfer accuracy per setting and stage: mean [95% CI] over (source x seed), and n.
+    Recovery ``none`` has no row of its own: its accuracy is the zero-shot row's by construction."""
     rows = []
     for r in summary(results).itertuples():
-        if r.stage != "unpruned":
+        if r.stage != "unpruned" and not (r.stage == "recovered" and r.recovery == "none"):
             rows.append([r.encoder, r.score, f"{r.sparsity:.2%}", stage_label(r.stage, r.recovery),
                          fmt_ci(r.source_acc_mean, r.source_acc_low, r.source_acc_high),
                          fmt_ci(r.transfer_acc_mean, r.transfer_acc_low, r.transfer_acc_high), str(r.source_acc_n)])
