@@ -28,7 +28,8 @@ def draw_fig3(results: pd.DataFrame) -> plt.Figure:
     scores = list(dict.fromkeys(table[table.stage != "unpruned"].score))
     recovered = table[table.stage == "recovered"]
     # per score: the zero-shot bar, then one bar per recovery
-    bars = [("pruned", None)] + [("recovered", r) for r in dict.fromkeys(recovered.recovery)]
+    # (recovery none has no bar: it is the zero-shot bar by construction)
+    bars = [("pruned", None)] + [("recovered", r) for r in dict.fromkeys(recovered.recovery) if r != "none"]
     colors = plt.get_cmap("tab10")
     most = max(table.groupby("encoder").sparsity.nunique())
     fig_width = max(5.0, 0.25 * len(bars) * len(scores) * most + 1.5)
@@ -61,7 +62,7 @@ def draw_fig3(results: pd.DataFrame) -> plt.Figure:
                 ax.set_title(encoder)
             else:
                 ax.set_xlabel("sparsity")
-    axes[0, 0].legend(fontsize=7, loc="lower left")
+    axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, not over them
     fig.tight_layout()
     return fig
 
