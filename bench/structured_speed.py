@@ -122,7 +122,8 @@ def main() -> None:
     parser.add_argument("--eval", type=int, default=50)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--round-to", type=int, nargs="+", default=[1],
-                        help="prune every ratio once per value: channel groups keep a multiple of it (1: any width)")
+                        help="prune every ratio once per value: channel groups keep a multiple of it (1: any width); "
+                             "bn+sgd re-training runs for the first value only")
     parser.add_argument("--normalized", action="store_true",
                         help="also rank pait's group scores divided by each group's mean (score/mean, no recovery)")
     parser.add_argument("--threads", type=int, default=2)
@@ -130,6 +131,8 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("runs/bench-structured"))
     parser.add_argument("--out", type=Path, default=Path("bench/results/structured_speed.json"))
     args = parser.parse_args()
+    if min(args.round_to) < 1:
+        parser.error(f"--round-to values must be at least 1, got {args.round_to}")
     torch.set_num_threads(args.threads)
     config = ExperimentConfig(
         name="bench-structured",

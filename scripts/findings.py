@@ -56,17 +56,24 @@ def copy_run(run_root: Path, study: str) -> bool:
     seconds = recovery_seconds(source)
     if seconds["seconds"].notna().any():
         seconds.to_csv(target / SECONDS_FILE, index=False, float_format="%.4g")
+    else:  # no stale times from an earlier copy
+        (target / SECONDS_FILE).unlink(missing_ok=True)
     return True
 
 
 def recovery_seconds(run: Path) -> pd.DataFrame:
-    """One row per unit of a run folder: its keys and the wall time of its recovery (NaN where not recorded)."""
+    """One row per unit of a run folder: its keys and the wall time of its recovery (NaN where not recorded:
+    older units, or a unit whose stage folder is gone)."""
+    index = run / "units.json"
     rows = []
-    for unit in json.loads((run / "units.json").read_text()):
-        metrics = json.loads((run / unit["unit_dir"] / "metrics.json").read_text())
-        rows.append({k: unit[k] for k in ("encoder", "score", "sparsity", "source", "seed", "recovery")}
-                    | {"seconds": metrics.get("recovery_seconds")})
-    return pd.DataFrame(rows).astype({"seconds": float})
+    for unit in json.loads(index.read_text()) if index.is_file() else []:
+        metrics = run / unit["unit_dir"] / "metrics.json"
+        seconds = json.loads(metrics.read_text()).get("recovery_seconds") if metrics.is_file() else None
+        rows.append({"encoder": unit["encoder"], "score": unit["score"], "sparsity": unit["sparsity"],
+                     "source": unit["source"], "seed": unit.get("seed", 0), "recovery": unit.get("recovery", "sgd"),
+                     "seconds": seconds})
+    columns = ["encoder", "score", "sparsity", "source", "seed", "recovery", "seconds"]
+    return pd.DataFrame(rows, columns=columns).astype({"seconds": float})
 
 
 def seconds_blocks(folder: Path) -> list[Block]:
@@ -79,8 +86,8 @@ def seconds_blocks(folder: Path) -> list[Block]:
     rows = [[r.encoder, r.score, f"{r.sparsity:.2%}", r.recovery, f"{r.median:.1f}", f"{r.min:.1f} to {r.max:.1f}",
              str(r.count)] for r in table.itertuples()]
     return [Heading("Recovery wall time", 3),
-            Text("Seconds of each unit's recovery step alone (evaluation excluded), as run: one thread per unit, two "
-                 "units at once on the 2-core machine."),
+            Text("Seconds of each unit's recovery step alone (evaluation excluded), as run (how the study was run, "
+                 "and what else shared the machine, is in BENCHMARKS.md)."),
             Table(["encoder", "score", "sparsity", "recovery", "median s", "range s", "units"], rows)]
 
 

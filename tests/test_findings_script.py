@@ -48,3 +48,10 @@ def test_seconds_table_shows_the_median_and_range_of_recorded_times(findings, tm
     (row,) = next(b for b in findings.seconds_blocks(tmp_path) if isinstance(b, Table)).rows
     assert row == ["enc", "kfac", "40.00%", "sequential", "5.0", "3.0 to 10.0", "3"]
     assert findings.seconds_blocks(tmp_path / "absent") == []
+
+
+def test_a_run_folder_without_an_index_or_with_lost_units_gives_missing_times(findings, tmp_path):
+    assert findings.recovery_seconds(tmp_path).empty
+    run = _run_folder(tmp_path, [3.0, 4.0])
+    (tmp_path / "stages" / "unit" / "u1" / "metrics.json").unlink()
+    assert findings.recovery_seconds(run).seconds.isna().tolist() == [False, True]

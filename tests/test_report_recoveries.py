@@ -8,8 +8,10 @@ import pytest
 
 from pait.report.build import results_table
 from pait.report.document import to_markdown
+from pait.report.pairwise import pairwise_table
 from pait.report.recoveries import recovery_pair_blocks, recovery_pairs_table
 from pait.report.stats import paired
+from pait.report.tables import BEFORE_RECOVERY
 
 SOURCES, SEEDS, TARGETS = ["s0", "s1"], [0, 1, 2], ["s0", "s1", "s2"]
 GAIN = {"none": 0.0, "obs": 0.10, "sequential": 0.12}  # after-recovery accuracy over the pruned one
@@ -71,3 +73,9 @@ def test_a_run_with_one_recovery_has_no_recovery_table():
 def test_the_results_table_has_no_row_after_recovery_none():
     stages = {row[3] for row in results_table(synthetic()).rows}
     assert stages == {"zero-shot", "after obs", "after sequential", "unpruned"}
+
+
+def test_pairwise_against_magnitude_has_no_after_none_rows():
+    both = pd.concat([synthetic(), synthetic().assign(score="magnitude")], ignore_index=True)
+    table = pairwise_table(both)
+    assert set(zip(table.stage, table.recovery)) == {("pruned", BEFORE_RECOVERY), ("recovered", "obs"), ("recovered", "sequential")}

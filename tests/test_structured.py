@@ -199,14 +199,19 @@ def test_a_save_killed_midway_leaves_the_previous_files_whole(tmp_path, monkeypa
     save_structured(model, record, tmp_path)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
 
-    def killed(tensors, filename):
-        Path(filename).write_bytes(b"half a file")
+    def killed(*_):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("pait.export.structured.save_file", killed)
-    with pytest.raises(KeyboardInterrupt):
-        save_structured(model, record, tmp_path)
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    with torch.no_grad():  # the second save would write other weights
+        next(model.parameters()).add_(1.0)
+
+    for where in ("pait.export.structured.save_file", "pathlib.Path.write_text"):  # the weights, then the JSON
+        with monkeypatch.context() as patch:
+            patch.setattr(where, killed)
+            with pytest.raises(KeyboardInterrupt):
+                save_structured(model, record, tmp_path)
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    save_structured(model, record, tmp_path)
     assert torch.equal(_features(load_structured(tiny_efficientnet(), tmp_path), x), _features(model, x))
 
 

@@ -36,21 +36,25 @@ def save_structured(model: nn.Module, structure: dict[str, Any], out_dir: str | 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    _write_then_rename(out / PRUNED_FILE, lambda tmp: save_file(state, str(tmp)))
     record = {"format": FORMAT, "timm": {"architecture": architecture, "kwargs": kwargs or {}},
               "modules": structure["modules"], "attention": structure.get("attention", {})}
-    _write_then_rename(out / STRUCTURE_FILE, lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
+    _write_then_rename({out / PRUNED_FILE: lambda tmp: save_file(state, str(tmp)),
+                        out / STRUCTURE_FILE: lambda tmp: tmp.write_text(json.dumps(record, indent=1))})
 
 
-def _write_then_rename(path: Path, write: Callable[[Path], Any]) -> None:
-    """``write`` a hidden temporary file beside ``path``, then rename it over ``path``: a killed run leaves
-    the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.partial")
+def _write_then_rename(writers: dict[Path, Callable[[Path], Any]]) -> None:
+    """Write every file to a hidden temporary beside it, then rename them all into place: a run killed while
+    writing leaves the previous files whole (only a kill between the renames, microseconds apart, could
+    mix them). Written here, not with ``pait.cache``, so this module needs nothing of pait."""
+    temporary = {path: path.with_name(f".{path.name}.partial") for path in writers}
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        for path, write in writers.items():
+            write(temporary[path])
+        for path, tmp in temporary.items():
+            os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        for tmp in temporary.values():
+            tmp.unlink(missing_ok=True)
 
 
 def _select(mod: nn.Module, name: str, dim: int, index: Tensor) -> None:
@@ -152,7 +156,7 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: int) -> Path:
     path = Path(path)
     module = features_module(copy.deepcopy(model)).float().eval()
     example = torch.zeros(1, 3, input_size, input_size)
-    _write_then_rename(path, lambda tmp: torch.onnx.export(
+    _write_then_rename({path: lambda tmp: torch.onnx.export(
         module, (example,), str(tmp), input_names=["images"], output_names=["features"],
-        dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}}, opset_version=17, dynamo=False))
+        dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}}, opset_version=17, dynamo=False)})
     return path

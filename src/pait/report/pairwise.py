@@ -20,9 +20,10 @@ PAIR_COLUMNS = ["encoder", "score", "recovery", "sparsity", "stage", "metric", *
 
 
 def paired_differences(results: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
-    """One row per (unit, stage) of every non-baseline score: its accuracies minus the baseline's."""
+    """One row per (unit, stage) of every non-baseline score: its accuracies minus the baseline's. Recovery
+    ``none`` has no recovered row here: it would repeat the zero-shot comparison."""
     units = per_unit(results)
-    units = units[units.stage.isin(STAGES)]
+    units = units[units.stage.isin(STAGES) & ~((units.stage == "recovered") & (units.recovery == "none"))]
     keys = ["encoder", "recovery", "source", "seed", "sparsity", "stage"]
     base = units[units.score == baseline].drop(columns="score")
     other = units[units.score != baseline]

@@ -9,14 +9,14 @@ from pait.report.document import Block, Heading, Table, Text
 from pait.report.pairwise import METRICS, PAIRED_FIELDS
 from pait.report.stat_blocks import fmt_ci, fmt_p
 from pait.report.stats import RESAMPLES, paired
-from pait.report.tables import per_unit
+from pait.report.tables import UNIT_KEYS, per_unit
 
 # (recovery, baseline) pairs compared when both are in a run: the layer-wise against the all-at-once update,
 # each one-shot method against doing nothing, and the one-shot update against re-training
 RECOVERY_PAIRS = (("sequential", "obs"), ("obs", "none"), ("sequential", "none"), ("bn", "none"),
                   ("sequential-adaptive", "sequential"), ("bn+sequential", "sequential"), ("sgd", "none"),
                   ("sequential", "sgd"))
-UNIT = ["encoder", "score", "sparsity", "source", "seed"]
+UNIT = [k for k in UNIT_KEYS if k != "recovery"]  # what two recoveries of one mask share
 COLUMNS = ["encoder", "score", "sparsity", "recovery", "baseline", "metric", *PAIRED_FIELDS]
 
 
@@ -34,7 +34,7 @@ def recovery_pairs_table(results: pd.DataFrame) -> pd.DataFrame:
             recovered[recovered.recovery == baseline], on=UNIT, suffixes=("", "_base"))
         for (encoder, score, sparsity), g in merged.groupby(["encoder", "score", "sparsity"]):
             for metric in METRICS:
-                p = paired(g[metric] - g[f"{metric}_base"])
+                p = paired((g[metric] - g[f"{metric}_base"]).dropna())
                 rows.append([encoder, score, sparsity, recovery, baseline, metric,
                              *(getattr(p, f) for f in PAIRED_FIELDS)])
     return pd.DataFrame(rows, columns=COLUMNS)
