@@ -63,3 +63,10 @@ def test_every_score_runs_on_every_family(family, score):
         assert result[k].shape == p.shape, k
         assert torch.isfinite(result[k]).all(), k
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_only_a_revised_score_carries_its_revision_into_the_stage_keys():
+    from pait.grid.stages import revision
+
+    assert revision("synflow") == {"revision": 1}  # its ReLU6 handling changed its scores
+    assert all(revision(s) == {} for s in ("magnitude", "fisher_diag", "kfac", "snip", "grasp", "random", "px"))

@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -61,3 +63,15 @@ def test_px_refuses_models_outside_its_scope(build):
     model = build()
     with pytest.raises(ValueError, match="ReLU conv nets only"):
         get_score("px")(model, tiny.batches(), {"w": next(model.parameters())})
+
+
+def test_synflow_passes_the_flow_through_clamping_activations_as_through_relu():
+    torch.manual_seed(0)
+    clamped = nn.Sequential(nn.Linear(6, 8), nn.ReLU6(), nn.Linear(8, 8), nn.Hardtanh(0.0, 1.0), nn.Linear(8, 3)).double()
+    plain = copy.deepcopy(clamped)
+    plain[1], plain[3] = nn.ReLU(), nn.ReLU()
+    data = [(torch.rand(4, 6, dtype=torch.float64), torch.zeros(4, dtype=torch.long))]
+    got = get_score("synflow")(clamped, data, dict(clamped.named_parameters()), sparsity=0.5, iterations=2)
+    want = get_score("synflow")(plain, data, dict(plain.named_parameters()), sparsity=0.5, iterations=2)
+    assert all(torch.equal(got[k], want[k]) for k in want) and got["0.weight"].sum() > 0
+    assert isinstance(clamped[1], nn.ReLU6)  # the caller's model keeps its activations

@@ -38,7 +38,7 @@ from pait.train.finetune import MaskHolder, finetune
 from pait.masks import global_mask
 from pait.prune.recovery import recover
 from pait.train.packed import finetune_many, load_copy
-from pait.scores import SCORES, get_score, score_call_options, score_is_per_sparsity
+from pait.scores import SCORES, get_score, score_call_options, score_is_per_sparsity, score_revision
 from pait.tasks import Task, TaskData, decode, load_suite, split_indices
 from pait.tasks.fingerprint import tasks_fingerprint
 
@@ -224,10 +224,18 @@ def weights_fingerprint(store: StageStore, encoder_config: EncoderConfig, encode
     return sorted({digests.sha256(p) for p in files})
 
 
+def revision(score: str) -> dict[str, int]:
+    """``{"revision": r}`` for a score whose definition changed since caching began, else nothing (so the keys
+    of every other score stay as they were)."""
+    r = score_revision(score)
+    return {"revision": r} if r else {}
+
+
 def scores_key(ctx: Context, source: str, score: str, sparsity: float | None) -> dict[str, Any]:
     """Key of the scores stage; ``sparsity`` is None for scores shared by every sparsity."""
     return {"heads": config_key(ctx.heads_key), "source": source, "score": score, "sparsity": sparsity,
-            "options": score_options(ctx, score), "batch_size": ctx.config.score_batch_size, "seed": ctx.seed}
+            "options": score_options(ctx, score), "batch_size": ctx.config.score_batch_size, "seed": ctx.seed,
+            **revision(score)}
 
 
 def scores_stage(ctx: Context, source: str, score: str, sparsity: float | None) -> dict[str, Tensor]:
@@ -257,7 +265,7 @@ def unit_key(ctx: Context, source: str, score: str, sparsity: float, recovery: s
     return {"heads": config_key(ctx.heads_key), "source": source, "score": score, "sparsity": sparsity,
             "recovery": recovery, "score_options": score_options(ctx, score),
             "finetune": ctx.config.finetune if recovery == "sgd" else None,
-            "score_batch_size": ctx.config.score_batch_size, "seed": ctx.seed}
+            "score_batch_size": ctx.config.score_batch_size, "seed": ctx.seed, **revision(score)}
 
 
 def unit_stage(

@@ -22,7 +22,8 @@ from pait.scores.registry import (
     register_score,
     score_call_options,
     score_is_per_sparsity,
+    score_revision,
 )
 
 __all__ = ["SCORES", "ScoreFn", "check_score_options", "get_score", "register_score", "score_call_options",
-           "score_is_per_sparsity"]
+           "score_is_per_sparsity", "score_revision"]

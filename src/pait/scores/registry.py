@@ -33,13 +33,22 @@ def keyword_options(fn: ScoreFn) -> tuple[str, ...] | None:
     return tuple(p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
 
 
-def register_score(name: str, *, per_sparsity: bool = False, seeded: bool = False) -> Callable[[ScoreFn], ScoreFn]:
-    """Decorator: register ``fn(model, batches, params, **options)`` under ``name`` in ``SCORES``."""
+def register_score(name: str, *, per_sparsity: bool = False, seeded: bool = False,
+                   revision: int = 0) -> Callable[[ScoreFn], ScoreFn]:
+    """Decorator: register ``fn(model, batches, params, **options)`` under ``name`` in ``SCORES``. Raise
+    ``revision`` whenever a change makes the function return other scores: cached stages of the old
+    definition are then no longer reused."""
 
     def wrap(fn: ScoreFn) -> ScoreFn:
-        return SCORES.register(name, per_sparsity=per_sparsity, seeded=seeded, options=keyword_options(fn))(fn)
+        return SCORES.register(name, per_sparsity=per_sparsity, seeded=seeded, options=keyword_options(fn),
+                               revision=revision)(fn)
 
     return wrap
+
+
+def score_revision(name: str) -> int:
+    """The revision of ``name``'s definition (0 for a score never changed since caching began)."""
+    return int(SCORES.metadata(name).get("revision", 0)) if name in SCORES else 0
 
 
 def get_score(name: str) -> ScoreFn:

@@ -13,7 +13,7 @@ from pait.scores._common import eval_mode, model_names
 from pait.scores.registry import Batches, Params, register_score
 
 
-@register_score("synflow", per_sparsity=True)
+@register_score("synflow", per_sparsity=True, revision=1)  # 1: ReLU6 / Hardtanh pass the flow as ReLU
 def synflow(model: nn.Module, batches: Batches, params: Params, sparsity: float = 0.0, iterations: int = 100,
             double: bool = True, input_shape: tuple[int, ...] | None = None) -> dict[str, Tensor]:
     """Iterative SynFlow scores for one target ``sparsity``: they are specific to it.
@@ -25,15 +25,17 @@ def synflow(model: nn.Module, batches: Batches, params: Params, sparsity: float 
     masked copy and masks it globally to density ``(1 - sparsity) ** (round / iterations)``
     (the paper's exponential schedule). The last round's scores are returned:
     ``global_mask(scores, sparsity)`` reproduces SynFlow's final mask exactly (weights pruned in
-    earlier rounds score 0). Runs in eval mode. SynFlow assumes ReLU-like activations: saturating
-    ones (ReLU6, as in EfficientNet-Lite) can zero the flow on the all-ones input, and the scores
-    then carry no information (every score 0, ties broken by position).
+    earlier rounds score 0). Runs in eval mode. SynFlow assumes ReLU activations, which pass the
+    positive signal of the linearised network unchanged: clamping ones (ReLU6 / Hardtanh, as in
+    EfficientNet-Lite) saturate on it and zero the flow, and every score would be 0 (31 of
+    EfficientNet-Lite0's 49 layers were then pruned whole at 20% sparsity). The copy therefore has
+    them replaced by ReLU, as the method intends.
     """
     if input_shape is None:
         images, _ = next(iter(batches))
         input_shape = tuple(images.shape[1:])
     names = model_names(model, params)
-    linear = copy.deepcopy(model)
+    linear = _unclamped(copy.deepcopy(model))
     dtype = torch.float64 if double else next(iter(params.values())).dtype
     with torch.no_grad():
         for t in [*linear.parameters(), *linear.buffers()]:
@@ -56,3 +58,12 @@ def synflow(model: nn.Module, batches: Batches, params: Params, sparsity: float 
                 for k, t in targets.items():
                     t.mul_(mask[k].to(t.device))
     return {k: s.to(params[k].dtype) for k, s in scores.items()}
+
+
+def _unclamped(model: nn.Module) -> nn.Module:
+    """``model`` with every ReLU6 / Hardtanh module replaced by ReLU, in place."""
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, nn.Hardtanh):  # nn.ReLU6 is a Hardtanh
+                setattr(module, name, nn.ReLU())
+    return model
