@@ -2,6 +2,7 @@
 
     python scripts/findings.py                 # from docs/findings/<study>/ (committed results) only
     python scripts/findings.py --runs runs     # first copy each study's results from runs/<study>/
+    python scripts/findings.py --runs runs --only study-efficientnet_lite0   # copy one study
 
 ``--runs`` copies ``results.parquet``, ``config.json`` and ``failures.json`` of every study in STUDIES
 found under the run root, and writes ``agreement.csv``: the per-pair mask and score agreement across
@@ -124,9 +125,11 @@ def study_blocks(folder: Path) -> list[Block]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, help="run root (pait run --out) to copy the studies' results from")
+    parser.add_argument("--only", nargs="+", choices=STUDIES, metavar="STUDY",
+                        help="with --runs: copy only these studies (default: every one found)")
     args = parser.parse_args(argv)
     if args.runs is not None:
-        copied = [s for s in STUDIES if copy_run(args.runs, s)]
+        copied = [s for s in args.only or STUDIES if copy_run(args.runs, s)]
         print(f"copied {', '.join(copied) or 'nothing'} from {args.runs}")
     folders = [FINDINGS / s for s in STUDIES if (FINDINGS / s / "results.parquet").is_file()]
     if not folders:
