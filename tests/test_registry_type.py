@@ -27,7 +27,7 @@ CASES = {
     "encoder": (ENCODERS, lambda: register_encoder("reg-test", "arch", "none", "random")(_encoder), _encoder,
                 {"architecture": "arch", "pretraining": "none", "weights": "random"}),
     "score": (SCORES, lambda: register_score("reg-test", seeded=True)(_score), _score,
-              {"per_sparsity": False, "seeded": True, "options": ("seed", "damping")}),
+              {"per_sparsity": False, "seeded": True, "options": ("seed", "damping"), "revision": 0}),
     "suite": (SUITES, lambda: SUITES.register("reg-test", note="x")(_suite), _suite, {"note": "x"}),
 }
 
