@@ -23,7 +23,7 @@ from pait.report.pairwise import pairwise_table
 from pait.report.recoveries import recovery_pair_blocks
 from pait.report.stat_blocks import claim_blocks, fmt_ci, fmt_interval, fmt_p, pairwise_blocks, verdict_counts
 from pait.report.stats import mean_ci
-from pait.report.tables import per_unit, stage_label, summary
+from pait.report.tables import per_unit, stage_label, summary, without_after_none
 from pait.report.run_folder import check_run_dir, read_results, read_run_config
 from pait.report.toy import plot_fig1, plot_fig2
 from pait.report.transfer import plot_transfer
@@ -33,8 +33,8 @@ def results_table(results: pd.DataFrame) -> Table:
     """Source and mean transfer accuracy per setting and stage: mean [95% CI] over (source x seed), and n.
     Recovery ``none`` has no row of its own: its accuracy is the zero-shot row's by construction."""
     rows = []
-    for r in summary(results).itertuples():
-        if r.stage != "unpruned" and not (r.stage == "recovered" and r.recovery == "none"):
+    for r in without_after_none(summary(results)).itertuples():
+        if r.stage != "unpruned":
             rows.append([r.encoder, r.score, f"{r.sparsity:.2%}", stage_label(r.stage, r.recovery),
                          fmt_ci(r.source_acc_mean, r.source_acc_low, r.source_acc_high),
                          fmt_ci(r.transfer_acc_mean, r.transfer_acc_low, r.transfer_acc_high), str(r.source_acc_n)])

@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from pait.report.savefig import save_figure  # noqa: E402
-from pait.report.tables import stage_label, summary  # noqa: E402
+from pait.report.tables import stage_label, summary, without_after_none  # noqa: E402
 
 ROWS = (("source_acc", "source accuracy"), ("transfer_acc", "mean transfer accuracy"))
 HATCHES = (None, "//", "..", "xx", "\\\\", "++")
@@ -23,13 +23,12 @@ HATCHES = (None, "//", "..", "xx", "\\\\", "++")
 
 def draw_fig3(results: pd.DataFrame) -> plt.Figure:
     """Fig. 3 for every encoder in ``results``: one column per encoder, rows source / mean transfer accuracy."""
-    table = summary(results)
+    table = without_after_none(summary(results))  # recovery none has no bar: it is the zero-shot bar
     encoders = list(dict.fromkeys(table.encoder))
     scores = list(dict.fromkeys(table[table.stage != "unpruned"].score))
     recovered = table[table.stage == "recovered"]
     # per score: the zero-shot bar, then one bar per recovery
-    # (recovery none has no bar: it is the zero-shot bar by construction)
-    bars = [("pruned", None)] + [("recovered", r) for r in dict.fromkeys(recovered.recovery) if r != "none"]
+    bars = [("pruned", None)] + [("recovered", r) for r in dict.fromkeys(recovered.recovery)]
     colors = plt.get_cmap("tab10")
     most = max(table.groupby("encoder").sparsity.nunique())
     fig_width = max(5.0, 0.25 * len(bars) * len(scores) * most + 1.5)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from pait.report.stats import paired
-from pait.report.tables import per_unit
+from pait.report.tables import per_unit, without_after_none
 
 BASELINE = "magnitude"
 METRICS = {"source_acc": "source", "transfer_acc": "mean transfer"}
@@ -23,7 +23,7 @@ def paired_differences(results: pd.DataFrame, baseline: str = BASELINE) -> pd.Da
     """One row per (unit, stage) of every non-baseline score: its accuracies minus the baseline's. Recovery
     ``none`` has no recovered row here: it would repeat the zero-shot comparison."""
     units = per_unit(results)
-    units = units[units.stage.isin(STAGES) & ~((units.stage == "recovered") & (units.recovery == "none"))]
+    units = without_after_none(units[units.stage.isin(STAGES)])
     keys = ["encoder", "recovery", "source", "seed", "sparsity", "stage"]
     base = units[units.score == baseline].drop(columns="score")
     other = units[units.score != baseline]

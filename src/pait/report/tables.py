@@ -22,6 +22,12 @@ def with_recovery(results: pd.DataFrame) -> pd.DataFrame:
     return results.assign(recovery=recovery.where(results.stage == "recovered", BEFORE_RECOVERY))
 
 
+def without_after_none(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (with ``stage`` and ``recovery`` columns) without the rows after recovery ``none``: they repeat
+    the zero-shot rows by construction."""
+    return table[~((table.stage == "recovered") & (table.recovery == "none"))]
+
+
 def per_unit(results: pd.DataFrame) -> pd.DataFrame:
     """One row per (encoder, score, recovery, sparsity, source, seed, stage): source accuracy and mean transfer
     accuracy (stages before recovery once per unit, see ``with_recovery``)."""
