@@ -13,9 +13,10 @@ One run, two parts:
    With ``--round-to 1 8`` every ratio is pruned twice: any width, and each channel group keeping a
    multiple of 8 channels (variant ``kfac@R/8``). With ``--normalized`` pait's scores are also ranked
    after dividing each group's unit scores by their mean (``kfac/mean``, as Torch-Pruning normalises).
-2. Speed. The ``kfac``-pruned module at each ratio (and rounding) vs the dense one: batch 1 and batch 32, PyTorch
-   eager and ONNX Runtime (CPU provider), ``--threads`` threads each; variants interleaved in every
-   repeat, median per variant; plus parameters and MACs (Torch-Pruning's counter).
+2. Speed. The module pruned by each of ``--speed-scores`` (default ``kfac``; ``kfac/mean`` names the
+   normalised ranking) at each ratio and rounding vs the dense one, all in one interleaved run once the
+   last of those scores is done: batch 1 and batch 32, PyTorch eager and ONNX Runtime (CPU provider),
+   ``--threads`` threads each; median per variant; plus parameters and MACs (Torch-Pruning's counter).
 
     PYTHONPATH=src python bench/structured_speed.py [--ratios 0.1 0.25 0.4] [--out bench/results/structured_speed.json]
 """
@@ -84,9 +85,9 @@ def speed(variants: dict[str, nn.Module], size_px: int, threads: int, repeats: i
     opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, model in variants.items():
+        for number, (name, model) in enumerate(variants.items()):  # names hold "/" and "@": not file names
             feats = features_module(model).eval()
-            path = export_onnx(model, Path(tmp) / f"{name}.onnx", size_px)
+            path = export_onnx(model, Path(tmp) / f"variant{number}.onnx", size_px)
             session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
             for batch in (1, 32):
                 x = torch.randn(batch, 3, size_px, size_px)
@@ -126,6 +127,8 @@ def main() -> None:
                              "bn+sgd re-training runs for the first value only")
     parser.add_argument("--normalized", action="store_true",
                         help="also rank pait's group scores divided by each group's mean (score/mean, no recovery)")
+    parser.add_argument("--speed-scores", nargs="+", default=["kfac"],
+                        help="time the modules pruned by these scores (``kfac/mean``: the normalised ranking)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--cache", type=Path, default=Path("runs/bench-structured"))
@@ -133,6 +136,9 @@ def main() -> None:
     args = parser.parse_args()
     if min(args.round_to) < 1:
         parser.error(f"--round-to values must be at least 1, got {args.round_to}")
+    timed_scores = [s for s in args.scores if s in args.speed_scores or f"{s}/mean" in args.speed_scores]
+    if not timed_scores:
+        parser.error(f"--speed-scores {args.speed_scores} names none of --scores {args.scores}")
     torch.set_num_threads(args.threads)
     config = ExperimentConfig(
         name="bench-structured",
@@ -165,6 +171,11 @@ def main() -> None:
               "onnxruntime": ort.__version__, "args": {k: str(v) for k, v in vars(args).items()},
               "rows": rows, "speed": timings}
 
+    def keep_for_speed(label: str, ratio: float, round_to: int, pruned: nn.Module) -> None:
+        """Keep a copy to time; before bn, as a variant's speed does not depend on its statistics."""
+        if label in args.speed_scores:
+            speed_models[f"{label}@{ratio}" + (f"/{round_to}" if round_to > 1 else "")] = copy.deepcopy(pruned)
+
     def save() -> None:
         result["loadavg"] = os.getloadavg()
         write_atomic(args.out, json.dumps(result, indent=1).encode())
@@ -182,10 +193,10 @@ def main() -> None:
                 pruned, fraction = prune_copy(dense, example, heads, normalized_by_group_mean(scores), ratio, round_to)
                 rows.append(row(f"{score}/mean", ratio, "none", accuracies(ctx, pruned), score_seconds, fraction,
                                 pruned, round_to))
+                keep_for_speed(f"{score}/mean", ratio, round_to, pruned)
             pruned, fraction = prune_copy(dense, example, heads, scores, ratio, round_to)
             rows.append(row(score, ratio, "none", accuracies(ctx, pruned), score_seconds, fraction, pruned, round_to))
-            if score == "kfac":  # before bn: a variant's speed does not depend on its statistics
-                speed_models[f"kfac@{ratio}" + (f"/{round_to}" if round_to > 1 else "")] = copy.deepcopy(pruned)
+            keep_for_speed(score, ratio, round_to, pruned)
             start = time.perf_counter()
             recalibrate_batchnorm(pruned, batches)
             rows.append(row(score, ratio, "bn", accuracies(ctx, pruned), time.perf_counter() - start, fraction, pruned,
@@ -198,7 +209,7 @@ def main() -> None:
                 rows.append(row(score, ratio, "bn+sgd", accuracies(ctx, pruned.eval()), time.perf_counter() - start,
                                 fraction, pruned, round_to))
             save()
-        if score == "kfac":  # speed first, so a long run has its latency figures early
+        if score == timed_scores[-1]:  # all variants in one interleaved run, before the remaining scores
             timings += speed(speed_models, px, args.threads, args.repeats)
             print(tables([], timings), flush=True)
             save()
