@@ -12,6 +12,7 @@ maximum resident set size (``ru_maxrss``), model and images included.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import platform
 import resource
@@ -62,15 +63,20 @@ def main() -> None:
         per_type[kind][1] += 1
         layers.append({"layer": key, "type": kind, "columns": params[key][0].numel(), "seconds": seconds})
         print(json.dumps(layers[-1]), flush=True)
+        save(finished=False)  # a run stopped part-way keeps the layers it finished
+
+    def save(finished: bool, total: float | None = None) -> dict:
+        result = {"encoder": args.encoder, "images": args.images, "size": args.size, "sparsity": args.sparsity,
+                  "mode": args.mode, "threads": torch.get_num_threads(), "machine": platform.machine(),
+                  "date": datetime.date.today().isoformat(), "finished": finished, "total_seconds": total,
+                  "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+                  "per_type": {k: {"seconds": s, "layers": n} for k, (s, n) in per_type.items()}, "layers": layers}
+        write_atomic(args.out, json.dumps(result, indent=1).encode())
+        return result
 
     start = time.perf_counter()
     sequential_prune(model, batches, params, mask, mode=args.mode, on_layer=on_layer)
-    total = time.perf_counter() - start
-    result = {"encoder": args.encoder, "images": args.images, "size": args.size, "sparsity": args.sparsity,
-              "mode": args.mode, "threads": torch.get_num_threads(), "machine": platform.machine(),
-              "total_seconds": total, "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-              "per_type": {k: {"seconds": s, "layers": n} for k, (s, n) in per_type.items()}, "layers": layers}
-    write_atomic(args.out, json.dumps(result, indent=1).encode())
+    result = save(finished=True, total=time.perf_counter() - start)
     print(json.dumps({k: v for k, v in result.items() if k != "layers"}, indent=1))
 
 
