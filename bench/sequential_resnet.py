@@ -6,7 +6,7 @@ A global magnitude mask at the given sparsity over the encoder's prunable weight
 summed by layer type: 7x7 stem conv, 1x1 conv, 3x3 conv, linear. Peak memory is the process's
 maximum resident set size (``ru_maxrss``), model and images included.
 
-    PYTHONPATH=src python bench/sequential_resnet.py [--images 64] [--mode fixed] [--sparsity 0.5]
+    PYTHONPATH=src python bench/sequential_resnet.py [--images 64] [--mode fixed] [--sparsity 0.5]  # -> bench/results/sequential_resnet_fixed.json
 """
 
 from __future__ import annotations
@@ -45,8 +45,13 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--sparsity", type=float, default=0.5)
     parser.add_argument("--mode", default="fixed", choices=["fixed", "adaptive"])
-    parser.add_argument("--out", type=Path, default=Path("bench/results/sequential_resnet.json"))
+    parser.add_argument("--out", type=Path, default=None, help="default: bench/results/sequential_resnet_MODE.json")
     args = parser.parse_args()
+    if not 0 < args.sparsity < 1:
+        parser.error(f"--sparsity must lie in (0, 1), got {args.sparsity}")
+    if args.images < 1 or args.batch_size < 1:
+        parser.error(f"--images and --batch-size must be at least 1, got {args.images} and {args.batch_size}")
+    args.out = args.out or Path(f"bench/results/sequential_resnet_{args.mode}.json")
     torch.manual_seed(0)
     encoder = load_encoder(args.encoder, "random")
     model = encoder.model.eval()

@@ -46,6 +46,11 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("runs/bench-structured"))
     parser.add_argument("--out", type=Path, default=Path("bench/results/structured_sgd_probe.json"))
     args = parser.parse_args()
+    if not 0 <= args.ratio < 1:
+        parser.error(f"--ratio must lie in [0, 1), got {args.ratio}")
+    if args.round_to < 1 or args.epochs < 1 or min(args.lrs) <= 0:
+        parser.error(f"--round-to and --epochs must be at least 1 and --lrs positive, got {args.round_to}, "
+                     f"{args.epochs}, {args.lrs}")
     torch.set_num_threads(args.threads)
     schedule = FinetuneConfig(epochs=args.epochs, lr=args.lrs[0], milestones=(max(1, 3 * args.epochs // 4),),
                               batch_size=32)
@@ -83,10 +88,12 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         return row
 
-    rows = [probe(name, model, bn, lr) for name, model in (("dense", dense), (f"taylor@{args.ratio}/{args.round_to}", pruned))
-            for bn in (False, True) for lr in args.lrs]
-    result = {"date": datetime.date.today().isoformat(), "args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}
-    write_atomic(args.out, json.dumps(result, indent=1).encode())
+    result = {"date": datetime.date.today().isoformat(), "args": {k: str(v) for k, v in vars(args).items()}, "rows": []}
+    for name, model in (("dense", dense), (f"taylor@{args.ratio}/{args.round_to}", pruned)):
+        for bn in (False, True):
+            for lr in args.lrs:
+                result["rows"].append(probe(name, model, bn, lr))
+                write_atomic(args.out, json.dumps(result, indent=1).encode())  # a stopped run keeps its rows
 
 
 if __name__ == "__main__":

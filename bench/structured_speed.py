@@ -136,9 +136,13 @@ def main() -> None:
     args = parser.parse_args()
     if min(args.round_to) < 1:
         parser.error(f"--round-to values must be at least 1, got {args.round_to}")
+    for label in args.speed_scores:
+        base, normalized = label.removesuffix("/mean"), label.endswith("/mean")
+        if base not in args.scores:
+            parser.error(f"--speed-scores {label!r}: {base!r} is not among --scores {args.scores}")
+        if normalized and not (args.normalized and base in PAIT_SCORES):
+            parser.error(f"--speed-scores {label!r} needs --normalized and one of pait's scores {list(PAIT_SCORES)}")
     timed_scores = [s for s in args.scores if s in args.speed_scores or f"{s}/mean" in args.speed_scores]
-    if not timed_scores:
-        parser.error(f"--speed-scores {args.speed_scores} names none of --scores {args.scores}")
     torch.set_num_threads(args.threads)
     config = ExperimentConfig(
         name="bench-structured",
@@ -230,13 +234,21 @@ def tables(rows: list[dict], timings: list[dict]) -> str:
         return "\n".join(lines) + "\n"
     med = {(t["variant"], t["runtime"], t["batch"]): t["median_s"] for t in timings}
     variants = list(dict.fromkeys(t["variant"] for t in timings))
-    lines += ["", "| variant | eager b1 ms | ORT b1 ms | eager b32 ms | ORT b32 ms | ORT b1 speedup | ORT b32 speedup |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["", "| variant | eager b1 ms | ORT b1 ms | eager b32 ms | ORT b32 ms | ORT b1 speedup | ORT b32 speedup "
+              "| ORT b1 paired [min, max] |", "|---|---|---|---|---|---|---|---|"]
     for v in variants:
         cells = [f"{med[(v, rt, b)] * 1e3:.2f}" for b in (1, 32) for rt in ("eager", "onnxruntime")]
         ups = [f"{med[('dense', 'onnxruntime', b)] / med[(v, 'onnxruntime', b)]:.2f}x" for b in (1, 32)]
-        lines.append(f"| {v} | " + " | ".join(cells + ups) + " |")
+        low, mid, high = paired_speedup(timings, v)
+        lines.append(f"| {v} | " + " | ".join(cells + ups) + f" | {mid:.2f}x [{low:.2f}, {high:.2f}] |")
     return "\n".join(lines) + "\n"
+
+
+def paired_speedup(timings: list[dict], variant: str, runtime: str = "onnxruntime", batch: int = 1) -> tuple[float, ...]:
+    """Min, median and max over repeats of dense / variant time, each repeat's pair measured back to back."""
+    reps = {t["variant"]: t["repeats"] for t in timings if t["runtime"] == runtime and t["batch"] == batch}
+    ratios = [d / v for d, v in zip(reps["dense"], reps[variant])]
+    return min(ratios), statistics.median(ratios), max(ratios)
 
 
 if __name__ == "__main__":
