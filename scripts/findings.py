@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from pait.errors import PaitError
-from pait.report.build import p2_blocks, results_table
+from pait.report.build import p2_blocks, results_table, what_is_cut
 from pait.report.claims import p2_table
 from pait.report.document import Block, Figure, Heading, Table, Text, to_markdown
 from pait.report.fig3 import plot_fig3
@@ -114,7 +114,9 @@ def study_blocks(folder: Path) -> list[Block]:
     results = read_results(folder)
     fig3 = plot_fig3(results, folder / "fig3.png")
     pairwise, p2 = pairwise_table(results), p2_table(results)
-    blocks: list[Block] = [Heading(folder.name, 2), Heading("Source and mean transfer accuracy", 3),
+    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
+    cut = [Text("Structured pruning, " + what_is_cut(config))] if config.get("structure") == "channels" else []
+    blocks: list[Block] = [Heading(folder.name, 2), *cut, Heading("Source and mean transfer accuracy", 3),
                            results_table(results),
                            Figure(f"{folder.name}/{fig3.name}", f"{folder.name}: Fig. 3 (error bars: 95% CI over "
                                   "source x seed).")]

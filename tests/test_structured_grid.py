@@ -103,6 +103,7 @@ def test_the_report_reads_a_channels_run(channels_run):
     out, config, _ = channels_run
     md = build_report(run_dir(config, out)).read_text()
     assert "Agreement across sources" in md
+    assert "channel ratios: 25.00%, 50.00%" in md and "global masks over" not in md  # the setup says what was cut
 
 
 def test_weights_units_keep_their_keys(tmp_path):

@@ -55,6 +55,16 @@ def replicates_caption(results: pd.DataFrame) -> str:
     return f"n = {n.min()}" if n.min() == n.max() else f"n = {n.min()}–{n.max()}"
 
 
+def what_is_cut(config: dict) -> str:
+    """The sparsities and what they mean: global weight masks, or (``structure: channels``) channel ratios."""
+    levels = ", ".join(f"{s:.2%}" for s in config["sparsities"])
+    if config.get("structure", "weights") == "weights":
+        return f"sparsities: {levels} (global masks over the encoder's conv and linear weights)."
+    return (f"channel ratios: {levels} (the sparsity column below: whole conv channels, attention heads and MLP "
+            f"neurons removed, ranked globally with a 10% floor per group; widths kept at multiples of "
+            f"{config.get('round_to', 1)}).")
+
+
 def setup_blocks(config: dict, results: pd.DataFrame) -> list[Block]:
     ft, suite = config["finetune"], config["suite"]
     encoders = ", ".join(f"{e['name']} ({e.get('input_size') or 'native'} px)" for e in config["encoders"])
@@ -65,8 +75,7 @@ def setup_blocks(config: dict, results: pd.DataFrame) -> list[Block]:
         f"class (heads, scores, re-training) and {suite['eval_per_class']} evaluation images per class ({same}).",
         f"Tasks: {', '.join(dict.fromkeys(results.target))}; source tasks: {', '.join(dict.fromkeys(results.source))}. "
         "Each source is pruned and re-trained on in turn; every other task is a transfer task.",
-        f"Scores: {', '.join(config['scores'])}; sparsities: {', '.join(f'{s:.2%}' for s in config['sparsities'])} "
-        "(global masks over the encoder's conv and linear weights).",
+        f"Scores: {', '.join(config['scores'])}; {what_is_cut(config)}",
         f"A ridge head (alpha = {config['ridge_alpha']}) per task, fit on the unpruned encoder's calibration features "
         "and then frozen: accuracy after pruning measures the encoder alone.",
         f"Masked re-training on the source: {ft['epochs']} epochs, SGD lr {ft['lr']:g} (x{ft['gamma']:g} at epochs "
