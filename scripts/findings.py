@@ -42,6 +42,7 @@ STUDIES = ("study-efficientnet_lite0", "study-vits14_dinov2_imgfocus", "study-ef
            "study-efficientnet_lite0_channels", "study-vits14_dinov2_imgfocus_channels")
 COPIED = ("results.parquet", "config.json", "failures.json")
 SECONDS_FILE = "recovery_seconds.csv"  # per unit: the recovery's wall time, where the run recorded it
+STRUCTURED_BASELINE = "taylor"  # Torch-Pruning's best built-in group importance here (BENCHMARKS.md)
 
 
 def copy_run(run_root: Path, study: str) -> bool:
@@ -121,6 +122,8 @@ def study_blocks(folder: Path) -> list[Block]:
                            Figure(f"{folder.name}/{fig3.name}", f"{folder.name}: Fig. 3 (error bars: 95% CI over "
                                   "source x seed).")]
     sections = pairwise_blocks(pairwise) + recovery_pair_blocks(results) + p2_blocks(p2) + claim_blocks(pairwise, p2)
+    if cut and STRUCTURED_BASELINE in config.get("scores", ()):  # pait's group scores against Torch-Pruning's
+        sections += pairwise_blocks(pairwise_table(results, STRUCTURED_BASELINE), STRUCTURED_BASELINE)
     blocks += [Heading(b.text, 3) if isinstance(b, Heading) else b for b in sections]
     return blocks + seconds_blocks(folder) + agreement_blocks(folder)
 

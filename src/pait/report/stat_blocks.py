@@ -40,13 +40,13 @@ def pairwise_rows(table: pd.DataFrame) -> list[list[str]]:
              fmt_ci(r.mean, r.low, r.high, "signed"), fmt_p(r.wilcoxon_p), fmt_p(r.sign_p)] for r in table.itertuples()]
 
 
-def pairwise_blocks(table: pd.DataFrame) -> list[Block]:
-    """The paired comparison of every score with `magnitude` (``pairwise.pairwise_table``)."""
-    head = [Heading(f"Each score against `{BASELINE}`, paired")]
+def pairwise_blocks(table: pd.DataFrame, baseline: str = BASELINE) -> list[Block]:
+    """The paired comparison of every score with ``baseline`` (``pairwise.pairwise_table(results, baseline)``)."""
+    head = [Heading(f"Each score against `{baseline}`, paired")]
     if table.empty:
-        return head + [Text(f"Needs `{BASELINE}` and at least one other score on the same units.")]
+        return head + [Text(f"Needs `{baseline}` and at least one other score on the same units.")]
     return head + [
-        Text(f"Score minus `{BASELINE}` on identical units (same encoder, source, seed and sparsity), on source accuracy "
+        Text(f"Score minus `{baseline}` on identical units (same encoder, source, seed and sparsity), on source accuracy "
              "and on mean transfer accuracy (mean over the unit's non-source tasks). n is the number of unit pairs "
              f"(sources x seeds); the interval is a percentile bootstrap 95% CI of the mean difference ({RESAMPLES:,} "
              "resamples, fixed seed); p-values are two-sided, Wilcoxon signed-rank and sign test (zero differences "
