@@ -124,15 +124,18 @@ def test_weights_units_keep_their_keys(tmp_path):
     assert sorted(set(table.unit)) == ["87dae7e4f24f259f906c", "e1e43b99c4a2da047432"]
 
 
-def test_a_vit_unit_removes_heads_and_neurons(tmp_path):
+def test_a_vit_unit_removes_heads_and_neurons_and_sequential_refits_them(tmp_path):
     config = channels_config(encoders=[VIT], scores=["kfac"], sparsities=[0.5], sources=["task-0"],
-                             recoveries=["none"], save_weights=False)
+                             recoveries=["none", "sequential"], save_weights=False)
     table = run_grid(config, tmp_path, show_progress=False)
-    assert len(table) == len(TARGETS) * len(STAGES) and table.accuracy.between(0, 1).all()
-    unit = json.loads((run_dir(config, tmp_path) / "units.json").read_text())[0]
-    record = json.loads((run_dir(config, tmp_path) / unit["unit_dir"] / "channels.json").read_text())
+    assert len(table) == 2 * len(TARGETS) * len(STAGES) and table.accuracy.between(0, 1).all()
+    units = json.loads((run_dir(config, tmp_path) / "units.json").read_text())
+    record = json.loads((run_dir(config, tmp_path) / units[0]["unit_dir"] / "channels.json").read_text())
     assert record["removed_fraction"] == pytest.approx({"heads": 0.5, "neurons": 0.5}, abs=0.02)
     assert record["params"][1] < record["params"][0]
+    refit = next(u for u in units if u["recovery"] == "sequential")
+    metrics = json.loads((run_dir(config, tmp_path) / refit["unit_dir"] / "metrics.json").read_text())
+    assert metrics["recovery_seconds"] > 0 and metrics["recovered"] != metrics["pruned"]
 
 
 def test_round_to_keeps_multiples_of_it_in_every_channel_group(tmp_path):

@@ -30,7 +30,7 @@ def _prune(folder, out, *argv):
 
 
 @pytest.mark.parametrize("score,recovery", [("kfac", "sgd"), ("fisher_diag", "bn"), ("taylor", "none"),
-                                            ("hessian", "none"), ("magnitude", "none")])
+                                            ("hessian", "none"), ("magnitude", "none"), ("magnitude", "sequential")])
 def test_structured_prune_command_writes_a_smaller_module_that_reloads(folder, tmp_path, score, recovery):
     out = tmp_path / "out"
     assert _prune(folder, out, "--structure", "channels", "--ratio", "0.5", "--score", score,

@@ -4,7 +4,7 @@ Same flow as a weight-pruning unit (:mod:`pait.grid.stages`), with the structure
 (:mod:`pait.prune.structured`): group scores of the unpruned encoder on the source task, cached once per
 (source, score) and shared by every ratio and recovery; then, per unit, Torch-Pruning's surgery on a copy
 of the encoder at the unit's sparsity read as the channel ratio (global, with the per-group floor), the
-zero-shot evaluation of every task through the frozen ridge heads, the recovery (none / bn / sgd), and the
+zero-shot evaluation of every task through the frozen ridge heads, the recovery (none / bn / sgd / sequential), and the
 evaluation again. A unit writes ``metrics.json`` (as a weight-pruning unit), ``mask.safetensors`` (per
 group, 1 = unit kept), ``channels.json`` (units and kept units per group, parameters and MACs before and
 after) and, with ``save_weights``, the smaller module as :func:`pait.export.structured.save_structured`
@@ -130,7 +130,8 @@ def write_channels_unit(
     headed = HeadedModel(model, ctx.encoder.feature_fn, ctx.heads[source])
     start = time.perf_counter()
     losses = recover_structured(headed, recovery, ctx.splits[source][0], batches, ctx.normalize, ctx.device,
-                                ctx.config.finetune, seed=ctx.seed, on_epoch=on_epoch, autocast_dtype=ctx.autocast)
+                                ctx.config.finetune, seed=ctx.seed, on_epoch=on_epoch, autocast_dtype=ctx.autocast,
+                                dense=ctx.encoder.model, structure=structure)
     seconds = time.perf_counter() - start
     recovered = pruned if recovery == "none" else {task: pruned_ctx.evaluate(task) for task in ctx.splits}
     after = size(model, pixels, ctx.device)

@@ -15,7 +15,7 @@ RECOVERIES = ("none", "sgd", "obs", "bn", "sequential", "sequential-adaptive", "
               "bn+sequential-adaptive")
 STRUCTURES = ("channels",)  # structured pruning: conv channels / ViT heads and MLP neurons
 STRUCTURED_SCORES = ("magnitude", "fisher_diag", "kfac", "taylor", "hessian")  # group scores (prune.structured)
-STRUCTURED_RECOVERIES = ("none", "bn", "sgd")
+STRUCTURED_RECOVERIES = ("none", "bn", "sgd", "sequential")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ group scores, a global ratio with a per-group floor, surgery on the module.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
@@ -52,10 +53,13 @@ def prune_structured(options: PruneOptions, data: str | Path, on_step: Callable[
     on_step(f"scoring groups ({options.score})")
     scores = group_scores(options.score, model, graph, groups, batches, encoder.prunable_parameters())
     removed = choose_removals(groups, scores, float(options.ratio), round_to=options.round_to)
+    dense = copy.deepcopy(encoder.model) if options.recovery == "sequential" else None  # the refit's targets
     structure = remove_units(encoder.model, graph, groups, removed)
     on_step(f"recovery ({options.recovery})")
     recover_structured(model, options.recovery, calib, batches, encoder.preprocess.normalize, device,
-                       options.finetune_config(), seed=options.seed, on_epoch=on_epoch)
+                       options.finetune_config(), seed=options.seed, on_epoch=on_epoch, dense=dense,
+                       structure=structure)
+    del dense
     on_step("evaluating")
     after = accuracy(encoder, head, evaluation, bs, device)
     refit = accuracy(encoder, fit_head(encoder, calib, task.num_classes, bs, device), evaluation, bs, device)

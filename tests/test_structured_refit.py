@@ -1,0 +1,96 @@
+"""``sequential`` after structured pruning: refit of the layers that lost inputs, checked in float64."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from test_structured import _features, _setup
+from torch import nn
+
+from pait.prune.structured.groups import UnsupportedLayerError, remove_units
+from pait.prune.structured.refit import consumers, refit_consumers, refit_layer
+from pait.prune.structured.scores import summed_scores
+from pait.prune.structured.selection import choose_removals
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_refit_layer_is_the_least_squares_solution_numpy_finds():
+    """Undamped, the refit is lstsq of the dense outputs (bias included) on the pruned inputs plus a ones column."""
+    dense_w, dense_b = torch.randn(5, 7, dtype=torch.float64, generator=_generator(0)), torch.randn(5, dtype=torch.float64)
+    kept = [0, 2, 3, 6]
+    xd = [torch.randn(20, 7, dtype=torch.float64, generator=_generator(i)) for i in (1, 2)]
+    xp = [x[:, kept] + 0.1 * torch.randn(20, 4, dtype=torch.float64, generator=_generator(5 + i)) for i, x in enumerate(xd)]
+    w, b = refit_layer(dense_w[:, kept].clone(), dense_b.clone(), dense_w, dense_b, xd, xp, damping=0.0)
+    design = np.concatenate([torch.cat(xp).numpy(), np.ones((40, 1))], 1)
+    target = (torch.cat(xd) @ dense_w.T + dense_b).numpy()
+    solution = np.linalg.lstsq(design, target, rcond=None)[0].T
+    np.testing.assert_allclose(w.numpy(), solution[:, :4], rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(b.numpy(), solution[:, 4], rtol=1e-9, atol=1e-10)
+
+
+def test_heavy_damping_keeps_the_cut_weights():
+    dense_w = torch.randn(3, 6, dtype=torch.float64, generator=_generator(0))
+    x = [torch.randn(30, 6, dtype=torch.float64, generator=_generator(1))]
+    w, b = refit_layer(dense_w[:, :4].clone(), None, dense_w, None, x, [x[0][:, :4]], damping=1e12)
+    assert b is None
+    torch.testing.assert_close(w, dense_w[:, :4], rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize("case", ["efficientnet", "vit"])
+def test_refit_brings_the_pruned_features_closer_to_the_dense_ones_and_keeps_shapes(case):
+    model, x, graph, groups = _setup(case)
+    dense = copy.deepcopy(model)
+    scores = summed_scores(groups, {n: p.detach().abs() for n, p in model.named_parameters()})
+    structure = remove_units(model, graph, groups, choose_removals(groups, scores, 0.4))
+    cut = copy.deepcopy(model)
+    shapes = {n: p.shape for n, p in model.named_parameters()}
+    batches = [(x[:2], None), (x[2:], None)]
+    refit = refit_consumers(dense, model, structure, batches, lambda m, i: _features(m, i), damping=1e-6)
+    assert refit == consumers(model, structure) and refit  # some layer lost inputs and was refit
+    if case == "vit":
+        assert {n.rsplit(".", 1)[-1] for n in refit} == {"proj", "fc2"}
+    target = _features(dense, x)
+    before = (_features(cut, x) - target).pow(2).sum()
+    after = (_features(model, x) - target).pow(2).sum()
+    assert after < 0.5 * before
+    assert {n: p.shape for n, p in model.named_parameters()} == shapes
+
+
+def test_the_second_layer_is_refit_on_the_inputs_of_the_refit_first_one():
+    """Sequential: a 3-layer MLP with hidden units cut in both hidden layers; the last layer's Gram matrix
+    must come from the already refit middle layer (checked by refitting it again by hand)."""
+    torch.manual_seed(0)
+    dense = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    pruned = copy.deepcopy(dense)
+    keep1, keep2 = [0, 1, 3, 4, 6], [1, 2, 5, 7]
+    with torch.no_grad():
+        pruned[0] = nn.Linear(6, 5).double()
+        pruned[0].weight.copy_(dense[0].weight[keep1])
+        pruned[0].bias.copy_(dense[0].bias[keep1])
+        pruned[2] = nn.Linear(5, 4).double()
+        pruned[2].weight.copy_(dense[2].weight[keep2][:, keep1])
+        pruned[2].bias.copy_(dense[2].bias[keep2])
+        pruned[4] = nn.Linear(4, 3).double()
+        pruned[4].weight.copy_(dense[4].weight[:, keep2])
+        pruned[4].bias.copy_(dense[4].bias)
+    structure = {"modules": {"0": {"out": keep1}, "2": {"out": keep2, "in": keep1}, "4": {"in": keep2}}}
+    x = torch.randn(40, 6, dtype=torch.float64, generator=_generator(3))
+    batches = [(x[:20], None), (x[20:], None)]
+    assert refit_consumers(dense, pruned, structure, batches, lambda m, i: m(i), damping=0.0) == ["2", "4"]
+    with torch.no_grad():
+        hidden = pruned[:4](x)  # inputs of the last layer through the refit middle layer
+        design = torch.cat([hidden, torch.ones(40, 1, dtype=torch.float64)], 1)
+        solution = torch.linalg.lstsq(design, dense(x)).solution.T
+    torch.testing.assert_close(pruned[4].weight, solution[:, :4], rtol=1e-8, atol=1e-9)
+
+
+def test_a_layer_with_dynamic_padding_is_refused_by_name():
+    model, x, graph, groups = _setup("efficientnet")
+    structure = {"modules": {"conv_stem": {"in": [0, 1]}}}
+    assert type(model.conv_stem) is not nn.Conv2d  # timm's Conv2dSame ('same' padding at run time)
+    with pytest.raises(UnsupportedLayerError, match="conv_stem"):
+        consumers(model, structure)
