@@ -50,7 +50,7 @@ def test_refit_brings_the_pruned_features_closer_to_the_dense_ones_and_keeps_sha
     shapes = {n: p.shape for n, p in model.named_parameters()}
     batches = [(x[:2], None), (x[2:], None)]
     refit = refit_consumers(dense, model, structure, batches, lambda m, i: _features(m, i), damping=1e-6)
-    assert refit == consumers(model, structure) and refit  # some layer lost inputs and was refit
+    assert refit == consumers(model, structure, x[:1], lambda m, i: _features(m, i)) and refit  # some were refit
     if case == "vit":
         assert {n.rsplit(".", 1)[-1] for n in refit} == {"proj", "fc2"}
     target = _features(dense, x)
@@ -81,16 +81,56 @@ def test_the_second_layer_is_refit_on_the_inputs_of_the_refit_first_one():
     x = torch.randn(40, 6, dtype=torch.float64, generator=_generator(3))
     batches = [(x[:20], None), (x[20:], None)]
     assert refit_consumers(dense, pruned, structure, batches, lambda m, i: m(i), damping=0.0) == ["2", "4"]
-    with torch.no_grad():
+    ones = torch.ones(40, 1, dtype=torch.float64)
+    with torch.no_grad():  # the middle layer: its kept rows of the dense outputs, on the cut first layer's outputs
+        middle = torch.linalg.lstsq(torch.cat([pruned[:2](x), ones], 1), dense[:3](x)[:, keep2]).solution.T
         hidden = pruned[:4](x)  # inputs of the last layer through the refit middle layer
-        design = torch.cat([hidden, torch.ones(40, 1, dtype=torch.float64)], 1)
-        solution = torch.linalg.lstsq(design, dense(x)).solution.T
-    torch.testing.assert_close(pruned[4].weight, solution[:, :4], rtol=1e-8, atol=1e-9)
+        last = torch.linalg.lstsq(torch.cat([hidden, ones], 1), dense(x)).solution.T
+    torch.testing.assert_close(pruned[2].weight, middle[:, :5], rtol=1e-8, atol=1e-9)
+    torch.testing.assert_close(pruned[2].bias, middle[:, 5], rtol=1e-8, atol=1e-9)
+    torch.testing.assert_close(pruned[4].weight, last[:, :4], rtol=1e-8, atol=1e-9)
+    torch.testing.assert_close(pruned[4].bias, last[:, 4], rtol=1e-8, atol=1e-9)
 
 
-def test_a_layer_with_dynamic_padding_is_refused_by_name():
+def test_a_strided_padded_3x3_conv_is_refit_on_its_patches_with_the_relative_damping():
+    """Closed form on hand-built patches: (Y Xp^T + lam W0)(Xp Xp^T + lam I)^-1, lam = damping x mean diag."""
+    torch.manual_seed(0)
+    dense = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 4, 3, stride=2, padding=1,
+                                                                              bias=False)).double()
+    keep = [0, 2, 3, 5]
+    pruned = copy.deepcopy(dense)
+    with torch.no_grad():
+        pruned[0] = nn.Conv2d(3, 4, 3, padding=1).double()
+        pruned[0].weight.copy_(dense[0].weight[keep])
+        pruned[0].bias.copy_(dense[0].bias[keep])
+        pruned[2] = nn.Conv2d(4, 4, 3, stride=2, padding=1, bias=False).double()
+        pruned[2].weight.copy_(dense[2].weight[:, keep])
+    cut = pruned[2].weight.detach().clone()
+    x = torch.randn(3, 3, 9, 9, dtype=torch.float64, generator=_generator(4))
+    structure = {"modules": {"0": {"out": keep}, "2": {"in": keep}}}
+    refit_consumers(dense, pruned, structure, [(x, None)], lambda m, i: m(i), damping=0.3)
+
+    def patches(layer, inputs):  # (positions, in x 3 x 3), by hand
+        padded = torch.nn.functional.pad(inputs, (1, 1, 1, 1))
+        rows = [padded[n, :, i:i + 3, j:j + 3].reshape(-1) for n in range(len(inputs))
+                for i in range(0, padded.shape[2] - 2, 2) for j in range(0, padded.shape[3] - 2, 2)]
+        return torch.stack(rows)
+
+    with torch.no_grad():
+        xd, xp = patches(dense[2], dense[:2](x)), patches(pruned[2], pruned[:2](x))
+        gram = xp.T @ xp
+        lam = 0.3 * gram.diagonal().mean()
+        expected = torch.linalg.solve(gram + lam * torch.eye(len(gram), dtype=torch.float64),
+                                      (xd @ dense[2].weight.flatten(1).T).T @ xp + lam * cut.flatten(1), left=False)
+    torch.testing.assert_close(pruned[2].weight.flatten(1), expected, rtol=1e-8, atol=1e-10)
+
+
+def test_a_grouped_conv_that_lost_inputs_or_a_layer_applied_twice_is_refused_by_name():
     model, x, graph, groups = _setup("efficientnet")
-    structure = {"modules": {"conv_stem": {"in": [0, 1]}}}
-    assert type(model.conv_stem) is not nn.Conv2d  # timm's Conv2dSame ('same' padding at run time)
-    with pytest.raises(UnsupportedLayerError, match="conv_stem"):
-        consumers(model, structure)
+    depthwise = next(n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.groups > 1)
+    with pytest.raises(UnsupportedLayerError, match=depthwise):
+        consumers(model, {"modules": {depthwise: {"in": [0]}}}, x[:1], lambda m, i: _features(m, i))
+    layer = nn.Linear(3, 3).double()
+    twice = nn.Sequential(layer, nn.Tanh(), layer)
+    with pytest.raises(UnsupportedLayerError, match=r"0 \(2x\)"):
+        consumers(twice, {"modules": {"0": {"in": [0, 1]}}}, torch.zeros(2, 3, dtype=torch.float64), lambda m, i: m(i))

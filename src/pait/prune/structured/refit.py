@@ -10,7 +10,7 @@ refit pruned network now gives it, on the calibration images, without labels:
 with ``W_0`` the layer's weights after the cut (the dense ones at the kept indices), a bias fitted alongside
 when the layer has one, and ``lam = damping x`` the mean diagonal of the Gram matrix (relative, as in
 :mod:`pait.prune.sequential`). Written by hand: Torch-Pruning performs the surgery but has no
-reconstruction step. Depthwise (grouped) convs only lose whole filters and are left as cut.
+reconstruction step. Depthwise convs only lose whole filters (their outputs) and are left as cut.
 """
 
 from __future__ import annotations
@@ -19,34 +19,46 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pait.prune.structured.groups import UnsupportedLayerError
+from pait.scores._common import eval_mode
+from pait.scores._layers import conv_unfold
 
 FeatureFn = Callable[[nn.Module, Tensor], Tensor]
+CHUNK_ELEMENTS = 1 << 24  # rows x columns per float64 block of the Gram accumulation (128 MiB)
 
 
-def consumers(pruned: nn.Module, structure: Mapping[str, Any]) -> list[str]:
-    """Names of the layers of ``pruned`` that lost input channels and can be refit, in forward order."""
+def consumers(pruned: nn.Module, structure: Mapping[str, Any], images: Tensor, feature_fn: FeatureFn) -> list[str]:
+    """Names of the layers of ``pruned`` that lost input channels, in the order one forward of ``images``
+    applies them; each must be a Conv2d (groups 1) or Linear applied exactly once per forward."""
     cut = {name for name, sides in structure["modules"].items() if "in" in sides}
-    found = []
-    for name, module in pruned.named_modules():
-        if name not in cut or not isinstance(module, nn.Conv2d | nn.Linear):
-            continue
-        if isinstance(module, nn.Conv2d) and module.groups > 1:
-            continue  # depthwise: each output reads one input channel, nothing to redistribute
-        if type(module) not in (nn.Conv2d, nn.Linear) or isinstance(getattr(module, "padding", 0), str):
-            raise UnsupportedLayerError(f"sequential recovery cannot refit layer {name!r} ({type(module).__name__}): "
-                                        "only plain Conv2d and Linear layers")
-        found.append(name)
-    return found
+    layers = {name: m for name, m in pruned.named_modules() if name in cut and isinstance(m, nn.Conv2d | nn.Linear)}
+    for name, module in layers.items():
+        if isinstance(module, nn.Conv2d) and (module.groups > 1 or module.padding_mode != "zeros"):
+            # depthwise convs are recorded as losing outputs only (pait.prune.structured.groups)
+            raise UnsupportedLayerError(f"sequential recovery cannot refit layer {name!r}: a grouped or "
+                                        f"{module.padding_mode!r}-padded conv lost input channels")
+    order: list[str] = []
+    handles = [m.register_forward_hook(lambda *_, name=name: order.append(name)) for name, m in layers.items()]
+    try:
+        with eval_mode(pruned):
+            feature_fn(pruned, images)
+    finally:
+        for handle in handles:
+            handle.remove()
+    wrong = sorted(n for n in layers if order.count(n) != 1)
+    if wrong:
+        raise UnsupportedLayerError("sequential recovery needs each refit layer applied once per forward: "
+                                    + ", ".join(f"{n} ({order.count(n)}x)" for n in wrong))
+    return order
 
 
 def _rows(module: nn.Module, x: Tensor) -> Tensor:
-    """The layer's inputs as rows of its weight's columns: conv patches (unfolded) or tokens."""
+    """The layer's inputs as rows of its weight's columns: conv patches (the conv's own padding, timm's
+    run-time 'same' included) or tokens."""
     if isinstance(module, nn.Conv2d):
-        patches = F.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)
+        patches = conv_unfold(module, x)
         return patches.transpose(1, 2).reshape(-1, patches.shape[1])
     return x.reshape(-1, x.shape[-1])
 
@@ -60,9 +72,7 @@ def _inputs(model: nn.Module, name: str, images: Tensor, feature_fn: FeatureFn) 
         feature_fn(model, images)
     finally:
         handle.remove()
-    if len(seen) != 1:
-        raise UnsupportedLayerError(f"sequential recovery needs layer {name!r} applied once per forward, not {len(seen)}")
-    return seen[0]
+    return seen[0]  # applied once per forward: checked by consumers()
 
 
 @torch.no_grad()
@@ -78,13 +88,15 @@ def refit_layer(weight: Tensor, bias: Tensor | None, dense_weight: Tensor, dense
     k = w0.shape[1] + (bias is not None)
     gram = torch.zeros(k, k, dtype=torch.float64, device=w0.device)
     cross = torch.zeros(w0.shape[0], k, dtype=torch.float64, device=w0.device)
-    for xd, xp in zip(dense_rows, pruned_rows):
-        xd, xp = xd.double(), xp.double()
-        target = xd @ wd.T + (dense_bias.double() if dense_bias is not None else 0.0)
-        if bias is not None:
-            xp = torch.cat([xp, xp.new_ones(len(xp), 1)], 1)
-        gram += xp.T @ xp
-        cross += target.T @ xp
+    for whole_d, whole_p in zip(dense_rows, pruned_rows):
+        step = max(1, CHUNK_ELEMENTS // max(whole_d.shape[1], k))  # float64 copies of a bounded number of rows
+        for xd, xp in zip(whole_d.split(step), whole_p.split(step)):
+            xd, xp = xd.double(), xp.double()
+            target = xd @ wd.T + (dense_bias.double() if dense_bias is not None else 0.0)
+            if bias is not None:
+                xp = torch.cat([xp, xp.new_ones(len(xp), 1)], 1)
+            gram += xp.T @ xp
+            cross += target.T @ xp
     start = torch.cat([w0, bias.double()[:, None]], 1) if bias is not None else w0
     lam = damping * gram.diagonal().mean().clamp_min(torch.finfo(torch.float64).tiny)
     solved = torch.linalg.solve(gram + lam * torch.eye(k, dtype=torch.float64, device=w0.device),
@@ -99,7 +111,7 @@ def refit_consumers(dense: nn.Module, pruned: nn.Module, structure: Mapping[str,
                     on_layer: Callable[[str], None] = lambda _: None) -> list[str]:
     """Refit, in place and in forward order, every layer of ``pruned`` that lost input channels (see the
     module docstring); ``dense`` is the encoder before the cut. Returns the refit layers' names."""
-    names = consumers(pruned, structure)
+    names = consumers(pruned, structure, batches[0][0], feature_fn)
     kept_out = {name: sides.get("out") for name, sides in structure["modules"].items()}
     for name in names:
         layer, original = pruned.get_submodule(name), dense.get_submodule(name)
@@ -108,7 +120,9 @@ def refit_consumers(dense: nn.Module, pruned: nn.Module, structure: Mapping[str,
         dense_bias = None if original.bias is None else (original.bias if rows is None else original.bias[rows])
         dense_rows = (_inputs(dense, name, images, feature_fn) for images, _ in batches)  # one batch at a time
         pruned_rows = (_inputs(pruned, name, images, feature_fn) for images, _ in batches)
-        weight, bias = refit_layer(layer.weight, layer.bias, dense_weight, dense_bias, dense_rows, pruned_rows, damping)
+        with eval_mode(dense), eval_mode(pruned):  # BatchNorm on its running statistics, which stay untouched
+            weight, bias = refit_layer(layer.weight, layer.bias, dense_weight, dense_bias, dense_rows, pruned_rows,
+                                       damping)
         layer.weight.copy_(weight)
         if bias is not None:
             layer.bias.copy_(bias)
