@@ -24,7 +24,8 @@ def test_refit_layer_is_the_least_squares_solution_numpy_finds():
     kept = [0, 2, 3, 6]
     xd = [torch.randn(20, 7, dtype=torch.float64, generator=_generator(i)) for i in (1, 2)]
     xp = [x[:, kept] + 0.1 * torch.randn(20, 4, dtype=torch.float64, generator=_generator(5 + i)) for i, x in enumerate(xd)]
-    w, b = refit_layer(dense_w[:, kept].clone(), dense_b.clone(), dense_w, dense_b, xd, xp, damping=0.0)
+    targets = [x @ dense_w.T + dense_b for x in xd]
+    w, b = refit_layer(dense_w[:, kept].clone(), dense_b.clone(), targets, xp, damping=0.0)
     design = np.concatenate([torch.cat(xp).numpy(), np.ones((40, 1))], 1)
     target = (torch.cat(xd) @ dense_w.T + dense_b).numpy()
     solution = np.linalg.lstsq(design, target, rcond=None)[0].T
@@ -35,7 +36,7 @@ def test_refit_layer_is_the_least_squares_solution_numpy_finds():
 def test_heavy_damping_keeps_the_cut_weights():
     dense_w = torch.randn(3, 6, dtype=torch.float64, generator=_generator(0))
     x = [torch.randn(30, 6, dtype=torch.float64, generator=_generator(1))]
-    w, b = refit_layer(dense_w[:, :4].clone(), None, dense_w, None, x, [x[0][:, :4]], damping=1e12)
+    w, b = refit_layer(dense_w[:, :4].clone(), None, [x[0] @ dense_w.T], [x[0][:, :4]], damping=1e12)
     assert b is None
     torch.testing.assert_close(w, dense_w[:, :4], rtol=1e-8, atol=1e-8)
 
@@ -126,7 +127,7 @@ def test_a_strided_padded_3x3_conv_is_refit_on_its_patches_with_the_relative_dam
 
 
 def test_a_grouped_conv_that_lost_inputs_or_a_layer_applied_twice_is_refused_by_name():
-    model, x, graph, groups = _setup("efficientnet")
+    model, x, _, _ = _setup("efficientnet")
     depthwise = next(n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.groups > 1)
     with pytest.raises(UnsupportedLayerError, match=depthwise):
         consumers(model, {"modules": {depthwise: {"in": [0]}}}, x[:1], lambda m, i: _features(m, i))

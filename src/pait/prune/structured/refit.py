@@ -63,11 +63,17 @@ def _rows(module: nn.Module, x: Tensor) -> Tensor:
     return x.reshape(-1, x.shape[-1])
 
 
-def _inputs(model: nn.Module, name: str, images: Tensor, feature_fn: FeatureFn) -> Tensor:
-    """Rows of the inputs of ``model``'s layer ``name`` for a batch of images (one forward)."""
+def _layer_rows(model: nn.Module, name: str, images: Tensor, feature_fn: FeatureFn) -> tuple[Tensor, Tensor]:
+    """One forward of ``images``: the rows of layer ``name``'s inputs (as its weight's columns) and of its
+    outputs (one row per position or token, one column per output channel)."""
     module = model.get_submodule(name)
-    seen: list[Tensor] = []
-    handle = module.register_forward_hook(lambda _m, args, _out: seen.append(_rows(module, args[0].detach())))
+    seen: list[tuple[Tensor, Tensor]] = []
+
+    def hook(_m: nn.Module, args: tuple[Tensor, ...], out: Tensor) -> None:
+        out = out.detach().movedim(1, -1) if isinstance(module, nn.Conv2d) else out.detach()
+        seen.append((_rows(module, args[0].detach()), out.reshape(-1, out.shape[-1])))
+
+    handle = module.register_forward_hook(hook)
     try:
         feature_fn(model, images)
     finally:
@@ -76,27 +82,25 @@ def _inputs(model: nn.Module, name: str, images: Tensor, feature_fn: FeatureFn) 
 
 
 @torch.no_grad()
-def refit_layer(weight: Tensor, bias: Tensor | None, dense_weight: Tensor, dense_bias: Tensor | None,
-                dense_rows: Iterable[Tensor], pruned_rows: Iterable[Tensor], damping: float) -> tuple[Tensor, Tensor | None]:
+def refit_layer(weight: Tensor, bias: Tensor | None, targets: Iterable[Tensor], pruned_rows: Iterable[Tensor],
+                damping: float) -> tuple[Tensor, Tensor | None]:
     """The damped least-squares refit of one layer (see the module docstring), in float64.
 
-    ``weight`` (out, k) and ``dense_weight`` (out, d) are flattened to columns; ``dense_rows[i]`` (n_i, d) and
-    ``pruned_rows[i]`` (n_i, k) are the layer's dense and pruned inputs for the same images.
+    ``weight`` (out, k) is flattened to columns; ``targets[i]`` (n_i, out) are the dense layer's outputs at
+    the kept rows and ``pruned_rows[i]`` (n_i, k) the pruned layer's inputs, for the same images.
     """
     w0 = weight.double().flatten(1)
-    wd = dense_weight.double().flatten(1)
     k = w0.shape[1] + (bias is not None)
     gram = torch.zeros(k, k, dtype=torch.float64, device=w0.device)
     cross = torch.zeros(w0.shape[0], k, dtype=torch.float64, device=w0.device)
-    for whole_d, whole_p in zip(dense_rows, pruned_rows):
-        step = max(1, CHUNK_ELEMENTS // max(whole_d.shape[1], k))  # float64 copies of a bounded number of rows
-        for xd, xp in zip(whole_d.split(step), whole_p.split(step)):
-            xd, xp = xd.double(), xp.double()
-            target = xd @ wd.T + (dense_bias.double() if dense_bias is not None else 0.0)
+    for whole_y, whole_p in zip(targets, pruned_rows):
+        step = max(1, CHUNK_ELEMENTS // k)  # float64 copies of a bounded number of rows
+        for y, xp in zip(whole_y.split(step), whole_p.split(step)):
+            xp = xp.double()
             if bias is not None:
                 xp = torch.cat([xp, xp.new_ones(len(xp), 1)], 1)
             gram += xp.T @ xp
-            cross += target.T @ xp
+            cross += y.double().T @ xp
     start = torch.cat([w0, bias.double()[:, None]], 1) if bias is not None else w0
     lam = damping * gram.diagonal().mean().clamp_min(torch.finfo(torch.float64).tiny)
     solved = torch.linalg.solve(gram + lam * torch.eye(k, dtype=torch.float64, device=w0.device),
@@ -107,24 +111,20 @@ def refit_layer(weight: Tensor, bias: Tensor | None, dense_weight: Tensor, dense
 
 @torch.no_grad()
 def refit_consumers(dense: nn.Module, pruned: nn.Module, structure: Mapping[str, Any],
-                    batches: Sequence[tuple[Tensor, Any]], feature_fn: FeatureFn, damping: float = 1e-2,
-                    on_layer: Callable[[str], None] = lambda _: None) -> list[str]:
+                    batches: Sequence[tuple[Tensor, Any]], feature_fn: FeatureFn, damping: float = 1e-2) -> list[str]:
     """Refit, in place and in forward order, every layer of ``pruned`` that lost input channels (see the
     module docstring); ``dense`` is the encoder before the cut. Returns the refit layers' names."""
     names = consumers(pruned, structure, batches[0][0], feature_fn)
-    kept_out = {name: sides.get("out") for name, sides in structure["modules"].items()}
     for name in names:
-        layer, original = pruned.get_submodule(name), dense.get_submodule(name)
-        rows = kept_out[name]
-        dense_weight = original.weight if rows is None else original.weight[rows]
-        dense_bias = None if original.bias is None else (original.bias if rows is None else original.bias[rows])
-        dense_rows = (_inputs(dense, name, images, feature_fn) for images, _ in batches)  # one batch at a time
-        pruned_rows = (_inputs(pruned, name, images, feature_fn) for images, _ in batches)
+        layer = pruned.get_submodule(name)
+        kept = structure["modules"][name].get("out")  # the dense outputs the cut layer still produces
+        targets = (_layer_rows(dense, name, images, feature_fn)[1] for images, _ in batches)  # a batch at a time
+        pruned_rows = (_layer_rows(pruned, name, images, feature_fn)[0] for images, _ in batches)
+        if kept is not None:
+            targets = (y[:, kept] for y in targets)
         with eval_mode(dense), eval_mode(pruned):  # BatchNorm on its running statistics, which stay untouched
-            weight, bias = refit_layer(layer.weight, layer.bias, dense_weight, dense_bias, dense_rows, pruned_rows,
-                                       damping)
+            weight, bias = refit_layer(layer.weight, layer.bias, targets, pruned_rows, damping)
         layer.weight.copy_(weight)
         if bias is not None:
             layer.bias.copy_(bias)
-        on_layer(name)
     return names
