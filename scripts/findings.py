@@ -31,7 +31,7 @@ from pait.report.fig3 import plot_fig3
 from pait.report.p1 import agreement_summary, mask_agreement, plot_agreement
 from pait.report.pairwise import pairwise_table
 from pait.report.recoveries import recovery_pair_blocks
-from pait.report.run_folder import read_results
+from pait.report.run_folder import CONFIG_FILE, read_results, read_run_config
 from pait.report.stat_blocks import claim_blocks, pairwise_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,7 +116,7 @@ def study_blocks(folder: Path) -> list[Block]:
     results = read_results(folder)
     fig3 = plot_fig3(results, folder / "fig3.png")
     pairwise, p2 = pairwise_table(results), p2_table(results)
-    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
+    config = read_run_config(folder) if (folder / CONFIG_FILE).is_file() else {}
     cut = [Text("Structured pruning, " + what_is_cut(config))] if config.get("structure") == "channels" else []
     blocks: list[Block] = [Heading(folder.name, 2), *cut, Heading("Source and mean transfer accuracy", 3),
                            results_table(results),
