@@ -3,7 +3,8 @@ r"""One layer's OBS reconstruction with block-lazy updates, as SparseGPT does it
 Written after the reference implementation ``SparseGPT.fasterprune`` in IST-DASLab/sparsegpt
 (``sparsegpt.py``; Frantar & Alistarh, ICML 2023), batched here over independent groups (the
 groups of a grouped or depthwise conv), in float64, with a fixed mask as well as SparseGPT's
-adaptive per-block selection, and with exact per-layer counts. torch has no such solver.
+adaptive per-block selection (with exact per-layer counts) and its N:M selection. torch has no such
+solver. ``tests/test_sparsegpt.py`` holds a port of ``fasterprune`` it is checked against.
 
 For each group, rows ``W`` (r x d) and the layer-input Gram matrix ``H = X X^T`` (d x d) are given.
 Columns are visited left to right. When column ``i`` is reached, every weight there that is pruned
