@@ -10,6 +10,7 @@ from torch import nn
 from pait.cli import main
 from pait.encoders import Encoder, Preprocessing, register_encoder
 from pait.export import load_into, load_mask, save_pruned
+from pait.prune.options import RECOVERIES
 from pait.prune.run import PruneOptions, prune
 
 ENCODER = "tiny-prune-test"
@@ -137,3 +138,23 @@ def test_sequential_recoveries_through_the_command_round_trip_to_a_stock_module(
     for name, m in load_mask(out).items():
         assert (params[name][~m] == 0).all()
     assert report["parameters"]["after"]["prunable_nonzero"] <= round(0.5 * sum(m.numel() for m in load_mask(out).values()))
+
+
+@pytest.mark.parametrize("recovery", RECOVERIES)
+def test_nm_through_the_command_with_every_recovery_writes_an_nm_mask_and_zero_pruned_weights(folder, tmp_path, recovery):
+    out = tmp_path / "nm"
+    assert main(["prune", "--encoder", ENCODER, "--data", str(folder), "--nm", "2:4", "--recovery", recovery,
+                 "--score", "magnitude", "--retrain-epochs", "1", "--calib-per-class", "5", "--eval-per-class", "3",
+                 "--device", "cpu", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    dense = report["nm_dense_layers"]
+    assert dense == ["0.weight"]  # 27 inputs per row; the others have 72 and 8
+    mask = load_mask(out)
+    weights = safetensors.torch.load_file(str(out / "pruned.safetensors"))
+    assert set(mask) == {"0.weight", "3.weight", "7.weight"}
+    for name, keep in mask.items():
+        if name in dense:
+            assert keep.all(), name
+        else:
+            assert (keep.reshape(keep.shape[0], -1, 4).sum(-1) == 2).all(), (name, recovery)
+        assert (weights[name][~keep] == 0).all(), (name, recovery)

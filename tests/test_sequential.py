@@ -186,3 +186,56 @@ def test_a_layer_the_forward_never_reaches_is_named_in_the_error():
     mask = _random_mask(params)
     with pytest.raises(ConfigError, match="unused.weight"):
         sequential_prune(model, tiny.batches(n=4, batch=2, shape=(6,)), params, mask)
+
+
+def _nm_net():
+    torch.manual_seed(3)
+    return nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(),  # 36 inputs per row: 2:4
+                         nn.Conv2d(8, 8, 1, groups=2), nn.Tanh(),  # grouped, 4 per row: 2:4
+                         nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False), nn.Tanh(),  # 9 per row: left dense
+                         nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, 6)).double().eval()
+
+
+def test_adaptive_mode_with_an_nm_pattern_keeps_every_layer_nm_and_leaves_the_dense_ones_alone():
+    from pait.prune.nm import nm_mask
+
+    model = _nm_net()
+    data = tiny.batches(n=12, batch=4, shape=(4, 6, 6))
+    params = dict(model.named_parameters())
+    weights = {n: p for n, p in params.items() if p.ndim > 1}
+    mask, dense = nm_mask({n: p.detach().abs() for n, p in weights.items()}, 2, 4)
+    assert dense == ["4.weight"]
+    dense_before = params["4.weight"].detach().clone()
+    applied = sequential_prune(model, data, params, mask, mode="adaptive", damping=0.01, nm=(2, 4))
+    for key, keep in applied.items():
+        assert (params[key][~keep] == 0).all(), key
+        if key in dense:
+            assert keep.all() and torch.equal(params[key], dense_before)
+        else:
+            assert (keep.reshape(keep.shape[0], -1, 4).sum(-1) == 2).all(), key
+    assert any(not torch.equal(applied[k], mask[k]) for k in mask if k not in dense)  # re-selected, not held
+    without = _nm_net()
+    counted = sequential_prune(without, data, dict(without.named_parameters()), mask, mode="adaptive", damping=0.01)
+    assert any((counted[k].reshape(counted[k].shape[0], -1, 4).sum(-1) != 2).any() for k in mask if k not in dense)
+
+
+def test_sequential_nm_sweep_with_a_dead_input_equals_the_reference_port_layer_by_layer():
+    from tests.test_sparsegpt import fasterprune
+
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(16, 12, bias=False), nn.Tanh(), nn.Linear(12, 8, bias=False)).double().eval()
+    data = tiny.batches(n=60, batch=20, shape=(16,))
+    x = torch.cat([b[0] for b in data])
+    x[:, 5] = 0  # a dead input of the first layer
+    x = x / x[:, x.pow(2).sum(0) != 0].pow(2).mean().sqrt()  # live diagonal of H with mean 1
+    data = list(zip(x.split(20), [b[1] for b in data]))
+    params = dict(model.named_parameters())
+    w0 = {k: params[k].detach().clone() for k in ("0.weight", "2.weight")}
+    keep = {k: torch.ones_like(w, dtype=torch.bool) for k, w in w0.items()}
+    applied = sequential_prune(model, data, params, keep, mode="adaptive", damping=0.01, nm=(2, 4))
+    inputs = {"0.weight": x, "2.weight": torch.tanh(model[0](x)).detach()}
+    for key, inp in inputs.items():
+        expected, pruned = fasterprune(w0[key], inp.T @ inp / len(inp), prunen=2, prunem=4, percdamp=0.01)
+        assert torch.equal(applied[key], ~pruned), key
+        assert torch.allclose(params[key].detach(), expected, rtol=0, atol=1e-10), key
+    assert (~applied["0.weight"][:, 5]).all()  # the dead input's weights went first

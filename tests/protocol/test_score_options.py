@@ -86,3 +86,20 @@ def test_bad_score_options_are_config_errors(options, message):
 def test_valid_score_options_pass():
     validate_config(_config(score_options={"kfac": {"damping": 1e-2}, "random": {"seed": 4},
                                            "synflow": {"iterations": 10}}))
+
+
+def test_only_the_sequential_recoveries_carry_a_revision_into_the_unit_keys(ctx):
+    from pait.grid.structured import channels_unit_key
+    from pait.prune.options import RECOVERIES
+
+    fields = {"heads", "source", "score", "sparsity", "recovery", "score_options", "finetune", "score_batch_size", "seed"}
+    for recovery in RECOVERIES:
+        key = unit_key(ctx, "t0", "magnitude", 0.5, recovery)
+        before = {k: v for k, v in key.items() if k != "recovery_revision"}
+        assert set(before) == fields, recovery  # the key as units were cached before any recovery revision
+        if "sequential" in recovery:  # their dead-input handling changed their results
+            assert key["recovery_revision"] == 1 and config_key(key) != config_key(before), recovery
+        else:
+            assert key == before, recovery
+    channels = channels_unit_key(ctx, "t0", "magnitude", 0.5, "sequential")  # the structured refit did not change
+    assert set(channels) == fields | {"structure"}

@@ -36,6 +36,7 @@ from pait.fingerprints import ContentDigests
 from pait.heads import HeadedModel, SplitBatches, evaluate_head, extract_features, fit_ridge
 from pait.train.finetune import MaskHolder, finetune
 from pait.masks import global_mask
+from pait.prune.options import RECOVERY_REVISIONS
 from pait.prune.recovery import recover
 from pait.train.packed import finetune_many, load_copy
 from pait.scores import SCORES, get_score, score_call_options, score_is_per_sparsity, score_revision
@@ -260,12 +261,19 @@ def write_scores(ctx: Context, key: dict[str, Any], source: str, score: str, spa
         save_file({k: v.detach().float().cpu().contiguous() for k, v in scores.items()}, str(out / "scores.safetensors"))
 
 
-def unit_key(ctx: Context, source: str, score: str, sparsity: float, recovery: str = "sgd") -> dict[str, Any]:
-    """Key of the unit stage; the re-training schedule is part of it only for ``sgd`` recovery."""
+def base_unit_key(ctx: Context, source: str, score: str, sparsity: float, recovery: str = "sgd") -> dict[str, Any]:
+    """What every unit's key holds; the re-training schedule is part of it only for ``sgd`` recovery."""
     return {"heads": config_key(ctx.heads_key), "source": source, "score": score, "sparsity": sparsity,
             "recovery": recovery, "score_options": score_options(ctx, score),
             "finetune": ctx.config.finetune if recovery == "sgd" else None,
             "score_batch_size": ctx.config.score_batch_size, "seed": ctx.seed, **revision(score)}
+
+
+def unit_key(ctx: Context, source: str, score: str, sparsity: float, recovery: str = "sgd") -> dict[str, Any]:
+    """Key of a weight-pruning unit: :func:`base_unit_key`, with ``recovery_revision`` for a recovery whose
+    definition changed since caching began (:data:`pait.prune.options.RECOVERY_REVISIONS`)."""
+    r = RECOVERY_REVISIONS.get(recovery, 0)
+    return {**base_unit_key(ctx, source, score, sparsity, recovery), **({"recovery_revision": r} if r else {})}
 
 
 def unit_stage(

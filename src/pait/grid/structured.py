@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from pait.encoders import Encoder
 from pait.errors import ConfigError
 from pait.export.structured import save_structured
-from pait.grid.stages import Context, score_options, scores_key, unit_key, unit_metrics
+from pait.grid.stages import Context, base_unit_key, score_options, scores_key, unit_metrics
 from pait.heads import HeadedModel, SplitBatches
 from pait.prune.structured.groups import Group, build_graph, find_groups, remove_units
 from pait.prune.structured.prune import size, stock_spec
@@ -90,10 +90,10 @@ def write_group_scores(ctx: Context, key: dict[str, Any], source: str, score: st
 
 
 def channels_unit_key(ctx: Context, source: str, score: str, ratio: float, recovery: str) -> dict[str, Any]:
-    """Key of a channel-pruning unit: a weight-pruning unit's key plus the structure (and ``round_to`` when set,
-    so keys from before the field existed still hold)."""
+    """Key of a channel-pruning unit: a unit's base key plus the structure (and ``round_to`` when set, so keys
+    from before the field existed still hold); the weight-pruning recoveries' revisions are not part of it."""
     rounding = {"round_to": ctx.config.round_to} if ctx.config.round_to != 1 else {}
-    return {**unit_key(ctx, source, score, ratio, recovery), "structure": CHANNELS, **rounding}
+    return {**base_unit_key(ctx, source, score, ratio, recovery), "structure": CHANNELS, **rounding}
 
 
 def channels_unit_stage(

@@ -13,6 +13,10 @@ from pait.errors import ConfigError
 # (layer-wise) OBS with the mask held or re-selected per block at each layer's density, and the compositions.
 RECOVERIES = ("none", "sgd", "obs", "bn", "sequential", "sequential-adaptive", "bn+sequential",
               "bn+sequential-adaptive")
+# Raised whenever a change makes a recovery return other weights or masks, so that cached grid units of the
+# old definition are no longer reused; a recovery absent here never changed since caching began.
+# 1: the sequential sweeps zero dead inputs' weights before choosing and damp independently of H's scale.
+RECOVERY_REVISIONS = {"sequential": 1, "sequential-adaptive": 1, "bn+sequential": 1, "bn+sequential-adaptive": 1}
 STRUCTURES = ("channels",)  # structured pruning: conv channels / ViT heads and MLP neurons
 STRUCTURED_SCORES = ("magnitude", "fisher_diag", "kfac", "taylor", "hessian")  # group scores (prune.structured)
 STRUCTURED_RECOVERIES = ("none", "bn", "sgd", "sequential")

@@ -32,6 +32,7 @@ def recover(
     damping: float = 1e-3,
     seed: int = 0,
     on_epoch: Callable[[int, float], None] | None = None,
+    nm: tuple[int, int] | None = None,
 ) -> Mask:
     """Prune ``model.backbone`` (unpruned on entry) to ``mask`` in place, recover by ``method``; return the mask applied.
 
@@ -40,7 +41,8 @@ def recover(
     model on ``calib`` (see :mod:`pait.prune.obs`); ``bn`` zeroes them and re-estimates the BatchNorm
     statistics on ``calib`` (:mod:`pait.prune.bn_recalibration`); ``sequential`` reconstructs layer after
     layer on the current network's inputs (:mod:`pait.prune.sequential`), with the mask held, or
-    ``sequential-adaptive`` with each layer's density only (the returned mask is then the new one).
+    ``sequential-adaptive`` with each layer's density only (the returned mask is then the new one), or,
+    when the mask is the N:M pattern ``nm`` (n kept of every m), re-selected N:M per group of columns.
 
     ``bn+sequential`` runs sequential first, then the BatchNorm re-estimation: sequential keeps each
     layer's outputs close to the originals, so it needs the BN statistics that go with them, while
@@ -58,7 +60,8 @@ def recover(
     sequential = [s for s in steps if s.startswith("sequential")]
     if sequential:
         mode = "adaptive" if sequential[0].endswith("-adaptive") else "fixed"
-        mask = sequential_prune(model, batches, params, mask, mode=mode, damping=damping)
+        mask = sequential_prune(model, batches, params, mask, mode=mode, damping=damping,
+                                nm=nm if mode == "adaptive" else None)
     holder = MaskHolder(params, mask)
     holder.hold()
     if "bn" in steps:

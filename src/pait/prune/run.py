@@ -108,7 +108,8 @@ def prune(options: PruneOptions, data: str | Path, on_step: Callable[[str], None
     mask, dense = make_mask(scores, options.sparsity, options.nm)
     on_step(f"recovery ({options.recovery})")
     mask = recover(model, mask, options.recovery, calib, encoder.preprocess.normalize, device, options.finetune_config(),
-            batch_size=bs, damping=options.damping, seed=options.seed, on_epoch=on_epoch)
+            batch_size=bs, damping=options.damping, seed=options.seed, on_epoch=on_epoch,
+            nm=parse_nm(options.nm) if options.nm is not None else None)
     on_step("evaluating")
     after = accuracy(encoder, head, evaluation, bs, device)
     refit = accuracy(encoder, fit_head(encoder, calib, task.num_classes, bs, device), evaluation, bs, device)

@@ -24,7 +24,14 @@ Mask modes:
 * ``adaptive`` keeps only each layer's number of pruned weights from the mask and lets SparseGPT's
   per-block OBS selection choose which, with its block-lazy sweep (:func:`pait.prune.sparsegpt.reconstruct`,
   one Cholesky per layer or per group): the mask is chosen on the already-updated weights, which is
-  what makes the sweep sound.
+  what makes the sweep sound. With an N:M pattern (``nm``), each layer whose row length is a multiple
+  of ``m`` is instead re-selected ``n`` of every ``m`` per group of columns as the sweep reaches it
+  (SparseGPT's ``prunen``/``prunem``), so the mask stays N:M; a layer the N:M mask left dense stays so.
+
+Inputs that are always zero on the calibration images (``diag H = 0``) are handled as in the
+reference: in ``adaptive`` mode their weights are set to 0 and pruned first, at no cost; in both
+modes they are decoupled from the other inputs, and the result does not depend on the scale of ``H``
+(see :mod:`pait.prune.sparsegpt`).
 """
 
 from __future__ import annotations
@@ -180,13 +187,17 @@ def sequential_prune(
     damping: float = 1e-3,
     blocksize: int = 128,
     on_layer: Callable[[str, nn.Module, float], None] | None = None,
+    nm: tuple[int, int] | None = None,
 ) -> Mask:
     """Prune the weights of ``mask`` (True = kept) in ``model`` in place, layer after layer; return the mask applied.
 
     ``params`` maps the mask's keys to the model's parameters; ``batches`` are (images, labels) with
     normalised images (labels unused); ``damping`` is relative to ``mean(diag H)``. ``on_layer``
-    receives each layer's key, module and seconds (collection plus solve), in forward order.
+    receives each layer's key, module and seconds (collection plus solve), in forward order. ``nm``
+    (n kept of every m, ``adaptive`` mode only) re-selects each layer N:M instead of by count.
     """
+    if nm is not None and mode != "adaptive":
+        raise ValueError(f"sequential recovery: an N:M pattern is re-selected only in adaptive mode, not {mode!r}")
     if mode not in MASK_MODES:
         raise ConfigError(f"unknown sequential mask mode {mode!r}; choose one of {', '.join(MASK_MODES)}")
     try:
@@ -214,7 +225,7 @@ def sequential_prune(
                 collector.target = _Gram(layer)
                 for images, _ in batches:
                     _run(model, images)
-                applied[key] = _prune_layer(layer, collector.target.hessian(), mask[key], mode, damping, blocksize)
+                applied[key] = _prune_layer(layer, collector.target.hessian(), mask[key], mode, damping, blocksize, nm)
                 collector.target = None
                 if on_layer is not None:
                     on_layer(key, layer.module, time.perf_counter() - start)
@@ -234,9 +245,14 @@ def _check_order(order: list[str], keys: list[str]) -> None:
         raise ConfigError("sequential recovery: layers not applied in the forward: " + ", ".join(unused))
 
 
-def _prune_layer(layer: _Layer, hessian: Tensor, keep: Tensor, mode: str, damping: float, blocksize: int) -> Tensor:
+def _prune_layer(layer: _Layer, hessian: Tensor, keep: Tensor, mode: str, damping: float, blocksize: int,
+                 nm: tuple[int, int] | None = None) -> Tensor:
     """Reconstruct one layer in place from its input Gram matrix; return its mask (weight shape)."""
     p = layer.weight
+    row_length = p[0].numel() if p.ndim > 1 else p.numel()
+    nm = nm if nm is not None and row_length % nm[1] == 0 else None
+    if mode == "adaptive" and nm is None and bool(keep.all()):
+        return keep  # nothing to prune (e.g. a layer an N:M mask left dense): the layer stays as it is
     g = layer.groups
     w = p.detach().reshape(g, p.shape[0] // g, -1)
     keep3 = keep.to(p.device, torch.bool).reshape(w.shape)
@@ -247,8 +263,9 @@ def _prune_layer(layer: _Layer, hessian: Tensor, keep: Tensor, mode: str, dampin
         rows = obs_rows(w.reshape(-1, w.shape[-1]), keep3.reshape(-1, w.shape[-1]), damped_inverse(hessian, damping))
         new, kept = rows.view(w.shape), keep3
     else:
-        new, kept = reconstruct(w, hessian, n_pruned=int((~keep3).sum()), damping=damping, blocksize=blocksize,
-                                protected=int(layer.bias is not None))
+        count = {"nm": nm} if nm is not None else {"n_pruned": int((~keep3).sum())}
+        new, kept = reconstruct(w, hessian, damping=damping, blocksize=blocksize, protected=int(layer.bias is not None),
+                                **count)
     if layer.bias is not None:
         layer.bias.copy_(new[:, :, -1].reshape(layer.bias.shape))
         new, kept = new[:, :, :-1], kept[:, :, :-1]
