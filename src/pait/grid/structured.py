@@ -32,7 +32,7 @@ from pait.heads import HeadedModel, SplitBatches
 from pait.prune.structured.groups import Group, build_graph, find_groups, remove_units
 from pait.prune.structured.prune import size, stock_spec
 from pait.prune.structured.recovery import recover_structured
-from pait.prune.structured.scores import group_scores
+from pait.prune.structured.scores import group_scores, tp_score_revision
 from pait.prune.structured.selection import choose_removals, removed_fraction
 
 CHANNELS = "channels"
@@ -61,9 +61,16 @@ def traced_groups(model: nn.Module, example: Tensor, encoder: Encoder) -> tuple[
     return graph, find_groups(model, graph, encoder.head_prefixes)
 
 
+def tp_revision(score: str) -> dict[str, int]:
+    """``{"revision": r}`` for a Torch-Pruning importance whose computation changed since caching began, else
+    nothing (pait's scores carry theirs in :func:`scores_key` and :func:`unit_key` already)."""
+    r = tp_score_revision(score)
+    return {"revision": r} if r else {}
+
+
 def group_scores_key(ctx: Context, source: str, score: str) -> dict[str, Any]:
     """Key of the group scores stage: the weight scores' key (shared by all sparsities) plus the structure."""
-    return {**scores_key(ctx, source, score, None), "structure": CHANNELS}
+    return {**scores_key(ctx, source, score, None), "structure": CHANNELS, **tp_revision(score)}
 
 
 def group_scores_stage(ctx: Context, source: str, score: str) -> dict[str, Tensor]:
@@ -93,7 +100,7 @@ def channels_unit_key(ctx: Context, source: str, score: str, ratio: float, recov
     """Key of a channel-pruning unit: a unit's base key plus the structure (and ``round_to`` when set, so keys
     from before the field existed still hold); the weight-pruning recoveries' revisions are not part of it."""
     rounding = {"round_to": ctx.config.round_to} if ctx.config.round_to != 1 else {}
-    return {**base_unit_key(ctx, source, score, ratio, recovery), "structure": CHANNELS, **rounding}
+    return {**base_unit_key(ctx, source, score, ratio, recovery), "structure": CHANNELS, **rounding, **tp_revision(score)}
 
 
 def channels_unit_stage(

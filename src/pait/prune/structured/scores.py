@@ -27,6 +27,14 @@ from pait.prune.structured.groups import Group
 GROUP_SCORES = STRUCTURED_SCORES  # the names live with the options, which check them before any work
 PAIT_SCORES = ("magnitude", "fisher_diag", "kfac")  # sums of pait's per-weight scores
 TP_SCORES = tuple(s for s in GROUP_SCORES if s not in PAIT_SCORES)  # Torch-Pruning's own importances
+# Raised whenever a change makes a Torch-Pruning importance give other scores (cached stages are then not
+# reused); pait's scores carry their own (``register_score``). hessian 1: the mean of per-example g^2.
+TP_REVISIONS = {"hessian": 1}
+
+
+def tp_score_revision(name: str) -> int:
+    """The revision of Torch-Pruning importance ``name`` as pait computes it (0: unchanged, or not one)."""
+    return TP_REVISIONS.get(name, 0)
 
 
 def summed_scores(groups: Sequence[Group], per_weight: Mapping[str, Tensor]) -> list[Tensor]:
@@ -73,20 +81,42 @@ def _tp_importance(name: str, model: nn.Module, batches: Batches) -> tp.importan
         for images, labels in batches:  # gradient of the mean loss over all calibration examples
             (mse_to_one_hot(model(images), labels) * len(images) / count).backward()
         return imp
-    imp = tp.importance.GroupHessianImportance()
-    imp.zero_grad()
-    for images, labels in batches:  # its OBD diagonal needs per-example gradients
+    for p, square in mean_squared_gradients(model, batches).items():
+        p.grad = square.to(p.dtype)
+    return tp.importance.GroupHessianImportance()
+
+
+def mean_squared_gradients(model: nn.Module, batches: Batches) -> dict[nn.Parameter, Tensor]:
+    """Per parameter of ``model`` that gets a gradient, the float64 mean over every example of ``batches``
+    of its per-example squared gradient ``(dL(x, y)/dp)^2``: OBD's diagonal Hessian estimate, which
+    ``GroupHessianImportance`` reads from ``p.grad`` (its score of a channel: ``sum w^2 * p.grad`` per
+    layer, then its group reduction and normaliser).
+
+    Computed here, not by the importance's ``accumulate_grad``: in Torch-Pruning 1.6.1 that checks the
+    parameter's *name* in a dict keyed by the parameter itself, so every example overwrites the last
+    and its count stays 1 (the importance was the last example's g^2, not the mean).
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    sums: list[Tensor | None] = [None] * len(params)
+    count = 0
+    for images, labels in batches:  # per-example gradients, one backward each
         for x, y in zip(images, labels):
-            model.zero_grad(set_to_none=True)
-            mse_to_one_hot(model(x[None]), y[None]).backward()
-            imp.accumulate_grad(model)
-    return imp
+            grads = torch.autograd.grad(mse_to_one_hot(model(x[None]), y[None]), params, allow_unused=True)
+            for i, g in enumerate(grads):
+                if g is not None:
+                    square, total = g.detach().double().square(), sums[i]
+                    sums[i] = square if total is None else total.add_(square)
+            count += 1
+    if not count:
+        raise ValueError("the calibration batches are empty")
+    return {p: acc / count for p, acc in zip(params, sums) if acc is not None}  # unused ones: no grad, as before
 
 
 def torch_pruning_scores(name: str, model: nn.Module, graph: tp.DependencyGraph, groups: Sequence[Group],
                          batches: Batches) -> list[Tensor]:
     """Per group, each unit's Torch-Pruning ``taylor`` or ``hessian`` importance (its defaults: mean over
-    the group's layers, normalised by the group mean); a head's score is the sum over its channels."""
+    the group's layers, normalised by the group mean; ``hessian`` on pait's :func:`mean_squared_gradients`);
+    a head's score is the sum over its channels."""
     imp = _tp_importance(name, model, batches)
     out = []
     with torch.no_grad():
