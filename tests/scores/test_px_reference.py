@@ -8,7 +8,8 @@ name as there (``fc``: the repository's classifier, or the ridge head ``fc.linea
 ``transfer_classification.py``). The ReLU6 variant adds one thing, marked below: ``F.hardtanh``
 intercepted as ``F.relu`` is, with the gate ``0 < x < 6``. One change, marked, is pait's: ``pk``'s
 BatchNorm on running statistics; the reference as published (train mode) is checked to be degenerate
-there: on all-ones images its conv scores are rounding noise.
+there: on all-ones images its conv scores are rounding noise. ``count`` (``int`` as published) lets one
+test round the pruned count as pait does.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def masked_parameters(model):
 class ReferencePX:
     """lib/pruners.py Pruner._global_mask and PX.score."""
 
-    def __init__(self, masked_parameters, relu6: bool = False, pk_running_statistics: bool = True):
+    def __init__(self, masked_parameters, relu6: bool = False, pk_running_statistics: bool = True, count=int):
         self.masked_parameters = list(masked_parameters)
         self.scores = {}
         self.orig_relu = F.relu
@@ -78,10 +79,11 @@ class ReferencePX:
         self.orig_hardtanh = F.hardtanh
         self.relu6 = relu6
         self.pk_running_statistics = pk_running_statistics
+        self.count = count
 
     def _global_mask(self, sparsity):
         global_scores = torch.cat([torch.flatten(v) for v in self.scores.values()])
-        k = int((1.0 - sparsity) * global_scores.numel())
+        k = self.count((1.0 - sparsity) * global_scores.numel())  # int in the reference
         if not k < 1:
             threshold, _ = torch.kthvalue(global_scores, k)
             for mask, param in self.masked_parameters:
@@ -164,9 +166,10 @@ class ReferencePX:
                 self.scores[id(p)] = torch.clone(p1.grad.abs() * p.pow(2))
 
 
-def reference_prune(model, dataloader, weight_remaining_ratio, rounds, relu6=False, pk_running_statistics=True):
+def reference_prune(model, dataloader, weight_remaining_ratio, rounds, relu6=False, pk_running_statistics=True,
+                    count=int):
     """train_classification.py: the pruning-at-init loop for PX (scope 'global')."""
-    pruner = ReferencePX(masked_parameters(model), relu6, pk_running_statistics)
+    pruner = ReferencePX(masked_parameters(model), relu6, pk_running_statistics, count)
     model.eval()
     for round in range(rounds):
         sparse = weight_remaining_ratio ** ((round + 1) / rounds)
@@ -283,6 +286,7 @@ def iou(a: dict[str, Tensor], b: dict[str, Tensor]) -> float:
 
 
 DATA = tiny.batches(n=6, batch=3)
+pytestmark = pytest.mark.filterwarnings("ignore:global_mask prunes these tensors entirely")  # conv2 at 80%, both
 
 # ---------------------------------------------------------------- tests
 
@@ -319,6 +323,17 @@ def test_iterative_rounds_equal_the_reference(classifier):
     assert kept(global_mask(got, 0.8)) == round(0.2 * total(theirs)) != kept(theirs)  # int() vs round()
     one_shot = get_score("px")(model, DATA, params, sparsity=0.8, rounds=1)
     assert iou(same_count(one_shot, theirs), theirs) < 0.9  # the rounds matter on this net
+
+
+def test_the_default_100_rounds_equal_the_reference_with_its_count_rounded():
+    """Over 100 rounds the reference's truncated count (int) differs from pait's (round) in some round, and
+    the paths part; with the count rounded as pait's they agree to rounding."""
+    model, params, ref = pair("ridge")
+    got = get_score("px")(model, DATA, params, sparsity=0.8)
+    pruner = reference_prune(ref, DATA, 0.2, 100, count=round)
+    _, rel_diff = compare(got, reference_scores(ref, pruner))
+    assert rel_diff < 1e-10
+    assert iou(global_mask(got, 0.8), reference_mask(ref)) == 1.0
 
 
 def test_relu6_is_gated_by_its_derivative():

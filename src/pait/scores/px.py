@@ -13,17 +13,17 @@ and the pruning loop of ``train_classification.py`` / ``transfer_classification.
 In both helper copies the BatchNorm layers and the classifier keep their values, as in the reference;
 ``jvf``'s BatchNorm runs on batch statistics (train mode), ``pk``'s on its running statistics (see the
 differences). Data dependence enters through the classifier, which weighs each class output of ``pk``
-by the summed ``jvf`` output. ``R = sum_b sum(jvf(x_b^2) *
-pk(1))`` (no gradient through ``jvf``) and the score is ``theta^2 * |dR / d(theta^2)|`` (the gradient
-summed over batches before its absolute value), taken w.r.t. ``pk``'s squared weights; pruned weights
-score 0. Round ``r`` of ``rounds`` then masks globally to density ``(1 - sparsity) ** (r / rounds)``;
+by the summed ``jvf`` output. ``R = sum_b sum(jvf(x_b^2) * pk(1))`` (no gradient through ``jvf``)
+and the score is ``theta^2 * |dR / d(theta^2)|`` (the gradient summed over batches before its absolute
+value), taken w.r.t. ``pk``'s squared weights; pruned weights score 0. Round ``r`` of ``rounds`` then masks globally to density ``(1 - sparsity) ** (r / rounds)``;
 the last round's scores are returned, so ``global_mask(scores, sparsity)`` gives the final mask. Max
 pooling is kept as is in every copy, as in the reference.
 
 Options: ``sparsity`` (set by the grid; 0 <= sparsity < 1; at 0 a single round is run, since no round
 prunes anything) and ``rounds`` (an int >= 1; default 100 as the authors' launch scripts; 1 scores
 the unpruned model once). Cost per round: two forward passes over the calibration images (no
-gradient) and one forward and backward pass of ``pk`` on one image.
+gradient) and one forward and backward pass of ``pk`` on one image; ``rounds`` times that per sparsity
+(on CPU, lower ``rounds`` for large calibration sets).
 
 Intentional differences from the reference, each for a reason:
 
@@ -35,7 +35,6 @@ Intentional differences from the reference, each for a reason:
   (in float64, 1e-16 of the linear layers' scores on the tests' tiny net; see
   ``tests/scores/test_px_reference.py``). The authors' earlier version fed ``pk`` the data, where this
   does not happen; with running statistics ``pk`` is a fixed linear network of the squared weights.
-
 * The scored layers (the conv / linear modules whose weights are in ``params``) are the ones
   transformed; every other tensor keeps its value. The reference transforms every tensor whose name
   contains neither ``bn`` nor ``fc``: in pait's encoders that is the same set (the head is pait's frozen
@@ -50,7 +49,7 @@ Intentional differences from the reference, each for a reason:
   linear in the ``jvf`` outputs), and one ``pk`` pass per round instead of one per batch.
 * Masks count exactly: each round prunes exactly ``round(s * total)`` weights (ties by position,
   weights pruned earlier first) where the reference's ``kthvalue`` threshold with ``<=`` prunes every
-  weight tied at the threshold.
+  weight tied at the threshold and truncates the kept count (``int``, where pait rounds).
 * The calibration batches are used as given; the reference draws a class-balanced subset on CIFAR and
   TinyImageNet and the whole training loader elsewhere.
 * Activations are found as modules: ``nn.ReLU`` and ``nn.Hardtanh`` with ``min_val`` 0 (``nn.ReLU6``).
@@ -101,7 +100,7 @@ def _gate(mod: nn.Module, out: Tensor) -> Tensor:
     open_ = out > 0
     if isinstance(mod, nn.Hardtanh):
         open_ &= out < mod.max_val
-    return open_.to(out.dtype)
+    return open_
 
 
 class _Gate(nn.Module):
