@@ -32,7 +32,7 @@ Intentional differences from the reference, each for a reason:
   statistics gives each channel spatial mean exactly its shift ``beta``; in a BatchNorm ResNet every
   path into the global average pool ends in such a BatchNorm (the shortcuts included), so the pooled
   features, hence ``R``, do not depend on any conv weight and every conv score is rounding noise
-  (in float64, 1e-16 of the linear layers' scores on the tests' tiny net; see
+  (in float64, 1e-14 of the linear layers' scores on the tests' tiny net; see
   ``tests/scores/test_px_reference.py``). The authors' earlier version fed ``pk`` the data, where this
   does not happen; with running statistics ``pk`` is a fixed linear network of the squared weights.
 * The scored layers (the conv / linear modules whose weights are in ``params``) are the ones
@@ -40,7 +40,9 @@ Intentional differences from the reference, each for a reason:
   contains neither ``bn`` nor ``fc``: in pait's encoders that is the same set (the head is pait's frozen
   ridge head, or any layer not in ``params``, as the reference's ``fc``), but its name rule also squares
   or sets to one the BatchNorm layers it does not name ``bn*`` (its ResNets' ``shortcut.1`` and
-  ``downsample.1``), an accident of naming: here every BatchNorm is recognised by type.
+  ``downsample.1``), an accident of naming: here every BatchNorm is recognised by type. The classifier
+  is never scored (pait does not prune its head; the reference's transfer runs do not prune theirs,
+  its classification runs prune ``fc`` too).
 * Only BatchNorm runs in train mode in the helper copies; the reference's ``.train()`` on the whole copy
   would also switch on dropout and stochastic depth (its networks have none), making the score random.
 * ``pk`` runs once per round on one all-ones image, and its output is weighed by the ``jvf`` outputs
@@ -59,9 +61,10 @@ Intentional differences from the reference, each for a reason:
 * ReLU6 (EfficientNet-Lite): the path decomposition needs every activation to be its input times a 0/1
   gate. ReLU6 is that wherever it does not saturate: ``relu6(x) = x * 1[0 < x < 6] + 6 * 1[x >= 6]``. It
   is gated by its derivative ``1[0 < x < 6]`` (a saturated unit passes no signal from its input) and is
-  the identity in ``pk``, as a ReLU. This assumes the constant 6 of saturated units, a data-dependent
-  bias, may be left out of the paths, as the reference leaves biases (it sets them to one in ``jvf``);
-  the decomposition is exact where no unit saturates on the calibration images.
+  the identity in ``pk``, as a ReLU. This assumes that the constant 6 a saturated unit outputs, which
+  no path from the input reaches, may be left out as a constant offset (a bias) is: the decomposition
+  is exact where no unit saturates on the calibration images, and approximate in proportion to how
+  many do.
 
 Scope: the decomposition into paths needs piecewise-linear gates, so models with attention or any other
 activation module (GELU, SiLU, Hardswish, LeakyReLU, a Hardtanh passing negative values, ...) are
