@@ -11,7 +11,7 @@ from pait.heads import HeadedModel
 from pait.scores import SCORES, get_score
 from tests.scores import tiny
 
-OPTIONS = {"synflow": {"sparsity": 0.5, "iterations": 3}}
+OPTIONS = {"synflow": {"sparsity": 0.5, "iterations": 3}, "px": {"sparsity": 0.5, "rounds": 3}}
 
 
 def _resnet():
@@ -32,7 +32,7 @@ def _clip_like():  # nn.MultiheadAttention, sequence-first as in OpenAI CLIP
 
 FAMILIES = {"resnet": (_resnet, timm_pre_logits), "efficientnet_lite": (_efficientnet_lite, timm_pre_logits),
             "vit": (_vit, timm_pre_logits), "clip_like": (_clip_like, lambda m, x: m(x))}
-PX_SCOPE = {"resnet"}
+PX_SCOPE = {"resnet", "efficientnet_lite"}  # ReLU, and ReLU6 gated by its derivative
 
 
 @pytest.fixture(scope="module", params=list(FAMILIES))
@@ -50,7 +50,7 @@ def family(request):
 @pytest.mark.parametrize("score", SCORES)
 def test_every_score_runs_on_every_family(family, score):
     name, model, params = family
-    data = tiny.batches(n=2, batch=1, shape=(3, 32, 32))
+    data = tiny.batches(n=2, batch=2 if score == "px" else 1, shape=(3, 32, 32))  # px: BatchNorm on batch statistics
     data = [(x.float(), y) for x, y in data]
     before = {k: v.clone() for k, v in model.state_dict().items()}
     if score == "px" and name not in PX_SCOPE:
@@ -58,6 +58,7 @@ def test_every_score_runs_on_every_family(family, score):
             get_score(score)(model, data, params)
         return
     result = get_score(score)(model, data, params, **OPTIONS.get(score, {}))
+    assert not (score == "px" and all(float(r.max()) == 0.0 for r in result.values()))
     assert list(result) == list(params)
     for k, p in params.items():
         assert result[k].shape == p.shape, k
@@ -69,4 +70,5 @@ def test_only_a_revised_score_carries_its_revision_into_the_stage_keys():
     from pait.grid.stages import revision
 
     assert revision("synflow") == {"revision": 1}  # its ReLU6 handling changed its scores
-    assert all(revision(s) == {} for s in ("magnitude", "fisher_diag", "kfac", "snip", "grasp", "random", "px"))
+    assert revision("px") == {"revision": 1}  # re-implemented against its authors' code
+    assert all(revision(s) == {} for s in ("magnitude", "fisher_diag", "kfac", "snip", "grasp", "random"))

@@ -34,30 +34,6 @@ def test_synflow_scores_reproduce_its_iterative_mask():
     assert sum(int((~m).sum()) for m in mask.values()) == round(0.8 * total)
 
 
-def px_by_paths(model, data, w1, w2):
-    """PX of a bias-free ReLU net x -> W2 relu(W1 x), written from its path decomposition."""
-    q1, q2 = w1.detach().pow(2).requires_grad_(), w2.detach().pow(2).requires_grad_()
-    total = [torch.zeros_like(q1), torch.zeros_like(q2)]
-    for x, _ in data:
-        x = x.flatten(1)
-        gates = (x @ w1.detach().T > 0).double()          # active paths per example, (N, hidden)
-        z1 = (gates * x.pow(2).sum(1, keepdim=True)) @ torch.ones_like(w2).T  # jvf: unit weights
-        z2 = q2 @ q1.sum(1)                                # pk: squared weights, all-ones input
-        for t, g in zip(total, torch.autograd.grad((z1 * z2).sum(), [q1, q2])):
-            t += g.pow(2)
-    return w1.detach().pow(2) * total[0], w2.detach().pow(2) * total[1]
-
-
-def test_px_equals_its_path_decomposition_on_a_relu_net():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 5, bias=False), nn.ReLU(), nn.Linear(5, tiny.CLASSES, bias=False)).double()
-    data = tiny.batches(shape=(3, 2, 2))
-    got = get_score("px")(model, data, {"a": model[1].weight, "b": model[3].weight})
-    e1, e2 = px_by_paths(model, data, model[1].weight, model[3].weight)
-    torch.testing.assert_close(got["a"], e1, rtol=1e-10, atol=0)
-    torch.testing.assert_close(got["b"], e2, rtol=1e-10, atol=0)
-
-
 @pytest.mark.parametrize("build", [tiny.vit, tiny.mlp], ids=["attention", "tanh"])
 def test_px_refuses_models_outside_its_scope(build):
     model = build()
