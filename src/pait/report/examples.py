@@ -34,7 +34,8 @@ def example_grid(tasks: list[Task], classes_per_task: int = 2) -> tuple[np.ndarr
 def plot_examples(tasks: list[Task], path: Path) -> Path:
     """The example grid with its rows and columns named."""
     image, rows, columns = example_grid(tasks)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(columns)), 0.6 * len(rows) + 2.6))
+    width = max(6.0, 0.45 * len(columns))
+    fig, ax = plt.subplots(figsize=(width, (width - 1.0) * len(rows) / len(columns) + 2.3))
     ax.imshow(image)
     ax.set_xticks((np.arange(len(columns)) + 0.5) * TILE, columns, rotation=90, fontsize=7)
     ax.set_yticks((np.arange(len(rows)) + 0.5) * TILE, rows, fontsize=8)
