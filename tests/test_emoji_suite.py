@@ -98,6 +98,15 @@ def test_the_suite_builds_from_the_sets_present_and_renders_deterministically(se
     assert len({p.tobytes() for p in pixels}) == len(pixels)
 
 
+def test_a_task_pickles_and_renders_the_same_pixels_after(sets):
+    import pickle
+
+    task = load_suite("emoji10", root=str(sets), per_style=2, size=24, tasks=["food"])[0]
+    before = np.asarray(task.sources[3]())
+    copy = pickle.loads(pickle.dumps(task))
+    assert np.array_equal(np.asarray(copy.sources[3]()), before)
+
+
 def test_svg_styles_are_rasterised(tmp_path):
     pytest.importorskip("resvg_py")
     root = write_sets(tmp_path / "sets", ("fluent-color",))

@@ -85,6 +85,12 @@ class Glyphs:
         self._images: dict[Path, Image.Image] = {}
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict:
+        return {}  # a copy in another process reads the files again (a lock does not pickle)
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()
+
     def get(self, path: Path) -> Image.Image:
         with self._lock:
             image = self._images.get(path)
