@@ -34,13 +34,14 @@ def example_grid(tasks: list[Task], classes_per_task: int = 2) -> tuple[np.ndarr
 def plot_examples(tasks: list[Task], path: Path) -> Path:
     """The example grid with its rows and columns named."""
     image, rows, columns = example_grid(tasks)
-    width = max(6.0, 0.45 * len(columns))
-    fig, ax = plt.subplots(figsize=(width, (width - 1.0) * len(rows) / len(columns) + 2.3))
+    width, left, bottom = max(6.0, 0.45 * len(columns)), 1.0, 2.1  # inches; the margins hold the names
+    height = (width - left - 0.1) * len(rows) / len(columns) + bottom + 0.1
+    fig, ax = plt.subplots(figsize=(width, height))
+    fig.subplots_adjust(left=left / width, right=1 - 0.1 / width, bottom=bottom / height, top=1 - 0.1 / height)
     ax.imshow(image)
     ax.set_xticks((np.arange(len(columns)) + 0.5) * TILE, columns, rotation=90, fontsize=7)
     ax.set_yticks((np.arange(len(rows)) + 0.5) * TILE, rows, fontsize=8)
     ax.tick_params(length=0)
-    fig.tight_layout()
     return save_figure(fig, path)
 
 
