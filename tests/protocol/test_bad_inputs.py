@@ -319,6 +319,11 @@ CASES: dict[str, Case] = {
     "report on a file": lambda e, m: (["report", str(write_text(e.tmp / "f", "x"))], "is a file, not a folder"),
     "landscape missing folder": lambda e, m: (["landscape", str(e.tmp / "gone")], "does not exist"),
     "landscape without save_weights": lambda e, m: (["landscape", str(e.good)], "without save_weights"),
+    # --- emoji10 suite ---
+    "emoji10 without sets": lambda e, m: (e.run("suite.name=emoji10", f"suite.options.root={e.tmp}"),
+                                          f"emoji10: no emoji set found under {e.tmp / 'node_modules'}"),
+    "emoji10 style-disjoint on the tiny suite": lambda e, m: (e.run("suite.protocol=style-disjoint"),
+                                                              "the style-disjoint protocol needs images in at least 2 styles"),
 }
 
 

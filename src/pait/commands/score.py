@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", default="embedded", help="task suite of the source task")
     parser.add_argument("--suite-option", action="append", default=[], metavar="KEY=VALUE",
                         help="suite option, e.g. root=/data/imagenet/val (repeatable)")
-    parser.add_argument("--protocol", default="heldout", choices=("paper", "heldout"))
+    parser.add_argument("--protocol", default="heldout", choices=("paper", "heldout", "style-disjoint"))
     parser.add_argument("--calib-per-class", type=int, default=50, help="calibration images per class")
     parser.add_argument("--eval-per-class", type=int, default=50, help="held-out images per class (heldout protocol)")
     parser.add_argument("--task", required=True, help="source task within the suite")

@@ -1,7 +1,8 @@
 """``build_report(run_dir)``: every figure the run's data allow, ``report.md`` and a self-contained ``report.html``.
 
 Reads only ``results.parquet``, ``config.json``, ``units.json`` (masks and scores of each unit, for
-the P1 diagnostics) and cached landscape surfaces (``landscape/*.npz``); nothing is recomputed.
+the P1 diagnostics) and cached landscape surfaces (``landscape/*.npz``); nothing is recomputed. A suite
+whose images come in styles (emoji10) and is installed here also gets a figure of example images.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pait.cache import write_atomic
 from pait.report.surface import Surface
 from pait.report.claims import p1_table, p1_verdicts, p2_table
 from pait.report.document import Block, Bullets, Figure, Heading, Table, Text, to_markdown
+from pait.report.examples import example_blocks
 from pait.report.fig3 import plot_fig3
 from pait.report.fig4 import plot_fig4
 from pait.report.html import to_html
@@ -68,7 +70,8 @@ def what_is_cut(config: dict) -> str:
 def setup_blocks(config: dict, results: pd.DataFrame) -> list[Block]:
     ft, suite = config["finetune"], config["suite"]
     encoders = ", ".join(f"{e['name']} ({e.get('input_size') or 'native'} px)" for e in config["encoders"])
-    same = "the same images" if suite["protocol"] == "paper" else "disjoint images"
+    same = {"paper": "the same images", "style-disjoint": "disjoint images in a style held out from calibration, "
+            "chosen by the seed"}.get(suite["protocol"], "disjoint images")
     return [Heading("Setup"), Bullets([
         f"Encoders: {encoders}.",
         f"Suite `{suite['name']}`, protocol `{suite['protocol']}`: {suite['calib_per_class']} calibration images per "
@@ -195,7 +198,7 @@ def build_report(run_dir: str | Path) -> Path:
              "masks held, or a one-shot update: see the recovery of each row); "
              "each task is read through its own frozen ridge head. The question: what happens to the other (transfer) "
              "tasks? P1: pruning on the source preserves transfer; P2: re-training on the source never hurts transfer."),
-        *setup_blocks(config, results), *toy_blocks(figures),
+        *setup_blocks(config, results), *example_blocks(config["suite"], figures), *toy_blocks(figures),
         Heading("Source and transfer accuracy"), results_table(results),
         Figure(f"figures/{fig3.name}", "Fig. 3: solid bars pruned zero-shot, hatched bars re-trained; dashed line "
                f"unpruned; error bars: 95% CI over (source x seed) replicates, {replicates_caption(results)} per bar "

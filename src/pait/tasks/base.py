@@ -21,7 +21,10 @@ class Task:
     """One classification task: image sources (PIL or uint8 CHW tensor loaders) and labels 0..C-1.
 
     ``inputs`` names the files the task was built from besides its image files (label files, a task
-    list, data shipped in a package), so that stage keys can fingerprint them.
+    list, data shipped in a package), so that stage keys can fingerprint them. ``recipe`` describes how
+    images made in memory are made (a renderer's version and parameters), also for stage keys.
+    ``styles`` (optional, one index into ``style_names`` per image) says which drawing style each image
+    is in, for the style-disjoint protocol; ``domain`` groups tasks for near and far transfer.
     """
 
     name: str
@@ -29,6 +32,10 @@ class Task:
     sources: Sequence[ImageSource]
     labels: np.ndarray
     inputs: tuple[Path, ...] = ()
+    recipe: str = ""
+    styles: np.ndarray | None = None
+    style_names: tuple[str, ...] = ()
+    domain: str = ""
 
     @property
     def num_classes(self) -> int:
@@ -44,6 +51,10 @@ class Task:
         empty = [self.class_names[c] for c in range(self.num_classes) if not (self.labels == c).any()]
         if empty:
             raise DataError(f"task {self.name!r}: no images for class(es) {', '.join(empty)}")
+        if self.styles is not None and (len(self.styles) != len(self.labels) or not self.style_names
+                                        or not 0 <= int(np.min(self.styles)) <= int(np.max(self.styles)) < len(self.style_names)):
+            raise DataError(f"task {self.name!r}: styles must give one index into its {len(self.style_names)} style "
+                            "names per image")
 
 
 @dataclass
@@ -61,7 +72,7 @@ class TaskData:
         return TaskData(self.pixels.to(device), self.labels.to(device))
 
 
-PROTOCOLS = ("paper", "heldout")
+PROTOCOLS = ("paper", "heldout", "style-disjoint")
 
 
 def split_indices(
@@ -71,6 +82,8 @@ def split_indices(
     eval_per_class: int,
     seed: int,
     class_names: Sequence[str] | None = None,
+    styles: np.ndarray | None = None,
+    style_names: Sequence[str] = (),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the calibration and evaluation images of a task.
 
@@ -78,11 +91,16 @@ def split_indices(
     heads, prunes, re-trains and evaluates on the same images; ``eval_per_class`` is unused).
     ``heldout``: a seeded class-balanced draw of ``calib_per_class`` calibration and
     ``eval_per_class`` disjoint evaluation images per class. ``class_names`` name classes in errors.
+    ``style-disjoint`` (tasks with ``styles``): the evaluation images are a seeded draw from one held-out
+    style, ``style_names[seed % len(style_names)]``, the calibration images a seeded draw from every other
+    style, so no style is on both sides.
     """
     if protocol not in PROTOCOLS:
         raise DataError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-    if calib_per_class < 1 or (protocol == "heldout" and eval_per_class < 1):
+    if calib_per_class < 1 or (protocol != "paper" and eval_per_class < 1):
         raise DataError(f"calib_per_class and eval_per_class must be at least 1, got {calib_per_class}, {eval_per_class}")
+    if protocol == "style-disjoint":
+        return _style_disjoint(labels, calib_per_class, eval_per_class, seed, class_names, styles, style_names)
     rng = np.random.default_rng(seed)
     calib, evaluation = [], []
     for c in np.unique(labels):
@@ -100,6 +118,34 @@ def split_indices(
         idx = rng.permutation(idx)
         calib.append(np.sort(idx[:calib_per_class]))
         evaluation.append(np.sort(idx[calib_per_class:need]))
+    return np.concatenate(calib), np.concatenate(evaluation)
+
+
+def held_out_style(style_names: Sequence[str], seed: int) -> str:
+    """The style the style-disjoint protocol evaluates on for split seed ``seed``."""
+    return style_names[seed % len(style_names)]
+
+
+def _style_disjoint(
+    labels: np.ndarray, calib_per_class: int, eval_per_class: int, seed: int,
+    class_names: Sequence[str] | None, styles: np.ndarray | None, style_names: Sequence[str],
+) -> tuple[np.ndarray, np.ndarray]:
+    if styles is None or len(style_names) < 2:
+        found = "no styles" if styles is None else f"only the style {', '.join(style_names)}"
+        raise DataError(f"the style-disjoint protocol needs images in at least 2 styles; this task has {found} "
+                        "(use protocol heldout, or install more emoji sets)")
+    held = style_names.index(held_out_style(style_names, seed))
+    rng = np.random.default_rng(seed)
+    calib, evaluation = [], []
+    for c in np.unique(labels):
+        name = class_names[c] if class_names is not None else str(c)
+        for side, mask, need, out in (("evaluation", styles == held, eval_per_class, evaluation),
+                                      ("calibration", styles != held, calib_per_class, calib)):
+            idx = np.flatnonzero((labels == c) & mask)
+            if len(idx) < need:
+                raise DataError(f"class {name} has {len(idx)} {side} images with style {style_names[held]} held "
+                                f"out; the style-disjoint protocol needs {need}")
+            out.append(np.sort(rng.permutation(idx)[:need]))
     return np.concatenate(calib), np.concatenate(evaluation)
 
 

@@ -14,19 +14,35 @@ from pait.tasks.decode import FileImage
 
 
 def tasks_fingerprint(tasks: list[Task]) -> str:
-    """sha256 over every task's name, classes, labels and image files (in order), and over the
-    (relative path, size, mtime_ns) of every file read: the images and each task's ``inputs``.
+    """sha256 over every task's name, classes, labels and image files (in order), its ``recipe`` and
+    ``styles`` where it has them, and over the (relative path, size, mtime_ns) of every file read: the
+    images and each task's ``inputs``.
 
-    Images a plugin holds in memory (sources that are not files) are covered by its code, not here.
+    Images a plugin holds in memory (sources that are not files) are covered by its code and its
+    ``recipe``, not here.
     """
     images = [[Path(s.path).resolve() for s in task.sources if isinstance(s, FileImage)] for task in tasks]
     files = [p for task_images in images for p in task_images] + [Path(p).resolve() for t in tasks for p in t.inputs]
     base = common_base(files)
     structure = [
-        {"name": task.name, "classes": list(task.class_names),
-         "labels": hashlib.sha256(np.asarray(task.labels, dtype=np.int64).tobytes()).hexdigest(),
-         "images": [p.relative_to(base).as_posix() for p in task_images]}
+        {"name": task.name, "classes": list(task.class_names), "labels": _digest(task.labels),
+         "images": [p.relative_to(base).as_posix() for p in task_images], **_made(task)}
         for task, task_images in zip(tasks, images)
     ]
     payload = json.dumps({"tasks": structure, "files": listing_digest(files)}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _digest(values: np.ndarray) -> str:
+    return hashlib.sha256(np.asarray(values, dtype=np.int64).tobytes()).hexdigest()
+
+
+def _made(task: Task) -> dict[str, object]:
+    """How a task's in-memory images are made, for tasks that say so (other keys stay as they were)."""
+    made: dict[str, object] = {}
+    if task.recipe:
+        made["recipe"] = task.recipe
+    if task.styles is not None:
+        made["styles"] = _digest(task.styles)
+        made["style_names"] = list(task.style_names)
+    return made

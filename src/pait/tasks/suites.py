@@ -11,6 +11,7 @@ from pait.errors import ConfigError
 from pait.registry import Registry
 from pait.tasks.base import Task
 from pait.tasks.embedded import embedded_suite
+from pait.tasks.emoji import emoji10_suite
 from pait.tasks.imagefolder import imagefolder_suite
 from pait.tasks.imagenet10 import imagenet10_suite
 
@@ -18,6 +19,7 @@ SUITES: Registry[Callable[..., list[Task]]] = Registry("suite")
 SUITES.register("embedded")(embedded_suite)
 SUITES.register("imagenet10")(imagenet10_suite)
 SUITES.register("imagefolder")(imagefolder_suite)
+SUITES.register("emoji10")(emoji10_suite)
 
 
 def load_suite(name: str, **options: Any) -> list[Task]:
