@@ -446,3 +446,69 @@ def test_a_multi_line_message_is_printed_on_one_line(monkeypatch, capsys):
     monkeypatch.setattr(pait.commands.report, "run", bad)
     assert main(["report", "anything"]) == 2
     assert capsys.readouterr().err == "pait: error: first line second line\n"
+
+
+def test_a_pickled_checkpoint_is_one_line_on_the_real_stderr(tmp_path):
+    """torch warns about the pickle protocol before refusing the file; the warning must not reach stderr."""
+    import os
+    import pickle
+    import subprocess
+    import sys
+
+    path = tmp_path / "raw.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"fc.weight": Payload(str(tmp_path / "payload-ran"))}, f, protocol=4)
+    done = subprocess.run([sys.executable, "-m", "pait", "encoders", "--check", "resnet50_supervised",
+                           "--weights", str(path)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [done.stderr.strip()] and done.stderr.startswith("pait: error: "), done.stderr
+    assert "needs arbitrary code to unpickle and was refused" in done.stderr
+    assert not (tmp_path / "payload-ran").exists()
+
+
+def _warn_then(outcome):
+    def command(args):
+        import warnings
+
+        for _ in range(3):
+            warnings.warn("a library's remark\nover two lines", UserWarning, stacklevel=1)
+        return outcome()
+    return command
+
+
+def test_library_warnings_follow_a_successful_command_once_and_on_one_line(monkeypatch, capsys):
+    import pait.commands.report
+
+    monkeypatch.setattr(pait.commands.report, "run", _warn_then(lambda: 0))
+    assert main(["report", "anything"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pait: warning: a library's remark over two lines (UserWarning, ")
+
+
+def test_library_warnings_are_dropped_before_the_error_line(monkeypatch, capsys):
+    import pait.commands.report
+    from pait.errors import DataError
+
+    def fail():
+        raise DataError("bad input")
+
+    monkeypatch.setattr(pait.commands.report, "run", _warn_then(fail))
+    assert main(["report", "anything"]) == 2
+    assert capsys.readouterr().err == "pait: error: bad input\n"
+
+
+def test_a_long_message_is_cut_around_a_marker(monkeypatch, capsys):
+    import pait.commands.report
+    from pait.cli import MAX_MESSAGE
+    from pait.errors import DataError
+
+    def bad(args):
+        raise DataError("start " + "x" * 10**7 + " end\x1b[2J")
+
+    monkeypatch.setattr(pait.commands.report, "run", bad)
+    assert main(["report", "anything"]) == 2
+    line = capsys.readouterr().err.rstrip("\n")
+    assert len(line) == len("pait: error: ") + MAX_MESSAGE and "\n" not in line
+    assert line.startswith("pait: error: start xxx") and line.endswith(" end\\x1b[2J")
+    assert "[... cut: the message has 10,000,014 characters ...]" in line
