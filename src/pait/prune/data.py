@@ -25,7 +25,8 @@ def folder_task(folder: str | Path) -> Task:
     """A task from ``folder/<class>/<image>``, class names sorted (as torchvision's ImageFolder does)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"data folder {folder} does not exist")
+        raise DataError(f"data folder {folder} is a file, not a folder of class sub-folders" if folder.exists()
+                        else f"data folder {folder} does not exist")
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:
         raise DataError(f"data folder {folder} has {len(classes)} class sub-folder(s); at least 2 are needed")
