@@ -172,10 +172,10 @@ def compute_surface(
         if not np.isnan(surface.loss[:, row]).any():
             continue
         coords = torch.tensor([[a, beta] for a in surface.alphas], dtype=torch.float64)
-        vectors = reconstruct(plane, coords)
         for t, task in enumerate(tasks):
-            for start in range(0, len(vectors), chunk):
-                acc, loss = evaluate_points(ctx, weights.names, vectors[start : start + chunk], task)
+            for start in range(0, len(coords), chunk):  # only a chunk of weight vectors is ever held
+                vectors = reconstruct(plane, coords[start : start + chunk])
+                acc, loss = evaluate_points(ctx, weights.names, vectors, task)
                 surface.accuracy[t, row, start : start + chunk] = acc
                 surface.loss[t, row, start : start + chunk] = loss
         surface.save(path)
