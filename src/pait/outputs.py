@@ -23,6 +23,7 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Collection, Iterator
+from os import fsdecode, fsencode
 from pathlib import Path
 
 from pait.errors import OutputError
@@ -32,10 +33,22 @@ PROBE_PREFIX = ".pait-probe-"
 _NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)  # flock unsupported on this filesystem
 
 
-def check_writable_folder(folder: str | Path, what: str = "output folder") -> Path:
+def check_utf8(path: str | Path, what: str) -> None:
+    """Refuse a path that is not valid UTF-8: safetensors (and pyarrow) cannot open a file under it."""
+    try:
+        fsencode(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise OutputError(f"{what} {fsdecode(path)!a} is not a valid UTF-8 path, under which the stage and "
+                          "results files cannot be opened; rename it") from None
+
+
+def check_writable_folder(folder: str | Path, what: str = "output folder", utf8: bool = True) -> Path:
     """``folder`` as a Path, when it (or its nearest existing ancestor, if it is still to be created) is a
-    folder that takes a file; an OutputError naming it otherwise. Nothing is created."""
+    folder that takes a file, and (``utf8``) its path is valid UTF-8; an OutputError naming it otherwise.
+    Nothing is created."""
     folder = Path(folder)
+    if utf8:
+        check_utf8(folder, what)
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -89,10 +102,10 @@ def check_output_folder(folder: str | Path, owned: Collection[str], what: str = 
     """Before any work: ``folder`` can be written and replaced (``check_writable_folder`` on it and on its
     parent, ``check_replaceable``); leftovers of killed runs are removed. Returns the folder as given."""
     folder = Path(folder)
-    check_writable_folder(folder, what)
+    check_writable_folder(folder, what, utf8=False)  # its files are written from bytes: any path serves
     real = _real(folder, what)
     if real.exists():
-        check_writable_folder(real.parent, f"the folder holding {what}")
+        check_writable_folder(real.parent, f"the folder holding {what}", utf8=False)
     check_replaceable(real, owned, what)
     try:
         clean_leftovers(real)

@@ -9,6 +9,7 @@ refused at load, naming the first one.
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
 from collections.abc import Mapping
@@ -69,7 +70,7 @@ def check_suffix(path: Path, fmt: str) -> None:
 def read_safetensors(path: str | Path) -> dict[str, Tensor]:
     """The tensors of a safetensors file; an empty, truncated or corrupt file is a CheckpointError naming it."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load, load_file
 
     path = Path(path)
     fmt = file_format(path)
@@ -78,6 +79,10 @@ def read_safetensors(path: str | Path) -> dict[str, Tensor]:
         raise CheckpointError(f"checkpoint {path} is a PyTorch ({fmt}) file, not safetensors")
     _check_safetensors_header(path)
     try:
+        try:
+            os.fsencode(path).decode("utf-8")
+        except UnicodeDecodeError:  # safetensors opens only UTF-8 paths: hand it the bytes
+            return load(path.read_bytes())
         return load_file(str(path))
     except SafetensorError as err:
         raise CheckpointError(f"checkpoint {path} is not a valid safetensors file (truncated or corrupt: {err})") from None
