@@ -37,13 +37,15 @@ _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")  # no terminal escapes from a
 
 def one_line(err: BaseException | str, limit: int = MAX_MESSAGE) -> str:
     """The error's message on one line (a multi-line message is joined with spaces, control characters
-    escaped), at most ``limit`` characters: a longer one keeps its start and end around a marker of the cut."""
+    escaped, undecodable bytes of file names as ``\\udcXX``), at most ``limit`` characters: a longer one
+    keeps its start and end around a marker of the cut."""
     text = str(err)
     total = len(text)
     if total > 4 * limit:  # cut first: a message may be gigabytes long
         text = text[: 2 * limit] + "\n" + text[-2 * limit:]
     text = " ".join(line.strip() for line in text.splitlines() if line.strip())
     text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text) or type(err).__name__
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")  # a non-UTF-8 file name prints on any stream
     if len(text) <= limit:
         return text
     tail = limit // 5

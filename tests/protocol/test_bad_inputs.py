@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import json
+import os
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
 
-from pait.cli import main
+from pait.cli import MAX_MESSAGE, main
 from pait.encoders import ENCODERS, Encoder, Preprocessing, register_encoder
 from pait.encoders.checkpoints import RANDOM, load_checked, read_checkpoint
 from pait.prune.options import PruneOptions
@@ -122,7 +123,7 @@ def weights_file(env: Env, kind: str) -> Path:
     if kind == "empty":
         (t / "w.safetensors").write_bytes(b"")
         return t / "w.safetensors"
-    if kind in ("truncated-st", "st-as-pth", "wrong-keys", "wrong-shape", "nan", "inf"):
+    if kind in ("truncated-st", "st-as-pth", "wrong-keys", "wrong-shape", "nan", "inf", "good"):
         state = good_state()
         if kind == "wrong-keys":
             state = {"foo.weight": torch.zeros(2, 2)}
@@ -140,6 +141,25 @@ def weights_file(env: Env, kind: str) -> Path:
         torch.save(good_state(), path)
         if kind == "truncated-pth":
             path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        return path
+    if kind in ("complex-nan", "int-for-tensor", "str-for-tensor", "good-pth"):
+        state = good_state()
+        if kind == "complex-nan":
+            state["2.weight"] = state["2.weight"].to(torch.complex64)
+            state["2.weight"][0, 0, 0, 0] = complex(float("nan"), 0)
+        if kind in ("int-for-tensor", "str-for-tensor"):
+            state["2.bias"] = 3 if kind == "int-for-tensor" else "3"
+        torch.save(state, t / "w.pth")
+        return t / "w.pth"
+    if kind == "data-offsets":
+        path = t / "w.safetensors"
+        save_file(good_state(), str(path))
+        data = path.read_bytes()
+        length = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + length])
+        header["2.weight"]["data_offsets"] = "start-end"
+        text = json.dumps(header).encode().ljust(length)
+        path.write_bytes(data[:8] + text + data[8 + length :])
         return path
     if kind == "pickle":
         torch.save({"0.weight": torch.zeros(1), "extra": Payload(str(t / "payload-ran"))}, t / "w.pth")
@@ -173,13 +193,16 @@ def image_folder(env: Env, bad: str | None = None) -> Path:
     return root
 
 
-def fake_prune_output(env: Env, pruned: str) -> Path:
-    """A `pait prune` output folder whose pruned.safetensors is bad (``pruned`` kind of weights_file)."""
+def fake_prune_output(env: Env, pruned: str, structure_json: str | None = None, **options) -> Path:
+    """A `pait prune` output folder whose pruned.safetensors is of the ``pruned`` kind of weights_file, with
+    ``options`` changed in its report.json and, if given, a structure.json holding ``structure_json``."""
     folder = env.tmp / "pruned"
     folder.mkdir()
-    options = dataclasses.asdict(PruneOptions(ENCODER, weights=RANDOM, score="magnitude", recovery="none",
-                                              calib_per_class=1, eval_per_class=1, device="cpu"))
-    (folder / "report.json").write_text(json.dumps({"options": options}))
+    record = {**dataclasses.asdict(PruneOptions(ENCODER, weights=RANDOM, score="magnitude", recovery="none",
+                                                calib_per_class=1, eval_per_class=1, device="cpu")), **options}
+    (folder / "report.json").write_text(json.dumps({"options": record}))
+    if structure_json is not None:
+        (folder / "structure.json").write_text(structure_json)
     weights_file(env, pruned).rename(folder / "pruned.safetensors")
     save_file({k: torch.ones_like(v, dtype=torch.bool) for k, v in good_state().items() if k.endswith("weight")},
               str(folder / "mask.safetensors"))
@@ -319,6 +342,61 @@ CASES: dict[str, Case] = {
     "report on a file": lambda e, m: (["report", str(write_text(e.tmp / "f", "x"))], "is a file, not a folder"),
     "landscape missing folder": lambda e, m: (["landscape", str(e.tmp / "gone")], "does not exist"),
     "landscape without save_weights": lambda e, m: (["landscape", str(e.good)], "without save_weights"),
+    # --- outputs, run folders, checkpoints, commands ---
+    "prune --out holds other files": lambda e, m: (
+        prune_argv(e, out=write_text(mkdir(e.tmp / "o") / "notes.txt", "mine").parent),
+        "holds notes.txt, which this command does not write"),
+    "prune --out inside --data": lambda e, m: (prune_argv(e, out=e.images / "pruned"), "lies inside --data"),
+    "prune --data inside --out": lambda e, m: (prune_argv(e, data=image_folder(e), out=e.tmp), "lies inside --out"),
+    "prune --data is a file": lambda e, m: (prune_argv(e, data=write_text(e.tmp / "d", "x")),
+                                            f"data folder {e.tmp / 'd'} is a file, not a folder"),
+    "evaluate --data is a file": lambda e, m: (
+        ["evaluate", "--checkpoint", str(fake_prune_output(e, "good")), "--data", str(write_text(e.tmp / "d", "x")),
+         "--device", "cpu"], "is a file, not a folder"),
+    "evaluate options of another version": lambda e, m: (
+        ["evaluate", "--checkpoint", str(fake_prune_output(e, "good", sparsity="0.6")), "--data", str(e.images)],
+        "report.json: option sparsity holds '0.6', not float | None"),
+    "evaluate structure.json damaged": lambda e, m: (
+        ["evaluate", "--checkpoint", str(fake_prune_output(e, "good", structure="channels", ratio=0.5, sparsity=None,
+                                                           structure_json="{")),
+         "--data", str(e.images), "--device", "cpu"], "structure.json is not valid JSON"),
+    "evaluate mask missing": lambda e, m: (
+        ["evaluate", "--checkpoint", str(without(fake_prune_output(e, "good"), "mask.safetensors")), "--data",
+         str(e.images), "--device", "cpu"], "mask.safetensors"),
+    "report on read-only storage": lambda e, m: (fail_probe(m, errno.EROFS, "Read-only file system") or
+                                                 ["report", str(e.good)], "is not writable: Read-only file system"),
+    "report results of another version": lambda e, m: (
+        ["report", str(damaged_run(e, lambda d: results_without(d, "unit")))], "has no column(s) unit"),
+    "report results without rows": lambda e, m: (
+        ["report", str(damaged_run(e, lambda d: results_without(d, rows=True)))], "holds no rows"),
+    "report units.json of another shape": lambda e, m: (
+        ["report", str(damaged_run(e, lambda d: write_text(d / "units.json", '{"a": 1}')))],
+        "units.json does not hold the list of"),
+    "report failures.json damaged": lambda e, m: (
+        ["report", str(damaged_run(e, lambda d: write_text(d / "failures.json", '[{"enc')))],
+        "failures.json is not valid JSON"),
+    "landscape config of another version": lambda e, m: (
+        ["landscape", str(damaged_run(e, lambda d: config_with(d, future_key=1)))], "future_key"),
+    "landscape --grid 10000": lambda e, m: (["landscape", str(e.good), "--grid", "10000"],
+                                            "--grid 10000 asks for 100,000,000 grid points"),
+    "landscape --grid 1": lambda e, m: (["landscape", str(e.good), "--grid", "1"], "--grid must be at least 2"),
+    "run --out not UTF-8": lambda e, m: (e.run_to(Path(os.fsdecode(os.fsencode(e.tmp) + b"/o\xff"))),
+                                         "is not a valid UTF-8 path"),
+    "config path not UTF-8": lambda e, m: (e.run(config=Path(os.fsdecode(os.fsencode(e.tmp) + b"/c\xff.yaml"))),
+                                           "no config file"),
+    "data folder not UTF-8": lambda e, m: (
+        e.run(config=write_config(e.tmp / "f.yaml", folder_config(empty_class(e, b"imgs\xfe")))), "holds no image"),
+    "ray --retries -1": lambda e, m: (e.run("--executor", "ray", "--retries", "-1"), "--retries must be a whole number >= 0"),
+    "ray --num-cpus 0": lambda e, m: (e.run("--executor", "ray", "--num-cpus", "0"), "--num-cpus must be at least 1"),
+    "ray --gpus-per-unit -1": lambda e, m: (e.run("--executor", "ray", "--gpus-per-unit", "-1"), "--gpus-per-unit must be"),
+    "ray --gpus-per-unit 1.5": lambda e, m: (e.run("--executor", "ray", "--gpus-per-unit", "1.5"), "got 1.5"),
+    "ray --cpus-per-unit nan": lambda e, m: (e.run("--executor", "ray", "--cpus-per-unit", "nan"),
+                                             "--cpus-per-unit must be a finite number > 0"),
+    "ray --cpus-per-unit above --num-cpus": lambda e, m: (
+        e.run("--executor", "ray", "--num-cpus", "2", "--cpus-per-unit", "4"), "--cpus-per-unit 4.0 exceeds --num-cpus 2"),
+    **{f"run weights {k}": (lambda e, m, k=k: ckpt_run(e, k)) for k in (
+        "complex-nan", "data-offsets", "int-for-tensor", "str-for-tensor")},
+    "a 100,000-character key": lambda e, m: (e.run("k" * 100_000 + "=1"), "unknown key(s) kkkk"),
 }
 
 
@@ -327,11 +405,55 @@ def write_text(path: Path, text: str) -> Path:
     return path
 
 
-def empty_class(env: Env) -> Path:
+def empty_class(env: Env, rename: bytes | None = None) -> Path:
+    """The image folder with class y emptied (and the folder renamed to the file-system name ``rename``)."""
     root = image_folder(env)
     for p in (root / "y").iterdir():
         p.unlink()
+    if rename is not None:
+        os.rename(os.fsencode(root), os.fsencode(root.parent) + b"/" + rename)
+        root = root.parent / os.fsdecode(rename)
     return root
+
+
+def mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def without(folder: Path, name: str) -> Path:
+    (folder / name).unlink()
+    return folder
+
+
+def prune_argv(env: Env, data: Path | None = None, out: Path | None = None) -> list[str]:
+    """A cheap ``pait prune`` of the tiny encoder on the shared images (or ``data``) into ``out``."""
+    return ["prune", "--encoder", ENCODER, "--weights", RANDOM, "--data", str(data or env.images), "--score", "magnitude",
+            "--recovery", "none", "--calib-per-class", "1", "--eval-per-class", "1", "--device", "cpu",
+            "--out", str(out or env.tmp / "p")]
+
+
+def damaged_run(env: Env, damage: Callable[[Path], object]) -> Path:
+    """A copy of the good run folder (its stage cache beside it, shared) with ``damage`` applied."""
+    import shutil
+
+    copy = env.out / f"damaged-{env.tmp.name}"
+    shutil.copytree(env.good, copy)
+    damage(copy)
+    return copy
+
+
+def results_without(folder: Path, column: str | None = None, rows: bool = False) -> None:
+    import pandas as pd
+
+    table = pd.read_parquet(folder / "results.parquet")
+    table = table.drop(columns=[column]) if column else table
+    (table.iloc[:0] if rows else table).to_parquet(folder / "results.parquet")
+
+
+def config_with(folder: Path, **keys) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **keys}))
 
 
 def corrupt_one(env: Env) -> Path:
@@ -386,6 +508,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_the_cache(env, monkeypatch, cap
     lines = err.splitlines()
     assert code == 2, (code, err)
     assert len(lines) == 1 and lines[0].startswith("pait: error: "), err
+    assert len(lines[0]) <= len("pait: error: ") + MAX_MESSAGE
     assert "Traceback" not in err
     assert culprit in lines[0], (culprit, lines[0])
     assert stage_files(env.out) == before, "the stage cache changed"
