@@ -635,3 +635,18 @@ def test_a_long_message_is_cut_around_a_marker(monkeypatch, capsys):
     assert len(line) == len("pait: error: ") + MAX_MESSAGE and "\n" not in line
     assert line.startswith("pait: error: start xxx") and line.endswith(" end\\x1b[2J")
     assert "[... cut: the message has 10,000,014 characters ...]" in line
+
+
+def test_a_damaged_unit_mask_is_one_line_for_landscape(tmp_path, capsys):
+    """A run with save_weights whose unit stage lost part of its mask file: pait landscape names the file."""
+    out = tmp_path / "out"
+    config = write_config(tmp_path / "c.yaml", small_config(save_weights=True))
+    assert main(["run", str(config), "--out", str(out), "--quiet", "--no-report"]) == 0
+    masks = sorted((out / "stages" / "unit").glob("*/mask.safetensors"))
+    assert masks
+    for mask in masks:
+        mask.write_bytes(mask.read_bytes()[:-8])
+    capsys.readouterr()
+    assert main(["landscape", str(out / "tiny"), "--grid", "2"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "mask.safetensors is truncated" in err, err
