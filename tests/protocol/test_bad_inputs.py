@@ -347,6 +347,9 @@ CASES: dict[str, Case] = {
         prune_argv(e, out=write_text(mkdir(e.tmp / "o") / "notes.txt", "mine").parent),
         "holds notes.txt, which this command does not write"),
     "prune --out inside --data": lambda e, m: (prune_argv(e, out=e.images / "pruned"), "lies inside --data"),
+    "evaluate --checkpoint inside --data": lambda e, m: (
+        ["evaluate", "--checkpoint", str(fake_prune_output(e, "good")), "--data", str(e.tmp), "--device", "cpu"],
+        "--checkpoint " + str(e.tmp / "pruned") + " lies inside --data"),
     "prune --data inside --out": lambda e, m: (prune_argv(e, data=image_folder(e), out=e.tmp), "lies inside --out"),
     "prune --data is a file": lambda e, m: (prune_argv(e, data=write_text(e.tmp / "d", "x")),
                                             f"data folder {e.tmp / 'd'} is a file, not a folder"),

@@ -68,11 +68,12 @@ def run(args: argparse.Namespace) -> int:
     from pait.device import resolve_device
     from pait.export.checked import load_structured_checked
     from pait.masks import mask_sparsity
-    from pait.prune.data import accuracy, fit_head, folder_splits
+    from pait.prune.data import accuracy, check_outside, fit_head, folder_splits
     from pait.prune.report import read_report
     from pait.prune.run import build_encoder
 
     console = Console(stderr=True)
+    check_outside(args.checkpoint, args.data, "--checkpoint")
     options = prune_options(read_report(args.checkpoint), args.checkpoint)
     overrides = {k: v for k, v in (("calib_per_class", args.calib_per_class), ("eval_per_class", args.eval_per_class))
                  if v is not None}

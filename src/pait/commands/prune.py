@@ -58,12 +58,10 @@ def check_apart(out: Path, data: Path) -> None:
     """Refuse an ``--out`` inside ``--data`` (the next run would read it as a class folder) and a ``--data``
     inside ``--out`` (the output replaces that folder whole)."""
     from pait.errors import ConfigError
+    from pait.prune.data import check_outside
 
-    real_out, real_data = Path(os.path.realpath(out)), Path(os.path.realpath(data))
-    if real_out == real_data or real_data in real_out.parents:
-        raise ConfigError(f"--out {out} lies inside --data {data}: the next run would read it as a class folder; "
-                          "write the output elsewhere")
-    if real_out in real_data.parents:
+    check_outside(out, data, "--out")
+    if Path(os.path.realpath(out)) in Path(os.path.realpath(data)).parents:
         raise ConfigError(f"--data {data} lies inside --out {out}, which pait prune replaces whole; "
                           "write the output elsewhere")
 

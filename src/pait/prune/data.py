@@ -7,6 +7,7 @@ the suites' own.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,14 @@ from pait.heads import evaluate_head, extract_features
 from pait.heads import fit_ridge
 from pait.tasks import Task, TaskData, decode, split_indices
 from pait.tasks.imagefolder import class_folder_task
+
+
+def check_outside(path: str | Path, data: str | Path, what: str) -> None:
+    """Refuse a ``path`` (an output folder) inside the data folder ``data``, where it is read as a class."""
+    real, real_data = Path(os.path.realpath(path)), Path(os.path.realpath(data))
+    if real == real_data or real_data in real.parents:
+        raise ConfigError(f"{what} {path} lies inside --data {data}, where it is read as a class folder; "
+                          "keep outputs out of the data folder")
 
 
 def folder_task(folder: str | Path) -> Task:
