@@ -1,7 +1,8 @@
 """Prune one pretrained encoder on one folder of images (class sub-folders) and write a pruned
 checkpoint: ``pruned.safetensors`` (the full state dict of the stock module), ``mask.safetensors``
 (bool, True = kept) and ``report.json`` / ``report.md`` (accuracy before/after on held-out images of
-the folder, parameters, per-layer density, storage sizes).
+the folder, parameters, per-layer density, storage sizes). The ``--out`` folder is replaced whole, never
+mixed with the files of an earlier run (``pait.outputs.replace_folder``).
 
 Load the result without pait: ``model.load_state_dict(safetensors.torch.load_file("DIR/pruned.safetensors"))``.
 """
