@@ -103,9 +103,9 @@ def test_bad_input_gives_a_clear_error(folder, tmp_path, capsys, argv, message):
 
 
 def test_a_folder_with_one_class_is_rejected(tmp_path, capsys):
-    (tmp_path / "only").mkdir()
-    Image.new("RGB", (16, 16)).save(tmp_path / "only" / "a.png")
-    assert _prune(["--data", str(tmp_path)], tmp_path) == 2
+    (tmp_path / "data" / "only").mkdir(parents=True)  # the data beside --out (tmp_path/x), not holding it
+    Image.new("RGB", (16, 16)).save(tmp_path / "data" / "only" / "a.png")
+    assert _prune(["--data", str(tmp_path / "data")], tmp_path) == 2
     assert "at least 2 are needed" in capsys.readouterr().err
 
 

@@ -76,3 +76,40 @@ def test_bad_structured_input_gives_one_clear_line(folder, tmp_path, capsys, arg
     assert _prune(folder, tmp_path / "x", *argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_evaluate_reads_a_structured_output_and_matches_its_report(folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    for stale in ("mask.safetensors", "pruned.onnx"):  # an earlier unstructured run with --onnx left these
+        (out / stale).write_bytes(b"stale")
+    assert _prune(folder, out, "--structure", "channels", "--ratio", "0.5", "--score", "magnitude",
+                  "--recovery", "none") == 0
+    assert sorted(p.name for p in out.iterdir()) == ["pruned.safetensors", "report.json", "report.md", "structure.json"]
+    report = json.loads((out / "report.json").read_text())
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(out), "--data", str(folder), "--device", "cpu", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["accuracy"] == pytest.approx(report["accuracy"]["after_refit_head"])
+    assert result["parameters"] == report["size"]["params_after"] and result["structure"] == "channels"
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda r: r["modules"].update({"no.such.module": {"out": [0]}}), "module 'no.such.module' is not part of"),
+    (lambda r: r["modules"][next(iter(r["modules"]))].update(out=[0, 0]), "indices must be distinct and in [0,"),
+    (lambda r: r["modules"][next(iter(r["modules"]))].update(out=[10**6]), "indices must be distinct and in [0,"),
+    (lambda r: r["modules"][next(iter(r["modules"]))].update(out="all"), "must be a non-empty list of indices"),
+    (lambda r: r.update(format="pait-structured/0"), "is not a pait-structured/1 file"),
+    (lambda r: r.update(modules=[]), "'modules' and 'attention' must be objects"),
+])
+def test_evaluate_names_a_damaged_structure_file(folder, tmp_path, capsys, damage, message):
+    out = tmp_path / "out"
+    assert _prune(folder, out, "--structure", "channels", "--ratio", "0.5", "--score", "magnitude",
+                  "--recovery", "none") == 0
+    record = json.loads((out / "structure.json").read_text())
+    damage(record)
+    (out / "structure.json").write_text(json.dumps(record))
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(out), "--data", str(folder), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and message in err and "structure.json" in err, err

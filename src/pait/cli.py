@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import re
 import sys
+import warnings
 
 import pait.commands
 from pait.errors import PaitError
@@ -29,9 +31,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def one_line(err: BaseException) -> str:
-    """The error's message on one line (a multi-line message is joined with spaces)."""
-    return " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+MAX_MESSAGE = 600  # characters of an error line; a longer message keeps its head and tail around an ellipsis
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")  # no terminal escapes from a file name into the line
+
+
+def one_line(err: BaseException | str, limit: int = MAX_MESSAGE) -> str:
+    """The error's message on one line (a multi-line message is joined with spaces, control characters
+    escaped, undecodable bytes of file names as ``\\udcXX``), at most ``limit`` characters: a longer one
+    keeps its start and end around a marker of the cut."""
+    text = str(err)
+    total = len(text)
+    if total > 4 * limit:  # cut first: a message may be gigabytes long
+        text = text[: 2 * limit] + "\n" + text[-2 * limit:]
+    text = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text) or type(err).__name__
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")  # a non-UTF-8 file name prints on any stream
+    if len(text) <= limit:
+        return text
+    tail = limit // 5
+    marker = f" [... cut: the message has {total:,} characters ...] "
+    return text[: limit - tail - len(marker)] + marker + text[-tail:]
+
+
+def _show(caught: list[warnings.WarningMessage]) -> None:
+    """The warnings a command raised, each once, one line each, after the command."""
+    seen = set()
+    for w in caught:
+        line = f"pait: warning: {one_line(str(w.message))} ({w.category.__name__}, {w.filename}:{w.lineno})"
+        if line not in seen:
+            seen.add(line)
+            print(line, file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,14 +73,23 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if overrides:
         args.overrides = [*args.overrides, *overrides]
-    try:
-        return int(args._run(args) or 0)
-    except PaitError as err:  # bad input: one line, no traceback; anything else is a bug and shows its traceback
-        print(f"pait: error: {one_line(err)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("pait: interrupted; finished stages are kept and a rerun resumes", file=sys.stderr)
-        return 130
+    # library warnings are held during the command: after bad input stderr holds the one error line only,
+    # after anything else (success, a bug's traceback, an interruption) they follow, one line each
+    with warnings.catch_warnings(record=True) as caught:  # the filters in force (-W, PYTHONWARNINGS) still apply
+        try:
+            code = int(args._run(args) or 0)
+        except PaitError as err:  # bad input: one line, no traceback; anything else is a bug and shows its traceback
+            print(f"pait: error: {one_line(err)}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            _show(caught)
+            print("pait: interrupted; finished stages are kept and a rerun resumes", file=sys.stderr)
+            return 130
+        except BaseException:
+            _show(caught)
+            raise
+    _show(caught)
+    return code
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ refused at load, naming the first one.
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
 from collections.abc import Mapping
@@ -69,7 +70,7 @@ def check_suffix(path: Path, fmt: str) -> None:
 def read_safetensors(path: str | Path) -> dict[str, Tensor]:
     """The tensors of a safetensors file; an empty, truncated or corrupt file is a CheckpointError naming it."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load, load_file
 
     path = Path(path)
     fmt = file_format(path)
@@ -78,6 +79,10 @@ def read_safetensors(path: str | Path) -> dict[str, Tensor]:
         raise CheckpointError(f"checkpoint {path} is a PyTorch ({fmt}) file, not safetensors")
     _check_safetensors_header(path)
     try:
+        try:
+            os.fsencode(path).decode("utf-8")
+        except UnicodeDecodeError:  # safetensors opens only UTF-8 paths: hand it the bytes
+            return load(path.read_bytes())
         return load_file(str(path))
     except SafetensorError as err:
         raise CheckpointError(f"checkpoint {path} is not a valid safetensors file (truncated or corrupt: {err})") from None
@@ -94,11 +99,32 @@ def _check_safetensors_header(path: Path) -> None:
             header = json.loads(f.read(length))
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise CheckpointError(f"checkpoint {path} is corrupt: its safetensors header is not valid JSON") from None
-    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)
-            and "data_offsets" in v]
-    if ends and max(ends) > size - 8 - length:
-        raise CheckpointError(f"checkpoint {path} is truncated: its tensors need {8 + length + max(ends)} bytes, "
+    end = max((_tensor_end(path, name, entry) for name, entry in header.items() if name != "__metadata__"), default=0)
+    if end > size - 8 - length:
+        raise CheckpointError(f"checkpoint {path} is truncated: its tensors need {8 + length + end} bytes, "
                               f"the file has {size}")
+
+
+def _tensor_end(path: Path, name: str, entry: Any) -> int:
+    """Where the tensor ``name`` of a safetensors header ends in the data; a malformed entry is a CheckpointError."""
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"checkpoint {path} is corrupt: tensor {name!r} in its safetensors header {what}")
+
+    if not isinstance(entry, dict):
+        raise bad(f"is a {type(entry).__name__}, not an object with dtype, shape and data_offsets")
+    offsets, shape = entry.get("data_offsets"), entry.get("shape")
+    if not isinstance(entry.get("dtype"), str):
+        raise bad(f"has no dtype string (got {entry.get('dtype')!r:.40})")
+    if not isinstance(shape, list) or not all(_is_count(n) for n in shape):
+        raise bad(f"has a malformed shape {shape!r:.60} (expected a list of counts)")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(n) for n in offsets)
+            and offsets[0] <= offsets[1]):
+        raise bad(f"has malformed data_offsets {offsets!r:.60} (expected [begin, end], 0 <= begin <= end)")
+    return offsets[1]
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def torch_load(path: Path) -> Any:
@@ -124,8 +150,24 @@ def torch_load(path: Path) -> Any:
 
 
 def check_finite(tensors: Mapping[str, Any], path: str | Path) -> None:
-    """Refuse a checkpoint holding NaN or Inf, naming the first such tensor."""
+    """Refuse a checkpoint holding NaN or Inf (in a real or a complex tensor), naming the first such tensor."""
     for name, value in tensors.items():
-        if isinstance(value, Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        if isinstance(value, Tensor) and (value.is_floating_point() or value.is_complex()) \
+                and not bool(torch.isfinite(value).all()):
             bad = "NaN" if bool(torch.isnan(value).any()) else "Inf"
             raise CheckpointError(f"checkpoint {path}: tensor {name} holds {bad} values")
+
+
+def check_tensors(state: Mapping[str, Any], path: str | Path) -> None:
+    """Refuse a state dict with anything but a tensor as a value, naming the first such key."""
+    for name, value in state.items():
+        if not isinstance(value, Tensor):
+            raise CheckpointError(f"checkpoint {path}: key {name} holds {describe(value)}, not a tensor")
+
+
+def describe(value: Any) -> str:
+    """``a dict``, ``an int (3)``: what a value is, for a message naming a non-tensor."""
+    kind = type(value).__name__
+    article = "an" if kind[:1].lower() in "aeiou" else "a"
+    shown = f" ({value!r:.40})" if isinstance(value, (int, float, str, bool)) else ""
+    return f"{article} {kind}{shown}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import json
+import os
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
 
-from pait.cli import main
+from pait.cli import MAX_MESSAGE, main
 from pait.encoders import ENCODERS, Encoder, Preprocessing, register_encoder
 from pait.encoders.checkpoints import RANDOM, load_checked, read_checkpoint
 from pait.prune.options import PruneOptions
@@ -122,7 +123,7 @@ def weights_file(env: Env, kind: str) -> Path:
     if kind == "empty":
         (t / "w.safetensors").write_bytes(b"")
         return t / "w.safetensors"
-    if kind in ("truncated-st", "st-as-pth", "wrong-keys", "wrong-shape", "nan", "inf"):
+    if kind in ("truncated-st", "st-as-pth", "wrong-keys", "wrong-shape", "nan", "inf", "good"):
         state = good_state()
         if kind == "wrong-keys":
             state = {"foo.weight": torch.zeros(2, 2)}
@@ -140,6 +141,25 @@ def weights_file(env: Env, kind: str) -> Path:
         torch.save(good_state(), path)
         if kind == "truncated-pth":
             path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        return path
+    if kind in ("complex-nan", "int-for-tensor", "str-for-tensor", "good-pth"):
+        state = good_state()
+        if kind == "complex-nan":
+            state["2.weight"] = state["2.weight"].to(torch.complex64)
+            state["2.weight"][0, 0, 0, 0] = complex(float("nan"), 0)
+        if kind in ("int-for-tensor", "str-for-tensor"):
+            state["2.bias"] = 3 if kind == "int-for-tensor" else "3"
+        torch.save(state, t / "w.pth")
+        return t / "w.pth"
+    if kind == "data-offsets":
+        path = t / "w.safetensors"
+        save_file(good_state(), str(path))
+        data = path.read_bytes()
+        length = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + length])
+        header["2.weight"]["data_offsets"] = "start-end"
+        text = json.dumps(header).encode().ljust(length)
+        path.write_bytes(data[:8] + text + data[8 + length :])
         return path
     if kind == "pickle":
         torch.save({"0.weight": torch.zeros(1), "extra": Payload(str(t / "payload-ran"))}, t / "w.pth")
@@ -173,13 +193,16 @@ def image_folder(env: Env, bad: str | None = None) -> Path:
     return root
 
 
-def fake_prune_output(env: Env, pruned: str) -> Path:
-    """A `pait prune` output folder whose pruned.safetensors is bad (``pruned`` kind of weights_file)."""
+def fake_prune_output(env: Env, pruned: str, structure_json: str | None = None, **options) -> Path:
+    """A `pait prune` output folder whose pruned.safetensors is of the ``pruned`` kind of weights_file, with
+    ``options`` changed in its report.json and, if given, a structure.json holding ``structure_json``."""
     folder = env.tmp / "pruned"
     folder.mkdir()
-    options = dataclasses.asdict(PruneOptions(ENCODER, weights=RANDOM, score="magnitude", recovery="none",
-                                              calib_per_class=1, eval_per_class=1, device="cpu"))
-    (folder / "report.json").write_text(json.dumps({"options": options}))
+    record = {**dataclasses.asdict(PruneOptions(ENCODER, weights=RANDOM, score="magnitude", recovery="none",
+                                                calib_per_class=1, eval_per_class=1, device="cpu")), **options}
+    (folder / "report.json").write_text(json.dumps({"options": record}))
+    if structure_json is not None:
+        (folder / "structure.json").write_text(structure_json)
     weights_file(env, pruned).rename(folder / "pruned.safetensors")
     save_file({k: torch.ones_like(v, dtype=torch.bool) for k, v in good_state().items() if k.endswith("weight")},
               str(folder / "mask.safetensors"))
@@ -324,6 +347,64 @@ CASES: dict[str, Case] = {
                                           f"emoji10: no emoji set found under {e.tmp / 'node_modules'}"),
     "emoji10 style-disjoint on the tiny suite": lambda e, m: (e.run("suite.protocol=style-disjoint"),
                                                               "the style-disjoint protocol needs images in at least 2 styles"),
+    # --- outputs, run folders, checkpoints, commands ---
+    "prune --out holds other files": lambda e, m: (
+        prune_argv(e, out=write_text(mkdir(e.tmp / "o") / "notes.txt", "mine").parent),
+        "holds notes.txt, which this command does not write"),
+    "prune --out inside --data": lambda e, m: (prune_argv(e, out=e.images / "pruned"), "lies inside --data"),
+    "evaluate --checkpoint inside --data": lambda e, m: (
+        ["evaluate", "--checkpoint", str(fake_prune_output(e, "good")), "--data", str(e.tmp), "--device", "cpu"],
+        "--checkpoint " + str(e.tmp / "pruned") + " lies inside --data"),
+    "prune --data inside --out": lambda e, m: (prune_argv(e, data=image_folder(e), out=e.tmp), "lies inside --out"),
+    "prune --data is a file": lambda e, m: (prune_argv(e, data=write_text(e.tmp / "d", "x")),
+                                            f"data folder {e.tmp / 'd'} is a file, not a folder"),
+    "evaluate --data is a file": lambda e, m: (
+        ["evaluate", "--checkpoint", str(fake_prune_output(e, "good")), "--data", str(write_text(e.tmp / "d", "x")),
+         "--device", "cpu"], "is a file, not a folder"),
+    "evaluate options of another version": lambda e, m: (
+        ["evaluate", "--checkpoint", str(fake_prune_output(e, "good", sparsity="0.6")), "--data", str(e.images)],
+        "report.json: option sparsity holds '0.6', not float | None"),
+    "evaluate structure.json damaged": lambda e, m: (
+        ["evaluate", "--checkpoint", str(fake_prune_output(e, "good", structure="channels", ratio=0.5, sparsity=None,
+                                                           structure_json="{")),
+         "--data", str(e.images), "--device", "cpu"], "structure.json is not valid JSON"),
+    "evaluate mask missing": lambda e, m: (
+        ["evaluate", "--checkpoint", str(without(fake_prune_output(e, "good"), "mask.safetensors")), "--data",
+         str(e.images), "--device", "cpu"], "mask.safetensors"),
+    "report on read-only storage": lambda e, m: (fail_probe(m, errno.EROFS, "Read-only file system") or
+                                                 ["report", str(e.good)], "is not writable: Read-only file system"),
+    "report results of another version": lambda e, m: (
+        ["report", str(damaged_run(e, lambda d: results_without(d, "unit")))], "has no column(s) unit"),
+    "report results without rows": lambda e, m: (
+        ["report", str(damaged_run(e, lambda d: results_without(d, rows=True)))], "holds no rows"),
+    "report units.json of another shape": lambda e, m: (
+        ["report", str(damaged_run(e, lambda d: write_text(d / "units.json", '{"a": 1}')))],
+        "units.json does not hold the list of"),
+    "report failures.json damaged": lambda e, m: (
+        ["report", str(damaged_run(e, lambda d: write_text(d / "failures.json", '[{"enc')))],
+        "failures.json is not valid JSON"),
+    "landscape config of another version": lambda e, m: (
+        ["landscape", str(damaged_run(e, lambda d: config_with(d, future_key=1)))], "future_key"),
+    "landscape --grid 10000": lambda e, m: (["landscape", str(e.good), "--grid", "10000"],
+                                            "--grid 10000 asks for 100,000,000 grid points"),
+    "landscape --grid 1": lambda e, m: (["landscape", str(e.good), "--grid", "1"], "--grid must be at least 2"),
+    "run --out not UTF-8": lambda e, m: (e.run_to(Path(os.fsdecode(os.fsencode(e.tmp) + b"/o\xff"))),
+                                         "is not a valid UTF-8 path"),
+    "config path not UTF-8": lambda e, m: (e.run(config=Path(os.fsdecode(os.fsencode(e.tmp) + b"/c\xff.yaml"))),
+                                           "no config file"),
+    "data folder not UTF-8": lambda e, m: (
+        e.run(config=write_config(e.tmp / "f.yaml", folder_config(empty_class(e, b"imgs\xfe")))), "holds no image"),
+    "ray --retries -1": lambda e, m: (e.run("--executor", "ray", "--retries", "-1"), "--retries must be a whole number >= 0"),
+    "ray --num-cpus 0": lambda e, m: (e.run("--executor", "ray", "--num-cpus", "0"), "--num-cpus must be at least 1"),
+    "ray --gpus-per-unit -1": lambda e, m: (e.run("--executor", "ray", "--gpus-per-unit", "-1"), "--gpus-per-unit must be"),
+    "ray --gpus-per-unit 1.5": lambda e, m: (e.run("--executor", "ray", "--gpus-per-unit", "1.5"), "got 1.5"),
+    "ray --cpus-per-unit nan": lambda e, m: (e.run("--executor", "ray", "--cpus-per-unit", "nan"),
+                                             "--cpus-per-unit must be a finite number > 0"),
+    "ray --cpus-per-unit above --num-cpus": lambda e, m: (
+        e.run("--executor", "ray", "--num-cpus", "2", "--cpus-per-unit", "4"), "--cpus-per-unit 4.0 exceeds --num-cpus 2"),
+    **{f"run weights {k}": (lambda e, m, k=k: ckpt_run(e, k)) for k in (
+        "complex-nan", "data-offsets", "int-for-tensor", "str-for-tensor")},
+    "a 100,000-character key": lambda e, m: (e.run("k" * 100_000 + "=1"), "unknown key(s) kkkk"),
 }
 
 
@@ -332,11 +413,55 @@ def write_text(path: Path, text: str) -> Path:
     return path
 
 
-def empty_class(env: Env) -> Path:
+def empty_class(env: Env, rename: bytes | None = None) -> Path:
+    """The image folder with class y emptied (and the folder renamed to the file-system name ``rename``)."""
     root = image_folder(env)
     for p in (root / "y").iterdir():
         p.unlink()
+    if rename is not None:
+        os.rename(os.fsencode(root), os.fsencode(root.parent) + b"/" + rename)
+        root = root.parent / os.fsdecode(rename)
     return root
+
+
+def mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def without(folder: Path, name: str) -> Path:
+    (folder / name).unlink()
+    return folder
+
+
+def prune_argv(env: Env, data: Path | None = None, out: Path | None = None) -> list[str]:
+    """A cheap ``pait prune`` of the tiny encoder on the shared images (or ``data``) into ``out``."""
+    return ["prune", "--encoder", ENCODER, "--weights", RANDOM, "--data", str(data or env.images), "--score", "magnitude",
+            "--recovery", "none", "--calib-per-class", "1", "--eval-per-class", "1", "--device", "cpu",
+            "--out", str(out or env.tmp / "p")]
+
+
+def damaged_run(env: Env, damage: Callable[[Path], object]) -> Path:
+    """A copy of the good run folder (its stage cache beside it, shared) with ``damage`` applied."""
+    import shutil
+
+    copy = env.out / f"damaged-{env.tmp.name}"
+    shutil.copytree(env.good, copy)
+    damage(copy)
+    return copy
+
+
+def results_without(folder: Path, column: str | None = None, rows: bool = False) -> None:
+    import pandas as pd
+
+    table = pd.read_parquet(folder / "results.parquet")
+    table = table.drop(columns=[column]) if column else table
+    (table.iloc[:0] if rows else table).to_parquet(folder / "results.parquet")
+
+
+def config_with(folder: Path, **keys) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **keys}))
 
 
 def corrupt_one(env: Env) -> Path:
@@ -391,6 +516,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_the_cache(env, monkeypatch, cap
     lines = err.splitlines()
     assert code == 2, (code, err)
     assert len(lines) == 1 and lines[0].startswith("pait: error: "), err
+    assert len(lines[0]) <= len("pait: error: ") + MAX_MESSAGE
     assert "Traceback" not in err
     assert culprit in lines[0], (culprit, lines[0])
     assert stage_files(env.out) == before, "the stage cache changed"
@@ -451,3 +577,84 @@ def test_a_multi_line_message_is_printed_on_one_line(monkeypatch, capsys):
     monkeypatch.setattr(pait.commands.report, "run", bad)
     assert main(["report", "anything"]) == 2
     assert capsys.readouterr().err == "pait: error: first line second line\n"
+
+
+def test_a_pickled_checkpoint_is_one_line_on_the_real_stderr(tmp_path):
+    """torch warns about the pickle protocol before refusing the file; the warning must not reach stderr."""
+    import os
+    import pickle
+    import subprocess
+    import sys
+
+    path = tmp_path / "raw.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"fc.weight": Payload(str(tmp_path / "payload-ran"))}, f, protocol=4)
+    done = subprocess.run([sys.executable, "-m", "pait", "encoders", "--check", "resnet50_supervised",
+                           "--weights", str(path)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [done.stderr.strip()] and done.stderr.startswith("pait: error: "), done.stderr
+    assert "needs arbitrary code to unpickle and was refused" in done.stderr
+    assert not (tmp_path / "payload-ran").exists()
+
+
+def _warn_then(outcome):
+    def command(args):
+        import warnings
+
+        for _ in range(3):
+            warnings.warn("a library's remark\nover two lines", UserWarning, stacklevel=1)
+        return outcome()
+    return command
+
+
+def test_library_warnings_follow_a_successful_command_once_and_on_one_line(monkeypatch, capsys):
+    import pait.commands.report
+
+    monkeypatch.setattr(pait.commands.report, "run", _warn_then(lambda: 0))
+    assert main(["report", "anything"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pait: warning: a library's remark over two lines (UserWarning, ")
+
+
+def test_library_warnings_are_dropped_before_the_error_line(monkeypatch, capsys):
+    import pait.commands.report
+    from pait.errors import DataError
+
+    def fail():
+        raise DataError("bad input")
+
+    monkeypatch.setattr(pait.commands.report, "run", _warn_then(fail))
+    assert main(["report", "anything"]) == 2
+    assert capsys.readouterr().err == "pait: error: bad input\n"
+
+
+def test_a_long_message_is_cut_around_a_marker(monkeypatch, capsys):
+    import pait.commands.report
+    from pait.cli import MAX_MESSAGE
+    from pait.errors import DataError
+
+    def bad(args):
+        raise DataError("start " + "x" * 10**7 + " end\x1b[2J")
+
+    monkeypatch.setattr(pait.commands.report, "run", bad)
+    assert main(["report", "anything"]) == 2
+    line = capsys.readouterr().err.rstrip("\n")
+    assert len(line) == len("pait: error: ") + MAX_MESSAGE and "\n" not in line
+    assert line.startswith("pait: error: start xxx") and line.endswith(" end\\x1b[2J")
+    assert "[... cut: the message has 10,000,014 characters ...]" in line
+
+
+def test_a_damaged_unit_mask_is_one_line_for_landscape(tmp_path, capsys):
+    """A run with save_weights whose unit stage lost part of its mask file: pait landscape names the file."""
+    out = tmp_path / "out"
+    config = write_config(tmp_path / "c.yaml", small_config(save_weights=True))
+    assert main(["run", str(config), "--out", str(out), "--quiet", "--no-report"]) == 0
+    masks = sorted((out / "stages" / "unit").glob("*/mask.safetensors"))
+    assert masks
+    for mask in masks:
+        mask.write_bytes(mask.read_bytes()[:-8])
+    capsys.readouterr()
+    assert main(["landscape", str(out / "tiny"), "--grid", "2"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "mask.safetensors is truncated" in err, err

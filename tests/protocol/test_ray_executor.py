@@ -108,3 +108,17 @@ def test_seeds_and_recoveries_run_in_both_executors_and_resume(tmp_path, local_r
     again = run_grid(config, tmp_path / "ray", show_progress=False, executor="ray", gpus_per_unit=0)
     assert log.read_text().count("\n") == computed  # a rerun resumes: nothing is computed twice
     pd.testing.assert_frame_equal(again, remote)
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"cpus_per_unit": 3}, "each unit asks for 3 CPU(s), the local Ray has 2"),
+    ({"gpus_per_unit": 0.5}, "each unit asks for 0.5 GPU(s), the local Ray has 0"),
+])
+def test_shares_the_local_ray_never_grants_are_refused_before_any_unit(tmp_path, local_ray, options, message):
+    from pait.errors import ConfigError
+
+    if options.get("gpus_per_unit") and ray.cluster_resources().get("GPU", 0):
+        pytest.skip("this Ray has GPUs")
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        run_grid(_config("never", ["magnitude"]), tmp_path, show_progress=False, executor="ray", **options)
+    assert not any((tmp_path / "never" / name).exists() for name in ("failures.json", "results.parquet"))

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 HELP = "Fig. 4: loss surface on the plane of pre-trained, pruned and re-trained weights"
+MAX_GRID = 201  # grid points per axis: 40,401 points, each a full evaluation of two tasks
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="replicate seed (default: the run's first)")
     parser.add_argument("--recovery", help="recovery (default: the run's first)")
     parser.add_argument("--transfer", help="transfer task (default: the first task that is not the source)")
-    parser.add_argument("--grid", type=int, default=11, help="grid points per axis")
+    parser.add_argument("--grid", type=int, default=11, help=f"grid points per axis (2 to {MAX_GRID})")
     parser.add_argument("--chunk", type=int, default=4, help="grid points evaluated together in one batched pass")
 
 
@@ -63,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.grid < 2 or args.chunk < 1:
         raise ConfigError(f"--grid must be at least 2 and --chunk at least 1, got {args.grid} and {args.chunk}")
+    if args.grid > MAX_GRID:
+        raise ConfigError(f"--grid {args.grid} asks for {args.grid ** 2:,} grid points, each a full evaluation of two "
+                          f"tasks (days of compute, and a surface of {2 * 2 * 8 * args.grid ** 2 / 2**30:.1f} GiB); "
+                          f"at most {MAX_GRID} per axis")
     run_dir = check_run_dir(args.run_dir)
     results = read_results(run_dir)
     config = config_from_dict(read_run_config(run_dir), where=f"{run_dir / 'config.json'}:")

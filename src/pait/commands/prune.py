@@ -1,7 +1,8 @@
 """Prune one pretrained encoder on one folder of images (class sub-folders) and write a pruned
 checkpoint: ``pruned.safetensors`` (the full state dict of the stock module), ``mask.safetensors``
 (bool, True = kept) and ``report.json`` / ``report.md`` (accuracy before/after on held-out images of
-the folder, parameters, per-layer density, storage sizes).
+the folder, parameters, per-layer density, storage sizes). The ``--out`` folder is replaced whole, never
+mixed with the files of an earlier run (``pait.outputs.replace_folder``).
 
 Load the result without pait: ``model.load_state_dict(safetensors.torch.load_file("DIR/pruned.safetensors"))``.
 """
@@ -9,6 +10,7 @@ Load the result without pait: ``model.load_state_dict(safetensors.torch.load_fil
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from pait.config import key_values
@@ -53,6 +55,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output directory")
 
 
+def check_apart(out: Path, data: Path) -> None:
+    """Refuse an ``--out`` inside ``--data`` (the next run would read it as a class folder) and a ``--data``
+    inside ``--out`` (the output replaces that folder whole)."""
+    from pait.errors import ConfigError
+    from pait.prune.data import check_outside
+
+    check_outside(out, data, "--out")
+    if Path(os.path.realpath(out)) in Path(os.path.realpath(data)).parents:
+        raise ConfigError(f"--data {data} lies inside --out {out}, which pait prune replaces whole; "
+                          "write the output elsewhere")
+
+
 def run(args: argparse.Namespace) -> int:
     """Prune, save and report; bad input raises a PaitError (``pait: error: ...``, exit 2) before any work."""
     from rich.console import Console
@@ -60,9 +74,9 @@ def run(args: argparse.Namespace) -> int:
 
     from pait.errors import ConfigError
     from pait.export import save_pruned
-    from pait.outputs import check_writable_folder
+    from pait.outputs import check_output_folder, replace_folder
     from pait.prune.run import prune
-    from pait.prune.report import write_report
+    from pait.prune.report import OUTPUT_FILES, write_report
 
     structured = args.structure is not None or args.ratio is not None
     mixed = "--sparsity" if args.sparsity is not None else "--nm" if args.nm else None
@@ -82,7 +96,9 @@ def run(args: argparse.Namespace) -> int:
                            score_options=key_values(args.score_option, "--score-option"), structure=args.structure,
                            ratio=args.ratio, round_to=args.round_to)
     options.validate()
-    check_writable_folder(args.out, "--out folder")  # before any work: not a file, not read-only, not full
+    check_apart(args.out, args.data)
+    # before any work: not a file, not read-only, not full, nothing foreign in it; leftovers of killed runs go
+    check_output_folder(args.out, OUTPUT_FILES, "--out folder")
     console = Console(stderr=True)
     # on a terminal the steps show while they run and vanish at the end (or before an error's one line)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
@@ -104,8 +120,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             encoder, mask, report = prune(options, args.data, on_step, on_epoch)
             on_step("writing")
-            save_pruned(encoder.model, mask, args.out)
-            write_report(args.out, report)
+            with replace_folder(args.out, OUTPUT_FILES, "--out folder") as new:  # whole, never mixed with a previous run
+                save_pruned(encoder.model, mask, new)
+                write_report(new, report)
         bar.update(steps[-1], completed=1)
     if structured:
         size = report["size"]

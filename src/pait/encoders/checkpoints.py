@@ -15,7 +15,17 @@ import torch
 from torch import Tensor, nn
 
 from pait.errors import CheckpointError, MissingWeightsError  # also importable from here, as before
-from pait.tensorfiles import SAFETENSORS, TORCH_ZIP, check_finite, check_suffix, file_format, read_safetensors, torch_load
+from pait.tensorfiles import (
+    SAFETENSORS,
+    TORCH_ZIP,
+    check_finite,
+    check_suffix,
+    check_tensors,
+    describe,
+    file_format,
+    read_safetensors,
+    torch_load,
+)
 
 RANDOM = "random"
 """The ``weights`` value asking for random initialisation (tests, benchmarks), never a file name."""
@@ -69,8 +79,19 @@ def read_checkpoint(path: str | Path, trust_torchscript: bool = False) -> Mappin
 
 
 def read_state_dict(path: str | Path, trust_torchscript: bool = False) -> dict[str, Tensor]:
-    """Tensors of a flat checkpoint file (see ``read_checkpoint`` for the formats)."""
-    return dict(read_checkpoint(path, trust_torchscript))
+    """Tensors of a flat checkpoint file (see ``read_checkpoint`` for the formats); a value that is not a
+    tensor is a CheckpointError naming its key."""
+    state = dict(read_checkpoint(path, trust_torchscript))
+    check_tensors(state, path)
+    return state
+
+
+def tensor_at(state: Mapping[str, Any], key: str, path: str | Path) -> Tensor:
+    """``state[key]``, when it is a tensor; a CheckpointError naming the key otherwise."""
+    value = state[key]
+    if not isinstance(value, Tensor):
+        raise CheckpointError(f"checkpoint {path}: key {key} holds {describe(value)}, not a tensor")
+    return value
 
 
 def unwrap(checkpoint: Mapping[str, Any], keys: tuple[str, ...] = ("state_dict", "model")) -> dict[str, Any]:
@@ -88,12 +109,15 @@ def strip_prefix(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
 
 def check_keys(loaded: Mapping[str, Tensor], expected: Mapping[str, Tensor], path: str | Path, layout: str) -> None:
     """Raise a CheckpointError naming the first missing, unexpected or mis-shaped keys."""
+    for key in expected:
+        if key in loaded:
+            tensor_at(loaded, key, path)
     missing = [k for k in expected if k not in loaded]
     unexpected = [k for k in loaded if k not in expected]
     shapes = [
         f"{k}: {tuple(loaded[k].shape)} != {tuple(expected[k].shape)}"
         for k in expected
-        if k in loaded and (not isinstance(loaded[k], Tensor) or loaded[k].shape != expected[k].shape)
+        if k in loaded and loaded[k].shape != expected[k].shape
     ]
     problems = []
     for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", shapes)):

@@ -27,6 +27,7 @@ from pait.encoders.checkpoints import (
     read_checkpoint,
     resolve_weights,
     strip_prefix,
+    tensor_at,
     unwrap,
 )
 from pait.encoders.preprocessing import Preprocessing
@@ -78,7 +79,7 @@ def build_resnet50(
     elif state is None:
         num_classes = 1000
     else:
-        num_classes = state["fc.weight"].shape[0] if "fc.weight" in state else 0
+        num_classes = tensor_at(state, "fc.weight", path).shape[0] if "fc.weight" in state else 0
     model = timm.create_model("resnet50", pretrained=False, num_classes=num_classes).eval()
     if state is not None:
         load_checked(model, state, path, layout)

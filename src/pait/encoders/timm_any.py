@@ -13,7 +13,7 @@ from pathlib import Path
 import timm
 
 from pait.encoders.base import Encoder, timm_encoder
-from pait.encoders.checkpoints import RANDOM, CheckpointError, load_checked, read_checkpoint, unwrap
+from pait.encoders.checkpoints import RANDOM, CheckpointError, load_checked, read_checkpoint, tensor_at, unwrap
 from pait.encoders.registry import ENCODERS
 from pait.errors import UnknownNameError
 
@@ -35,7 +35,7 @@ def build_timm(model_name: str, weights: str | Path | None, trust_torchscript: b
     kwargs = {}
     if path is not None and path.suffix != ".npz":
         state = unwrap(read_checkpoint(path, trust_torchscript))
-        head_weights = [state[f"{h}.weight"] for h in heads if f"{h}.weight" in state]
+        head_weights = [tensor_at(state, f"{h}.weight", path) for h in heads if f"{h}.weight" in state]
         kwargs["num_classes"] = head_weights[0].shape[0] if head_weights else 0
     model = timm.create_model(model_name, pretrained=False, **kwargs).eval()
     if state is not None:

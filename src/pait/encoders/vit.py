@@ -25,7 +25,7 @@ import timm
 from torch import Tensor, nn
 
 from pait.encoders.base import Encoder, timm_encoder
-from pait.encoders.checkpoints import CheckpointError, load_checked, read_checkpoint, resolve_weights, unwrap
+from pait.encoders.checkpoints import CheckpointError, load_checked, read_checkpoint, resolve_weights, tensor_at, unwrap
 from pait.encoders.preprocessing import Preprocessing
 from pait.encoders.registry import register_encoder
 
@@ -83,7 +83,7 @@ def build_vit(name: str, weights: str | Path | None, trust_torchscript: bool, di
     if path is not None and (dino or path.suffix != ".npz"):
         checkpoint = read_checkpoint(path, trust_torchscript)
         state, layout = (dict(checkpoint), "DINO ViT-B/16 (timm names, no head)") if dino else supervised_state(checkpoint)
-        num_classes = 0 if dino else state["head.weight"].shape[0] if "head.weight" in state else 0
+        num_classes = 0 if dino else tensor_at(state, "head.weight", path).shape[0] if "head.weight" in state else 0
     model = timm.create_model(ARCH, pretrained=False, num_classes=num_classes).eval()
     if state is not None:
         load_checked(model, state, path, layout)

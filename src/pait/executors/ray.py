@@ -15,6 +15,7 @@ report; the rest of the grid completes. The list is cleared at the start of ever
 
 from __future__ import annotations
 
+import math
 import traceback
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,39 @@ def _group(config: ExperimentConfig, group: list[Unit], out_root: str, *_ready: 
     return run_group(config, group, out_root, store), store.computed > 0
 
 
+def check_ray_options(num_cpus: int | None, gpus_per_unit: float | None, cpus_per_unit: float, retries: int) -> None:
+    """Refuse, before Ray starts, the values with which Ray hangs or fails late: ``retries`` -1 (Ray retries a
+    failing unit forever), ``num_cpus`` 0 (a local Ray that never schedules), negative or non-finite shares."""
+    def whole(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    def share(value: object) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    if not whole(retries) or retries < 0:
+        raise ConfigError(f"--retries must be a whole number >= 0, got {retries!r} (Ray retries forever at -1)")
+    if num_cpus is not None and (not whole(num_cpus) or num_cpus < 1):
+        raise ConfigError(f"--num-cpus must be at least 1, got {num_cpus!r} (a local Ray without CPUs never "
+                          "schedules a unit)")
+    if not share(cpus_per_unit) or cpus_per_unit <= 0:
+        raise ConfigError(f"--cpus-per-unit must be a finite number > 0, got {cpus_per_unit!r}")
+    if num_cpus is not None and cpus_per_unit > num_cpus:
+        raise ConfigError(f"--cpus-per-unit {cpus_per_unit} exceeds --num-cpus {num_cpus}: no unit would ever "
+                          "be scheduled")
+    if gpus_per_unit is not None and (not share(gpus_per_unit) or gpus_per_unit < 0
+                                      or (gpus_per_unit > 1 and gpus_per_unit != int(gpus_per_unit))):
+        raise ConfigError(f"--gpus-per-unit must be a finite number >= 0 (a fraction up to 1, or whole GPUs), "
+                          f"got {gpus_per_unit!r}")
+
+
+def check_resources(resources: dict[str, float], gpus_per_unit: float, cpus_per_unit: float) -> None:
+    """Refuse shares a local Ray can never grant (it has no autoscaler to add a node): a unit would wait forever."""
+    for name, asked in (("CPU", cpus_per_unit), ("GPU", gpus_per_unit)):
+        if asked > resources.get(name, 0):
+            raise ConfigError(f"each unit asks for {asked:g} {name}(s), the local Ray has {resources.get(name, 0):g}: "
+                              f"no unit would ever be scheduled; lower --{name.lower()}s-per-unit")
+
+
 def connect(address: str | None, num_cpus: int | None) -> None:
     """Join the Ray cluster at ``address`` (``auto``, ``ray://host:port``), or start a local one."""
     try:
@@ -87,14 +121,17 @@ def run_grid_ray(
     units on one GPU. ``retries`` is how often a failing task is retried before its unit is reported
     as failed.
     """
+    check_ray_options(num_cpus, gpus_per_unit, cpus_per_unit, retries)
     import ray
 
     _, units = plan(config, out_root)
     directory = run_dir(config, out_root)
-    write_failures(directory, [])
     connect(address, num_cpus)
     if gpus_per_unit is None:
         gpus_per_unit = 1.0 if ray.cluster_resources().get("GPU", 0) else 0.0
+    if address is None:
+        check_resources(ray.cluster_resources(), gpus_per_unit, cpus_per_unit)
+    write_failures(directory, [])
     options: dict[str, Any] = {"num_cpus": cpus_per_unit, "num_gpus": gpus_per_unit, "max_retries": retries,
                                "retry_exceptions": True}
     prepare_task = ray.remote(_prepare).options(**options)

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from torch import Tensor
 
 from pait.cache import config_key
 from pait.errors import RunFolderError
+from pait.tensorfiles import read_safetensors
 from pait.report.surface import Surface
 from pait.heads import HeadedModel, mse_to_one_hot
 from pait.grid.stages import Context, unit_key
@@ -105,10 +105,10 @@ def unit_weights(ctx: Context, directory: Path) -> UnitWeights:
     if not weights.is_file():
         raise RunFolderError(f"{weights} is missing: run the grid with save_weights: true to keep re-trained weights")
     names = moved_parameter_names(ctx)
-    mask = {k: v.bool() for k, v in load_file(str(directory / "mask.safetensors")).items()}
+    mask = {k: v.bool() for k, v in read_safetensors(directory / "mask.safetensors").items()}  # damaged: one line
     pruned = {n: ctx.theta0[n] * mask[n].to(ctx.theta0[n].device) if n in mask else ctx.theta0[n] for n in names}
     return UnitWeights(names, flatten(ctx.theta0, names), flatten(pruned, names),
-                       flatten(load_file(str(weights)), names))
+                       flatten(read_safetensors(weights), names))
 
 
 @torch.no_grad()
@@ -172,10 +172,10 @@ def compute_surface(
         if not np.isnan(surface.loss[:, row]).any():
             continue
         coords = torch.tensor([[a, beta] for a in surface.alphas], dtype=torch.float64)
-        vectors = reconstruct(plane, coords)
         for t, task in enumerate(tasks):
-            for start in range(0, len(vectors), chunk):
-                acc, loss = evaluate_points(ctx, weights.names, vectors[start : start + chunk], task)
+            for start in range(0, len(coords), chunk):  # only a chunk of weight vectors is ever held
+                vectors = reconstruct(plane, coords[start : start + chunk])
+                acc, loss = evaluate_points(ctx, weights.names, vectors, task)
                 surface.accuracy[t, row, start : start + chunk] = acc
                 surface.loss[t, row, start : start + chunk] = loss
         surface.save(path)

@@ -179,7 +179,7 @@ def plan(config: ExperimentConfig, out_root: str | Path) -> tuple[list[Task], li
     killed runs, and list the grid's units in run order."""
     import_plugins(config)
     validate_config(config)
-    check_output_root(out_root)
+    check_output_root(out_root, config.name)
     check_encoders(config)
     tasks = load_tasks(config.suite)
     units = expand(config, [t.name for t in tasks])  # unknown source tasks fail here, before any decoding

@@ -9,7 +9,7 @@ from pathlib import Path
 from pait.config import ExperimentConfig
 from pait.device import resolve_device
 from pait.errors import ConfigError
-from pait.outputs import check_writable_folder
+from pait.outputs import check_utf8, check_writable_folder
 from pait.prune.options import RECOVERIES, STRUCTURED_RECOVERIES, STRUCTURED_SCORES, STRUCTURES
 from pait.tasks import PROTOCOLS, SUITES
 
@@ -161,6 +161,8 @@ def check_encoders(config: ExperimentConfig) -> None:
             check_channel_pruning(encoder)
 
 
-def check_output_root(out_root: str | Path) -> None:
-    """The ``--out`` folder exists or can be made, and takes a file (read-only or full disks fail here)."""
+def check_output_root(out_root: str | Path, name: str) -> None:
+    """The ``--out`` folder exists or can be made, and takes a file (read-only or full disks fail here); it and
+    the run folder ``name`` inside it have valid UTF-8 paths."""
     check_writable_folder(out_root, "--out folder")
+    check_utf8(Path(out_root) / name, "the run folder")

@@ -7,6 +7,7 @@ the suites' own.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +22,20 @@ from pait.tasks import Task, TaskData, decode, split_indices
 from pait.tasks.imagefolder import class_folder_task
 
 
+def check_outside(path: str | Path, data: str | Path, what: str) -> None:
+    """Refuse a ``path`` (an output folder) inside the data folder ``data``, where it is read as a class."""
+    real, real_data = Path(os.path.realpath(path)), Path(os.path.realpath(data))
+    if real == real_data or real_data in real.parents:
+        raise ConfigError(f"{what} {path} lies inside --data {data}, where it is read as a class folder; "
+                          "keep outputs out of the data folder")
+
+
 def folder_task(folder: str | Path) -> Task:
     """A task from ``folder/<class>/<image>``, class names sorted (as torchvision's ImageFolder does)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"data folder {folder} does not exist")
+        raise DataError(f"data folder {folder} is a file, not a folder of class sub-folders" if folder.exists()
+                        else f"data folder {folder} does not exist")
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:
         raise DataError(f"data folder {folder} has {len(classes)} class sub-folder(s); at least 2 are needed")

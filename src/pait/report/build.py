@@ -7,7 +7,6 @@ whose images come in styles (emoji10) and is installed here also gets a figure o
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +25,7 @@ from pait.report.recoveries import recovery_pair_blocks
 from pait.report.stat_blocks import claim_blocks, fmt_ci, fmt_interval, fmt_p, pairwise_blocks, verdict_counts
 from pait.report.stats import mean_ci
 from pait.report.tables import per_unit, stage_label, summary, without_after_none
-from pait.report.run_folder import check_run_dir, read_results, read_run_config
+from pait.report.run_folder import check_run_dir, read_json, read_results, read_run_config
 from pait.report.toy import plot_fig1, plot_fig2
 from pait.report.transfer import plot_transfer
 
@@ -174,7 +173,7 @@ def landscape_blocks(run_dir: Path, figures: Path) -> list[Block]:
 def failure_blocks(run_dir: Path) -> list[Block]:
     """Units that failed after their retries (``failures.json``, rewritten by every run), if any."""
     path = run_dir / "failures.json"
-    failures = json.loads(path.read_text()) if path.exists() else []
+    failures = read_json(path, list, ("encoder", "score", "sparsity", "source", "error")) if path.exists() else []
     if not failures:
         return []
     rows = [[f["encoder"], f["score"], f"{f['sparsity']:.2%}", f["source"], f["error"].splitlines()[-1]] for f in failures]

@@ -10,7 +10,6 @@ from the scores stage directories listed in the run's ``units.json``.
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 
 import matplotlib
@@ -19,16 +18,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from safetensors.numpy import load_file  # noqa: E402
 
+from pait.report.run_folder import read_json  # noqa: E402
 from pait.report.savefig import save_figure  # noqa: E402
+from pait.tensorfiles import read_safetensors  # noqa: E402
 
 P1_COLUMNS = ["encoder", "score", "sparsity", "source_a", "source_b", "iou", "iou_random", "spearman"]
 
 
 def _flat(path: Path) -> np.ndarray:
-    tensors = load_file(str(path))
-    return np.concatenate([tensors[k].reshape(-1) for k in sorted(tensors)])
+    tensors = read_safetensors(path)  # a damaged or missing stage file is named in one line
+    return np.concatenate([tensors[k].reshape(-1).numpy() for k in sorted(tensors)])
 
 
 def pruned_iou(kept_a: np.ndarray, kept_b: np.ndarray) -> float:
@@ -53,7 +53,8 @@ def mask_agreement(run_dir: Path) -> pd.DataFrame:
     index_path = run_dir / "units.json"
     if not index_path.is_file():
         return pd.DataFrame(columns=P1_COLUMNS)
-    units = pd.DataFrame(json.loads(index_path.read_text()))
+    units = pd.DataFrame(read_json(index_path, list, ("encoder", "score", "sparsity", "source", "unit_dir",
+                                                      "scores_dir")))
     rows = []
     if "seed" not in units:
         units = units.assign(seed=0)

@@ -13,6 +13,9 @@ if TYPE_CHECKING:
 
 RESULTS_FILE = "results.parquet"
 CONFIG_FILE = "config.json"
+NEEDED_COLUMNS = ("encoder", "score", "sparsity", "source", "seed", "target", "is_source", "stage", "accuracy", "unit")
+"""Columns of the results table that the report and the loss surfaces read (``recovery`` may be missing: sgd)."""
+ANOTHER_VERSION = "written by another version of pait? rerun `pait run` with the run's config to rewrite it"
 
 
 def check_run_dir(run_dir: str | Path) -> Path:
@@ -35,18 +38,34 @@ def read_results(run_dir: str | Path) -> pd.DataFrame:
 
     path = check_run_dir(run_dir) / RESULTS_FILE
     try:
-        return pd.read_parquet(path)
+        table = pd.read_parquet(path)
     except (OSError, ValueError) as err:  # pyarrow's errors on a damaged file are ValueErrors or OSErrors
         raise RunFolderError(f"{path} cannot be read ({str(err).splitlines()[0] if str(err) else err})") from None
+    missing = [c for c in NEEDED_COLUMNS if c not in table.columns]
+    if missing:
+        raise RunFolderError(f"{path} has no column(s) {', '.join(missing)} ({ANOTHER_VERSION})")
+    if table.empty:
+        raise RunFolderError(f"{path} holds no rows: the run finished no unit")
+    return table
 
 
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     """The run's config, as the plain data written to ``config.json``."""
-    path = check_run_dir(run_dir) / CONFIG_FILE
+    data = read_json(check_run_dir(run_dir) / CONFIG_FILE, dict)
+    if not isinstance(data, dict):
+        raise RunFolderError(f"{run_dir} / {CONFIG_FILE} does not hold a run config")
+    return data
+
+
+def read_json(path: Path, kind: type, keys: tuple[str, ...] = ()) -> Any:
+    """The JSON data of a run folder's file: of ``kind`` (dict or list; a list's items dicts holding ``keys``);
+    a damaged file, or one of another shape (another version's), is a RunFolderError naming it."""
     try:
         data = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise RunFolderError(f"{path} is not valid JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise RunFolderError(f"{path} does not hold a run config")
+    items = data if isinstance(data, list) else []
+    if not isinstance(data, kind) or any(not isinstance(i, dict) or set(keys) - set(i) for i in items):
+        raise RunFolderError(f"{path} does not hold the {kind.__name__} of {', '.join(keys) or 'entries'} "
+                             f"the report reads ({ANOTHER_VERSION})")
     return data

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pait.cache import write_atomic
+from pait.errors import RunFolderError
 
 
 @dataclass
@@ -38,6 +40,10 @@ class Surface:
     @classmethod
     def load(cls, path: Path) -> Surface:
         """Read a surface written by ``save``."""
-        with np.load(path) as z:
-            return cls(z["alphas"], z["betas"], z["points"], [str(t) for t in z["tasks"]], z["loss"], z["accuracy"],
-                       json.loads(str(z["meta"])))
+        try:
+            with np.load(path) as z:
+                return cls(z["alphas"], z["betas"], z["points"], [str(t) for t in z["tasks"]], z["loss"], z["accuracy"],
+                           json.loads(str(z["meta"])))
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:  # damaged, or another version's
+            raise RunFolderError(f"surface {path} cannot be read ({type(err).__name__}: {err}); delete it to "
+                                 "recompute it") from None
