@@ -29,9 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+MAX_MESSAGE = 1000  # characters of an error line: a value quoted in a message never floods the terminal
+
+
 def one_line(err: BaseException) -> str:
-    """The error's message on one line (a multi-line message is joined with spaces)."""
-    return " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+    """The error's message on one line (a multi-line message is joined with spaces), cut to about
+    :data:`MAX_MESSAGE` characters."""
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+    return text if len(text) <= MAX_MESSAGE else f"{text[:MAX_MESSAGE]}... ({len(text) - MAX_MESSAGE} more characters)"
 
 
 def main(argv: list[str] | None = None) -> int:
