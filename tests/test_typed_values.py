@@ -108,6 +108,7 @@ def test_good_score_options_pass():
 
 def test_every_registered_score_declares_a_type_for_each_option():
     own = [name for name in SCORES.names() if SCORES.get(name).__module__.startswith("pait.")]
-    assert {"kfac", "fisher_diag", "synflow", "random"} <= set(own)
+    assert {"kfac", "fisher_diag", "synflow", "random", "grasp", "px"} <= set(own)
+    assert option_hints(SCORES.get("grasp"))["temperature"] is Positive and option_hints(SCORES.get("px"))["rounds"] is Count
     untyped = [(name, option) for name in own for option, hint in option_hints(SCORES.get(name)).items() if hint is Any]
     assert untyped == []

@@ -376,6 +376,14 @@ CASES: dict[str, Case] = {
     "synflow input_shape with a 0": lambda e, m: (
         e.run("scores=[synflow]", "score_options={synflow: {input_shape: [3, 0, 8]}}"),
         "synflow.input_shape[1]: expected int >= 1, got 0"),
+    "grasp temperature=0": lambda e, m: (
+        e.run("scores=[grasp]", "score_options={grasp: {temperature: 0}}"),
+        "score_options: grasp.temperature: expected a finite number > 0, got 0"),
+    "grasp temperature is a string": lambda e, m: (
+        e.run("scores=[grasp]", "score_options={grasp: {temperature: '200'}}"), "grasp.temperature: expected a finite number > 0, got '200'"),
+    "px rounds=0": lambda e, m: (
+        e.run("scores=[px]", "score_options={px: {rounds: 0}}", "suite.split_seed=5"), "px.rounds: expected int >= 1, got 0"),
+    "px rounds=2.5": lambda e, m: (e.run("scores=[px]", "score_options={px: {rounds: 2.5}}"), "px.rounds: expected int >= 1, got 2.5"),
     "fisher_diag layerwise is a string": lambda e, m: (
         e.run("scores=[fisher_diag]", "score_options={fisher_diag: {layerwise: 'false'}}"),
         "fisher_diag.layerwise: expected bool, got 'false'"),
