@@ -113,3 +113,18 @@ def test_evaluate_names_a_damaged_structure_file(folder, tmp_path, capsys, damag
     assert main(["evaluate", "--checkpoint", str(out), "--data", str(folder), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and message in err and "structure.json" in err, err
+
+
+def test_score_options_reach_the_structured_score(folder, tmp_path, monkeypatch):
+    import pait.prune.structured.prune as structured
+
+    seen, original = [], structured.group_scores
+
+    def spy(*args, **kwargs):
+        seen.append(args[6] if len(args) > 6 else kwargs.get("options"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(structured, "group_scores", spy)
+    assert _prune(folder, tmp_path / "out", "--structure", "channels", "--ratio", "0.5", "--score", "kfac",
+                  "--score-option", "damping=1e-2", "--score-option", "damping_mode=absolute", "--recovery", "none") == 0
+    assert seen == [{"damping": 0.01, "damping_mode": "absolute"}]

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pait.errors import ConfigError  # also importable from here, as before
+from pait.typed import brief, check_value
+from pait.yamlio import load_yaml
 
 PAPER_SPARSITIES = (0.36, 0.4752, 0.5904, 0.6642, 0.738, 0.7852, 0.8322)  # the study's seven sparsities
 
@@ -81,12 +80,12 @@ class ExperimentConfig:
 
 def _build(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
-        raise ConfigError(f"{where.rstrip(':')}: expected a mapping, got {data!r}")
+        raise ConfigError(f"{where.rstrip(':')}: expected a mapping, got {brief(data)}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(brief(k) if not isinstance(k, str) else k for k in set(data) - names)
     if unknown:
-        raise ConfigError(f"{where.rstrip(':')}: unknown key(s) {', '.join(map(str, unknown))}; known keys: {', '.join(sorted(names))}")
+        raise ConfigError(f"{where.rstrip(':')}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(names))}")
     required = [f.name for f in dataclasses.fields(cls)
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     missing = [k for k in required if k not in data]
@@ -115,17 +114,11 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             value = [value]
         return tuple(_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+    if origin is dict:  # its entries are checked by those who read them (score and suite options)
+        check_value(dict, value, where)
         return dict(value)
-    if hint is float:
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
-        return float(value)
-    if hint in (int, str, bool) and not (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
-        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
-    return value
+    check_value(hint, value, where)  # strict: a string is not a number or a boolean, a boolean not a number
+    return float(value) if hint is float else value
 
 
 def config_from_dict(data: dict[str, Any], where: str = "config") -> ExperimentConfig:
@@ -157,10 +150,7 @@ def apply_override(data: dict[str, Any], item: str) -> None:
             node = node[part]
         else:
             raise ConfigError(f"override {item!r}: {where} is not a mapping or a list")
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"override {item!r}: the value is not valid YAML ({_yaml_problem(err)})") from None
+    value = load_yaml(raw, f"override {brief(item)}")
     if isinstance(node, list):
         node[_list_index(node, leaf, key)] = value
     elif isinstance(node, dict):
@@ -170,13 +160,16 @@ def apply_override(data: dict[str, Any], item: str) -> None:
 
 
 def key_values(items: list[str], flag: str) -> dict[str, Any]:
-    """``KEY=VALUE`` command-line items (values parsed as YAML) as a dict; ``flag`` names them in errors."""
+    """``KEY=VALUE`` command-line items (values parsed as YAML) as a dict; ``flag`` names them in errors,
+    and a key given twice is one."""
     options = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"{flag} {item!r} is not of the form KEY=VALUE")
-        options[key] = yaml.safe_load(value)
+            raise ConfigError(f"{flag} {brief(item)} is not of the form KEY=VALUE")
+        if key in options:
+            raise ConfigError(f"{flag} {brief(key)} is given twice")
+        options[key] = load_yaml(value, f"{flag} {brief(item)}")
     return options
 
 
@@ -193,13 +186,12 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig
     """Read a YAML config and apply ``key.sub=value`` overrides (values parsed as YAML)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text()
     except OSError as err:
         raise ConfigError(f"cannot read config {path}: {err.strerror or err}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config {path} is not a text file") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"config {path}{_yaml_where(err)}: invalid YAML ({_yaml_problem(err)})") from None
+    data = load_yaml(text, f"config {path}")
     if data is None:
         if not overrides:
             raise ConfigError(f"config {path} is empty; a config needs at least the keys name and encoders")
@@ -210,11 +202,3 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig
         apply_override(data, item)
     return config_from_dict(data, where=f"{path}:")
 
-
-def _yaml_where(err: yaml.YAMLError) -> str:
-    mark = getattr(err, "problem_mark", None)
-    return f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-
-
-def _yaml_problem(err: yaml.YAMLError) -> str:
-    return getattr(err, "problem", None) or str(err).splitlines()[0]

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from fake_imagenet import write_jpeg
 from gridutil import tiny_config, write_config
 from PIL import Image
@@ -405,7 +406,140 @@ CASES: dict[str, Case] = {
     **{f"run weights {k}": (lambda e, m, k=k: ckpt_run(e, k)) for k in (
         "complex-nan", "data-offsets", "int-for-tensor", "str-for-tensor")},
     "a 100,000-character key": lambda e, m: (e.run("k" * 100_000 + "=1"), "unknown key(s) kkkk"),
+    # --- config and option validation: strict types, one YAML reader, score options by type and range ---
+    "skip_bad_images is a string": lambda e, m: (
+        e.run(config=write_config(e.tmp / "f.yaml", folder_config(image_folder(e, "class-unreadable"),
+                                                                   skip_bad_images="false"))),
+        "suite.options.skip_bad_images: expected bool, got 'false'"),
+    "skip_bad_images is a number": lambda e, m: (
+        e.run("suite.options.skip_bad_images=1", config=write_config(e.tmp / "f.yaml", folder_config(image_folder(e)))),
+        "suite.options.skip_bad_images: expected bool, got 1"),
+    "class repeated in a task": lambda e, m: (
+        e.run(config=write_config(e.tmp / "f.yaml", folder_config(image_folder(e), tasks={"a": ["x", "y", "x"]}))),
+        "task 'a': class(es) x listed more than once"),
+    "suite root is a number": lambda e, m: (
+        e.run("suite.options.root=5", config=write_config(e.tmp / "f.yaml", folder_config(image_folder(e)))),
+        "suite.options.root: expected str or a path or null, got 5"),
+    "classes_per_task is a boolean": lambda e, m: (
+        e.run(config=write_config(e.tmp / "f.yaml", {**folder_config(image_folder(e)), "suite": {
+            "name": "imagefolder", "options": {"root": str(e.tmp / "imgs"), "classes_per_task": True}}})),
+        "suite.options.classes_per_task: expected int or null, got True"),
+    "task list file with a key twice": lambda e, m: (
+        e.run(config=write_config(e.tmp / "f.yaml", folder_config(
+            image_folder(e), tasks=str(write_text(e.tmp / "tasks.yaml", "a: [x, y]\nb: [y, x]\na: [x]\n"))))),
+        "tasks.yaml, line 3, column 1: invalid YAML (key 'a' is written twice in one mapping (first at line 1))"),
+    "YAML key written twice": lambda e, m: (
+        e.run(config=write_text(e.tmp / "twice.yaml", yaml.safe_dump(small_config()) + "name: other\n")),
+        "twice.yaml, line"),
+    "YAML key twice in a flow mapping": lambda e, m: (
+        e.run("finetune={epochs: 1, lr: 0.1, epochs: 2}"), "key 'epochs' is written twice in one mapping"),
+    "YAML alias bomb": lambda e, m: (e.run(config=write_text(e.tmp / "bomb.yaml", alias_bomb())),
+                                     "bomb.yaml, line 1, column 4: invalid YAML (YAML anchors and aliases are not accepted"),
+    "YAML alias in an override": lambda e, m: (e.run("sparsities=[&s 0.5, *s]"), "anchors and aliases are not accepted"),
+    "config keys of mixed types": lambda e, m: (
+        e.run(config=write_text(e.tmp / "k.yaml", yaml.safe_dump(small_config()) + "1: x\nzz: y\n")),
+        "unknown key(s) 1, zz"),
+    "save_weights is a string": lambda e, m: (e.run("save_weights='false'"), "save_weights: expected bool, got 'false'"),
+    "finetune.compile=yes": lambda e, m: (e.run("finetune.compile=yes"), "finetune.compile: expected bool, got 'yes'"),
+    "kfac damping=x": lambda e, m: (
+        e.run("scores=[kfac]", "score_options={kfac: {damping: x}}"),
+        "score_options: kfac.damping: expected a finite number > 0, got 'x'"),
+    "kfac damping .nan": lambda e, m: (
+        e.run("scores=[kfac]", "score_options={kfac: {damping: .nan}}"), "kfac.damping: expected a finite number > 0, got nan"),
+    "kfac damping .inf": lambda e, m: (
+        e.run("scores=[kfac]", "score_options={kfac: {damping: .inf}}"), "kfac.damping: expected a finite number > 0, got inf"),
+    "kfac damping 0": lambda e, m: (
+        e.run("scores=[kfac]", "score_options={kfac: {damping: 0}}"), "kfac.damping: expected a finite number > 0, got 0"),
+    "kfac damping_mode before the data stage": lambda e, m: (  # a new split: a late check would write its data stage
+        e.run("scores=[kfac]", "score_options={kfac: {damping_mode: foo}}", "suite.split_seed=5"),
+        "kfac.damping_mode: expected one of 'relative', 'absolute', got 'foo'"),
+    "kfac normalize=max": lambda e, m: (
+        e.run("scores=[kfac]", "score_options={kfac: {normalize: max}}", "suite.split_seed=5"),
+        "kfac.normalize: expected one of 'none', 'mean', got 'max'"),
+    "synflow iterations=-5": lambda e, m: (
+        e.run("scores=[synflow]", "score_options={synflow: {iterations: -5}}"),
+        "synflow.iterations: expected int >= 1, got -5"),
+    "synflow input_shape with a 0": lambda e, m: (
+        e.run("scores=[synflow]", "score_options={synflow: {input_shape: [3, 0, 8]}}"),
+        "synflow.input_shape[1]: expected int >= 1, got 0"),
+    "grasp temperature=0": lambda e, m: (
+        e.run("scores=[grasp]", "score_options={grasp: {temperature: 0}}"),
+        "score_options: grasp.temperature: expected a finite number > 0, got 0"),
+    "grasp temperature is a string": lambda e, m: (
+        e.run("scores=[grasp]", "score_options={grasp: {temperature: '200'}}"), "grasp.temperature: expected a finite number > 0, got '200'"),
+    "px rounds=0": lambda e, m: (
+        e.run("scores=[px]", "score_options={px: {rounds: 0}}", "suite.split_seed=5"), "px.rounds: expected int >= 1, got 0"),
+    "px rounds=2.5": lambda e, m: (e.run("scores=[px]", "score_options={px: {rounds: 2.5}}"), "px.rounds: expected int >= 1, got 2.5"),
+    "fisher_diag layerwise is a string": lambda e, m: (
+        e.run("scores=[fisher_diag]", "score_options={fisher_diag: {layerwise: 'false'}}"),
+        "fisher_diag.layerwise: expected bool, got 'false'"),
+    "random seed beyond int64": lambda e, m: (
+        e.run("scores=[random]", "score_options={random: {seed: 9223372036854775808}}"),
+        "random.seed: expected int >= 0 and <= 9223372036854775807, got 9223372036854775808"),
+    "seeds beyond int64": lambda e, m: (e.run("seeds=[9223372036854775808]"), "suite.split_seed + seeds must stay <= 2**63 - 1"),
+    "split_seed + seed beyond int64": lambda e, m: (
+        e.run("suite.split_seed=9223372036854775807", "seeds=[0, 1]"), "got 9223372036854775807 + 1"),
+    "channels: taylor takes no options": lambda e, m: (
+        e.run("structure=channels", "scores=[taylor]", "score_options={taylor: {x: 1}}"),
+        "score_options: structured score 'taylor' takes no options, got {'x': 1}"),
+    "channels: unknown kfac option": lambda e, m: (
+        e.run("structure=channels", "scores=[kfac]", "score_options={kfac: {dampin: 1}}"), "score 'kfac' has no option(s) dampin"),
+    "name of 300 characters": lambda e, m: (e.run("name=" + "n" * 300), "name must be at most 200 bytes"),
+    "name of 202 bytes": lambda e, m: (e.run("name=" + "é" * 101), "got 202 bytes"),
+    "plugins: an empty name": lambda e, m: (e.run("plugins=['']"), "plugins: '' is not a module name"),
+    "plugins: a relative name": lambda e, m: (e.run("plugins=[.tiny_plugin]"), "plugins: '.tiny_plugin' is not a module name"),
+    "plugins: a number": lambda e, m: (e.run("plugins=[5]"), "plugins[0]: expected str, got 5"),
+    "plugins: a mapping": lambda e, m: (e.run("plugins={a: 1}"), "plugins[0]: expected str, got {'a': 1}"),
+    "plugins repeat": lambda e, m: (e.run("plugins=[tiny_plugin, tiny_plugin]"), "plugins must not repeat"),
+    "input_size beyond the bound": lambda e, m: (e.run("encoders.0.input_size=2000"), "encoders.0.input_size must lie in [1, 1024]"),
+    "prune --score-option damping=x": lambda e, m: (
+        prune_argv(e, "--score", "kfac", "--score-option", "damping=x"),
+        "--score-option: kfac.damping: expected a finite number > 0, got 'x'"),
+    "prune --score-option chunk_size=0": lambda e, m: (
+        prune_argv(e, "--score", "fisher_diag", "--score-option", "chunk_size=0"), "fisher_diag.chunk_size: expected int >= 1, got 0"),
+    "prune --score-option seed=abc": lambda e, m: (
+        prune_argv(e, "--score", "random", "--score-option", "seed=abc"), "random.seed: expected int >= 0"),
+    "prune --score-option given twice": lambda e, m: (
+        prune_argv(e, "--score", "kfac", "--score-option", "damping=1", "--score-option", "damping=2"),
+        "--score-option 'damping' is given twice"),
+    "prune --score-option with an alias": lambda e, m: (
+        prune_argv(e, "--score", "kfac", "--score-option", "damping=&d 1"), "anchors and aliases are not accepted"),
+    "prune --seed beyond int64": lambda e, m: (prune_argv(e, "--seed", str(2**63)), "--seed: expected int >= 0"),
+    "prune --input-size 100000": lambda e, m: (
+        prune_argv(e, "--input-size", "100000"), "--input-size: expected int >= 1 and <= 1024, got 100000"),
+    "prune --structure: unknown score option": lambda e, m: (
+        prune_argv(e, *STRUCTURED, "--score", "magnitude", "--score-option", "foo=1"),
+        "--score-option: score 'magnitude' has no option(s) foo"),
+    "prune --structure: taylor with an option": lambda e, m: (
+        prune_argv(e, *STRUCTURED, "--score", "taylor", "--score-option", "foo=1"), "structured score 'taylor' takes no options"),
+    "prune --structure: kfac damping=-1": lambda e, m: (
+        prune_argv(e, *STRUCTURED, "--score", "kfac", "--score-option", "damping=-1"), "kfac.damping: expected a finite number > 0"),
+    "prune --structure --lr -1": lambda e, m: (prune_argv(e, *STRUCTURED, "--lr", "-1"), "--lr: expected a finite number >= 0, got -1.0"),
+    "prune --structure --batch-size 0": lambda e, m: (
+        prune_argv(e, *STRUCTURED, "--batch-size", "0"), "--batch-size: expected int >= 1, got 0"),
+    "prune --structure --input-size 100000": lambda e, m: (
+        prune_argv(e, *STRUCTURED, "--input-size", "100000"), "--input-size: expected int >= 1 and <= 1024, got 100000"),
+    "prune --structure --seed -1": lambda e, m: (prune_argv(e, *STRUCTURED, "--seed", "-1"), "--seed: expected int >= 0"),
+    "prune --structure --calib-per-class 0": lambda e, m: (
+        prune_argv(e, *STRUCTURED, "--calib-per-class", "0"), "--calib-per-class: expected int >= 1, got 0"),
 }
+
+
+STRUCTURED = ("--structure", "channels", "--ratio", "0.3")
+
+
+def prune_argv(env: Env, *extra: str) -> list[str]:
+    """``pait prune`` of the tiny encoder on the case's image folder, with ``extra`` arguments."""
+    return ["prune", "--encoder", ENCODER, "--data", str(env.images), "--calib-per-class", "1", "--eval-per-class", "1",
+            "--device", "cpu", "--out", str(env.tmp / "p"), *extra]
+
+
+def alias_bomb() -> str:
+    """Ten lines of nested YAML aliases that expand to 9**9 strings (the "billion laughs")."""
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for prev, name in zip("abcdefgh", "bcdefghi"):
+        lines.append(f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]")
+    return "\n".join([*lines, "name: *i"]) + "\n"
 
 
 def write_text(path: Path, text: str) -> Path:

@@ -27,6 +27,7 @@ from pait.grid.stages import (
     units_stage,
 )
 from pait.tasks import Task
+from pait.typed import brief
 from pait.grid.structured import (
     CHANNELS,
     channels_unit_key,
@@ -34,7 +35,7 @@ from pait.grid.structured import (
     group_scores_key,
     group_scores_stage,
 )
-from pait.grid.validation import check_encoders, check_output_root, validate_config
+from pait.grid.validation import check_encoders, check_output_root, no_repeats, validate_config
 
 RESULT_COLUMNS = ["encoder", "score", "sparsity", "source", "recovery", "structure", "seed", "target", "is_source",
                   "stage", "accuracy", "loss", "protocol", "suite", "unit"]
@@ -159,12 +160,20 @@ def write_failures(directory: Path, failures: list[dict]) -> None:
 
 
 def import_plugins(config: ExperimentConfig) -> None:
-    """Import the config's plugin modules, which register extra encoders, suites or scores."""
+    """Import the config's plugin modules, which register extra encoders, suites or scores; each is an
+    absolute dotted module name (``my_pkg.plugin``), given once."""
+    no_repeats("plugins", config.plugins)
     for module in config.plugins:
+        if not module.split(".") or not all(part.isidentifier() for part in module.split(".")):
+            raise ConfigError(f"plugins: {brief(module)} is not a module name (dotted Python identifiers, "
+                              "such as my_package.my_plugin)")
         try:
             importlib.import_module(module)
         except ImportError as err:
             raise ConfigError(f"plugin module {module!r} cannot be imported: {err}") from None
+        except SyntaxError as err:
+            raise ConfigError(f"plugin module {module!r} cannot be imported: {err.filename}, line {err.lineno}: "
+                              f"{err.msg}") from None
 
 
 def stage_store(config: ExperimentConfig, out_root: str | Path) -> StageStore:

@@ -40,11 +40,10 @@ from pait.prune.options import RECOVERY_REVISIONS
 from pait.prune.recovery import recover
 from pait.train.packed import finetune_many, load_copy
 from pait.scores import SCORES, get_score, score_call_options, score_is_per_sparsity, score_revision
-from pait.tasks import Task, TaskData, decode, load_suite, split_indices
+from pait.tasks import SKIP_BAD, Task, TaskData, decode, load_suite, split_indices
 from pait.tasks.fingerprint import tasks_fingerprint
 
 Splits = dict[str, tuple[TaskData, TaskData]]  # task -> (calibration, evaluation)
-SKIP_BAD = "skip_bad_images"  # suite option: leave unreadable images out with a warning instead of failing
 
 
 @dataclass
@@ -86,8 +85,7 @@ class Context:
 
 def load_tasks(suite: SuiteConfig) -> list[Task]:
     """The suite's tasks (file lists and labels, nothing decoded); ``skip_bad_images`` is for decoding."""
-    options = {k: v for k, v in suite.options.items() if k != SKIP_BAD}
-    return load_suite(suite.name, **options)
+    return load_suite(suite.name, **suite.options)
 
 
 def task_splits(tasks: list[Task], suite: SuiteConfig) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -124,7 +122,7 @@ def data_stage(
         total = sum(len(c) + (0 if same else len(e)) for c, e in indices)
         bar = progress.add_task("decoding images", total=total) if progress is not None else None
         advance = (lambda: progress.advance(bar)) if progress is not None else None
-        skip = bool(suite.options.get(SKIP_BAD, False))
+        skip = suite.options.get(SKIP_BAD, False) is True  # checked to be a bool by validate_config
         with store.writing("data", key) as out:
             for i, (task, (calib_idx, eval_idx)) in enumerate(zip(tasks, indices)):
                 calib = decode(task, calib_idx, encoder.preprocess.pixels, skip, on_image=advance)

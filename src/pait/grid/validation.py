@@ -10,12 +10,14 @@ from pait.config import ExperimentConfig
 from pait.device import resolve_device
 from pait.errors import ConfigError
 from pait.outputs import check_utf8, check_writable_folder
-from pait.prune.options import RECOVERIES, STRUCTURED_RECOVERIES, STRUCTURED_SCORES, STRUCTURES
-from pait.tasks import PROTOCOLS, SUITES
+from pait.prune.options import (MAX_INPUT_SIZE, RECOVERIES, STRUCTURED_RECOVERIES, STRUCTURED_SCORES, STRUCTURES,
+                                check_group_score_options)
+from pait.tasks import PROTOCOLS, SUITES, check_suite_options
+from pait.typed import INT64_MAX, brief
 
 PRECISIONS = ("auto", "fp32", "bf16")
 CHANNELS_LAST = ("auto", "on", "off")
-MAX_INPUT_SIZE = 4096
+MAX_NAME_BYTES = 200  # a run's folder name: below the file systems' 255, with room for a temporary prefix
 RESERVED_NAMES = ("stages",)  # the stage cache's folder under --out
 GRID_STRUCTURES = ("weights", *STRUCTURES)  # weights: unstructured masks; channels: structured pruning
 
@@ -48,13 +50,16 @@ def validate_config(config: ExperimentConfig) -> None:
                           f"{suite.calib_per_class} and {suite.eval_per_class}")
     at_least("suite.split_seed", suite.split_seed, 0)
     if config.sources is not None and (not config.sources or len(set(config.sources)) != len(config.sources)):
-        raise ConfigError(f"sources must be a non-empty list without repeats, got {list(config.sources)}")
+        raise ConfigError(f"sources must be a non-empty list without repeats, got {brief(list(config.sources))}")
     if not config.seeds or len(set(config.seeds)) != len(config.seeds) or min(config.seeds) < 0:
-        raise ConfigError(f"seeds must be a non-empty list of distinct integers >= 0, got {list(config.seeds)}")
+        raise ConfigError(f"seeds must be a non-empty list of distinct integers >= 0, got {brief(list(config.seeds))}")
+    if suite.split_seed + max(config.seeds) > INT64_MAX:  # each replicate's split is drawn with split_seed + seed
+        raise ConfigError(f"suite.split_seed + seeds must stay <= 2**63 - 1 = {INT64_MAX} (torch's and numpy's "
+                          f"largest seed), got {suite.split_seed} + {max(config.seeds)}")
     unknown = [r for r in config.recoveries if r not in RECOVERIES]
     if unknown or not config.recoveries or len(set(config.recoveries)) != len(config.recoveries):
         raise ConfigError(f"recoveries must be a non-empty list of distinct names among {', '.join(RECOVERIES)}, "
-                          f"got {list(config.recoveries)}")
+                          f"got {brief(list(config.recoveries))}")
     if config.precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}")
     if not config.ridge_alpha > 0:
@@ -118,9 +123,14 @@ def no_repeats(key: str, values: Iterable[object]) -> None:
 
 
 def check_run_name(name: str) -> None:
-    """``name`` is a plain folder name under ``--out``: not empty, no path separator, not ``.``/``..``/``stages``."""
+    """``name`` is a plain folder name under ``--out``: not empty, no path separator, not ``.``/``..``/``stages``,
+    at most :data:`MAX_NAME_BYTES` bytes."""
     if not name or name.strip() != name or "/" in name or "\\" in name or name in (".", "..") or "\0" in name:
-        raise ConfigError(f"name must be a plain folder name (no '/', not empty, not '.' or '..'), got {name!r}")
+        raise ConfigError(f"name must be a plain folder name (no '/', not empty, not '.' or '..'), got {brief(name)}")
+    size = len(name.encode("utf-8", "surrogateescape"))
+    if size > MAX_NAME_BYTES:
+        raise ConfigError(f"name must be at most {MAX_NAME_BYTES} bytes in UTF-8 (a folder name), got {size} bytes: "
+                          f"{brief(name)}")
     if name in RESERVED_NAMES:
         raise ConfigError(f"name {name!r} is reserved (the stage cache's folder); choose another name")
 
@@ -144,7 +154,11 @@ def check_names(config: ExperimentConfig) -> None:
             problems.append(f"unknown {kind}(s) {', '.join(unknown)} (known: {', '.join(known[kind].known())})")
     if problems:
         raise ConfigError("; ".join(problems))
-    check_score_options(config.score_options)
+    check_suite_options(config.suite.name, config.suite.options)
+    if config.structure == "weights":
+        check_score_options(config.score_options)
+    else:
+        check_group_score_options(config.score_options)
 
 
 def check_encoders(config: ExperimentConfig) -> None:

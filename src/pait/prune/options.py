@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import math
+import dataclasses
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 from pait.config import FinetuneConfig
 from pait.errors import ConfigError
+from pait.typed import Count, NonNegative, Positive, Range, Seed, brief, check_value
 
 # What follows pruning: nothing, SGD with masks held, one-shot OBS, BatchNorm re-calibration, sequential
 # (layer-wise) OBS with the mask held or re-selected per block at each layer's density, and the compositions.
@@ -20,26 +23,29 @@ RECOVERY_REVISIONS = {"sequential": 1, "sequential-adaptive": 1, "bn+sequential"
 STRUCTURES = ("channels",)  # structured pruning: conv channels / ViT heads and MLP neurons
 STRUCTURED_SCORES = ("magnitude", "fisher_diag", "kfac", "taylor", "hessian")  # group scores (prune.structured)
 STRUCTURED_RECOVERIES = ("none", "bn", "sgd", "sequential")
+MAX_INPUT_SIZE = 1024  # pixels, for `pait prune` and the grid: --input-size 100000 asked for 133 GB at once
+InputSize = Annotated[int, Range(ge=1, le=MAX_INPUT_SIZE)]
 
 
 @dataclass(frozen=True)
 class PruneOptions:
-    """Everything ``pait prune`` needs besides the data folder; stored in the report for ``pait evaluate``."""
+    """Everything ``pait prune`` needs besides the data folder; stored in the report for ``pait evaluate``.
+    Each field's annotation is its type and range, checked first by ``validate``."""
 
     encoder: str
     weights: str | None = None
-    input_size: int | None = None
+    input_size: InputSize | None = None
     score: str = "kfac"
     sparsity: float | None = 0.6
     nm: str | None = None
     recovery: str = "obs"
-    retrain_epochs: int = 4
-    lr: float = 0.01
-    calib_per_class: int = 20
-    eval_per_class: int = 10
-    seed: int = 0
-    batch_size: int = 32
-    damping: float = 1e-3
+    retrain_epochs: Annotated[int, Range(ge=0)] = 4
+    lr: NonNegative = 0.01
+    calib_per_class: Count = 20
+    eval_per_class: Count = 10
+    seed: Seed = 0
+    batch_size: Count = 32
+    damping: Positive = 1e-3  # of the obs and sequential recoveries, relative to mean(diag) of their factor
     device: str = "auto"
     score_options: dict[str, Any] = field(default_factory=dict)  # keyword options of the score function
     structure: str | None = None  # None: unstructured (sparsity or N:M); "channels": structured, with ``ratio``
@@ -47,15 +53,22 @@ class PruneOptions:
     round_to: int = 1  # structured: every pruned channel group keeps a multiple of this many channels (or all)
 
     def validate(self) -> None:
-        """Raise a ConfigError naming the first bad option: an unknown score or recovery, a bad sparsity or
-        N:M pattern, a count, rate or input size out of range, a device this machine lacks."""
+        """Raise a ConfigError naming the first bad option: a value of the wrong type, a count, rate, seed,
+        damping or input size out of range, an unknown score, score option or recovery, a bad sparsity or
+        N:M pattern, a device this machine lacks. Structured and unstructured pruning check the same."""
         from pait.device import resolve_device
         from pait.masks import check_sparsity
         from pait.prune.nm import parse_nm
         from pait.scores import SCORES, check_score_options
 
+        hints = typing.get_type_hints(PruneOptions, include_extras=True)
+        for f in dataclasses.fields(self):
+            check_value(hints[f.name], getattr(self, f.name), f"--{f.name.replace('_', '-')}")
+        if self.recovery == "sgd" and self.retrain_epochs < 1:
+            raise ConfigError("sgd recovery needs at least 1 re-training epoch")
         if self.structure is not None or self.ratio is not None:
             self._validate_structured()
+            resolve_device(self.device)
             return
         if self.round_to != 1:
             raise ConfigError(f"--round-to {self.round_to} needs --structure ({', '.join(STRUCTURES)}) and --ratio")
@@ -70,19 +83,6 @@ class PruneOptions:
             parse_nm(self.nm)
         else:
             check_sparsity(self.sparsity)
-        if self.recovery == "sgd" and self.retrain_epochs < 1:
-            raise ConfigError("sgd recovery needs at least 1 re-training epoch")
-        for key, value, low in (("retrain_epochs", self.retrain_epochs, 0), ("calib_per_class", self.calib_per_class, 1),
-                                ("eval_per_class", self.eval_per_class, 1), ("batch_size", self.batch_size, 1),
-                                ("seed", self.seed, 0)):
-            if value < low:
-                raise ConfigError(f"{key} must be at least {low}, got {value}")
-        if not (math.isfinite(self.lr) and self.lr >= 0):
-            raise ConfigError(f"lr must be a finite number >= 0, got {self.lr}")
-        if not (math.isfinite(self.damping) and self.damping > 0):
-            raise ConfigError(f"damping must be a finite number > 0, got {self.damping}")
-        if self.input_size is not None and not 1 <= self.input_size <= 4096:
-            raise ConfigError(f"input_size must lie in [1, 4096] pixels, got {self.input_size}")
         resolve_device(self.device)
 
     def _validate_structured(self) -> None:
@@ -101,13 +101,23 @@ class PruneOptions:
         if self.recovery not in STRUCTURED_RECOVERIES:
             raise ConfigError(f"unknown structured recovery {self.recovery!r}; choose one of "
                               f"{', '.join(STRUCTURED_RECOVERIES)}")
-        if self.recovery == "sgd" and self.retrain_epochs < 1:
-            raise ConfigError("sgd recovery needs at least 1 re-training epoch")
+        check_group_score_options({self.score: self.score_options}, where="--score-option")
 
     def finetune_config(self) -> FinetuneConfig:
         """The demo's short schedule: SGD momentum 0.9, lr x0.1 for the last quarter of the epochs."""
         last = max(1, (3 * self.retrain_epochs) // 4)
         return FinetuneConfig(epochs=self.retrain_epochs, lr=self.lr, milestones=(last,), batch_size=self.batch_size)
+
+
+def check_group_score_options(score_options: Mapping[str, Any], where: str = "score_options") -> None:
+    """``score_options`` of structured pruning: Torch-Pruning's group scores (``taylor``, ``hessian``) take
+    none; pait's per-weight scores take theirs, checked as ``check_score_options`` does."""
+    from pait.scores import SCORES, check_score_options
+
+    for name, options in score_options.items():
+        if name in STRUCTURED_SCORES and name not in SCORES and options != {}:
+            raise ConfigError(f"{where}: structured score {name!r} takes no options, got {brief(options)}")
+    check_score_options({k: v for k, v in score_options.items() if k in SCORES or k not in STRUCTURED_SCORES}, where)
 
 
 def check_ratio(ratio: float) -> float:

@@ -29,10 +29,11 @@ from pait.heads import mse_to_one_hot
 from pait.scores._common import eval_mode, model_names, requiring_grad
 from pait.scores._layers import Owners, conv_padding, layer_owners, tapping_layers
 from pait.scores.registry import Batches, Params, register_score
+from pait.typed import Count
 
 
 @register_score("fisher_diag")
-def fisher_diag(model: nn.Module, batches: Batches, params: Params, chunk_size: int = 16,
+def fisher_diag(model: nn.Module, batches: Batches, params: Params, chunk_size: Count = 16,
                 layerwise: bool = True) -> dict[str, Tensor]:
     """theta^2 * E_(x,y)[(dL(x,y)/dtheta)^2], the mean over all examples of squared per-example gradients.
 

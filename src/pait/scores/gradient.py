@@ -12,6 +12,7 @@ from pait.errors import ConfigError
 from pait.heads import mse_to_one_hot
 from pait.scores._common import eval_mode, mean_gradient, requiring_grad
 from pait.scores.registry import Batches, Params, register_score
+from pait.typed import Positive
 
 
 @register_score("snip")
@@ -23,7 +24,7 @@ def snip(model: nn.Module, batches: Batches, params: Params) -> dict[str, Tensor
 
 
 @register_score("grasp")
-def grasp(model: nn.Module, batches: Batches, params: Params, temperature: float = 1.0) -> dict[str, Tensor]:
+def grasp(model: nn.Module, batches: Batches, params: Params, temperature: Positive = 1.0) -> dict[str, Tensor]:
     """theta * (H g), with g = dL/dtheta and H = d^2L/dtheta^2 of the loss averaged over all examples,
     the loss taken on the outputs divided by ``temperature`` (a finite float > 0).
 

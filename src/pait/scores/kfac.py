@@ -26,6 +26,9 @@ is viewed as ``(out, in/groups*kh*kw)``, the column order of ``F.unfold``):
 
 from __future__ import annotations
 
+import typing
+from typing import Literal
+
 import torch
 from torch import Tensor, nn
 
@@ -34,6 +37,7 @@ from pait.heads import mse_to_one_hot
 from pait.scores._common import eval_mode, requiring_grad
 from pait.scores._layers import OnLayer, conv_unfold, layer_owners, tapping_layers
 from pait.scores.registry import Batches, Params, register_score
+from pait.typed import Positive
 
 Factors = dict[str, tuple[Tensor, Tensor]]
 
@@ -119,8 +123,10 @@ def _recorder(acc: _Accumulator) -> OnLayer:
     return on_layer
 
 
-DAMPING_MODES = ("relative", "absolute")
-NORMALIZATIONS = ("none", "mean")
+DampingMode = Literal["relative", "absolute"]
+Normalization = Literal["none", "mean"]
+DAMPING_MODES = typing.get_args(DampingMode)
+NORMALIZATIONS = typing.get_args(Normalization)
 
 
 def damping_amount(factor: Tensor, damping: float, mode: str = "relative") -> Tensor:
@@ -170,8 +176,8 @@ def kfac_scores(
 
 @register_score("kfac")
 def kfac(
-    model: nn.Module, batches: Batches, params: Params, damping: float = 1.0, damping_mode: str = "relative",
-    normalize: str = "none",
+    model: nn.Module, batches: Batches, params: Params, damping: Positive = 1.0, damping_mode: DampingMode = "relative",
+    normalize: Normalization = "none",
 ) -> dict[str, Tensor]:
     """OBS saliency theta^2 / [H^-1]_jj with H ~ A (x) B per layer: theta_ki^2 / ([A^-1]_ii [B^-1]_kk).
 

@@ -86,6 +86,7 @@ from pait.errors import ConfigError
 from pait.masks import check_sparsity, global_mask
 from pait.scores._common import model_names
 from pait.scores.registry import Batches, Params, register_score
+from pait.typed import Count
 
 _REFUSED = (nn.MultiheadAttention, nn.GELU, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.ELU,
             nn.LeakyReLU, nn.Softmax, nn.Mish, nn.Softplus, nn.PReLU, nn.SELU, nn.CELU)
@@ -229,7 +230,7 @@ class _Copies:
 
 
 @register_score("px", per_sparsity=True, revision=1)  # 1: the authors' iterative PX (was: one shot, head set to one)
-def px(model: nn.Module, batches: Batches, params: Params, sparsity: float = 0.0, rounds: int = 100) -> dict[str, Tensor]:
+def px(model: nn.Module, batches: Batches, params: Params, sparsity: float = 0.0, rounds: Count = 100) -> dict[str, Tensor]:
     """PX scores for one target ``sparsity`` after ``rounds`` rounds (see the module docstring)."""
     check_px_applies(model)
     check_sparsity(sparsity)

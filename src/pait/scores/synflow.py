@@ -11,11 +11,12 @@ from torch import Tensor, nn
 from pait.masks import global_mask
 from pait.scores._common import eval_mode, model_names
 from pait.scores.registry import Batches, Params, register_score
+from pait.typed import Count
 
 
 @register_score("synflow", per_sparsity=True, revision=1)  # 1: ReLU6 / Hardtanh pass the flow as ReLU
-def synflow(model: nn.Module, batches: Batches, params: Params, sparsity: float = 0.0, iterations: int = 100,
-            double: bool = True, input_shape: tuple[int, ...] | None = None) -> dict[str, Tensor]:
+def synflow(model: nn.Module, batches: Batches, params: Params, sparsity: float = 0.0, iterations: Count = 100,
+            double: bool = True, input_shape: tuple[Count, ...] | None = None) -> dict[str, Tensor]:
     """Iterative SynFlow scores for one target ``sparsity``: they are specific to it.
 
     On a copy of the model (so the original's values and signs are untouched) every floating

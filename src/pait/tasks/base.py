@@ -48,6 +48,9 @@ class Task:
             raise DataError(f"task {self.name!r} has no images")
         if self.num_classes < 2:
             raise DataError(f"task {self.name!r} has {self.num_classes} class(es); a classification task needs at least 2")
+        repeated = [c for i, c in enumerate(self.class_names) if c in self.class_names[:i]]
+        if repeated:
+            raise DataError(f"task {self.name!r}: class(es) {', '.join(dict.fromkeys(repeated))} listed more than once")
         empty = [self.class_names[c] for c in range(self.num_classes) if not (self.labels == c).any()]
         if empty:
             raise DataError(f"task {self.name!r}: no images for class(es) {', '.join(empty)}")

@@ -14,9 +14,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from pait.errors import DataError
+from pait.typed import brief
+from pait.yamlio import load_yaml
 from pait.tasks.base import Task, suite_root
 from pait.tasks.decode import FileImage, is_image_file
 
@@ -38,25 +39,29 @@ def class_folder_task(name: str, root: Path, folders: Sequence[str], class_names
     return Task(name, tuple(class_names or folders), sources, np.array(labels, dtype=np.int64))
 
 
-def _task_map(tasks: Mapping[str, Sequence[str]] | str) -> dict[str, list[str]]:
+TaskMap = Mapping[str | int, Sequence[str | int]]  # task name -> class folder names (numbers name folders too)
+
+
+def _task_map(tasks: TaskMap | str | Path) -> dict[str, list[str]]:
     if isinstance(tasks, (str, Path)):
         try:
-            tasks = yaml.safe_load(Path(tasks).read_text())
-        except (OSError, yaml.YAMLError) as err:
-            raise DataError(f"cannot read the task list {tasks}: {err}") from None
+            text = Path(tasks).read_text()
+        except (OSError, UnicodeDecodeError) as err:
+            raise DataError(f"cannot read the task list {tasks}: {getattr(err, 'strerror', None) or err}") from None
+        tasks = load_yaml(text, f"task list {tasks}")
     if not isinstance(tasks, Mapping) or not tasks:
-        raise DataError(f"the imagefolder task list must map task names to class folder lists, got {tasks!r}")
+        raise DataError(f"the imagefolder task list must map task names to class folder lists, got {brief(tasks)}")
     out = {}
     for name, folders in tasks.items():
         if isinstance(folders, str) or not isinstance(folders, Sequence) or not folders:
-            raise DataError(f"imagefolder task {name!r}: expected a non-empty list of class folders, got {folders!r}")
+            raise DataError(f"imagefolder task {brief(name)}: expected a non-empty list of class folders, got {brief(folders)}")
         out[str(name)] = [str(f) for f in folders]
     return out
 
 
 def imagefolder_suite(
     root: str | Path | None = None,
-    tasks: Mapping[str, Sequence[str]] | str | None = None,
+    tasks: TaskMap | str | Path | None = None,
     classes_per_task: int | None = None,
 ) -> list[Task]:
     """Tasks from the class folders under ``root``, grouped by ``tasks`` or ``classes_per_task``."""

@@ -51,7 +51,8 @@ def prune_structured(options: PruneOptions, data: str | Path, on_step: Callable[
     graph = build_graph(encoder.model, batches[0][0][:1])
     groups = find_groups(encoder.model, graph, encoder.head_prefixes)
     on_step(f"scoring groups ({options.score})")
-    scores = group_scores(options.score, model, graph, groups, batches, encoder.prunable_parameters())
+    scores = group_scores(options.score, model, graph, groups, batches, encoder.prunable_parameters(),
+                          options.score_options)
     removed = choose_removals(groups, scores, float(options.ratio), round_to=options.round_to)
     dense = copy.deepcopy(encoder.model) if options.recovery == "sequential" else None  # the refit's targets
     structure = remove_units(encoder.model, graph, groups, removed)

@@ -1,0 +1,76 @@
+"""README's own config and command-line examples that are cheap to run, read from README.md itself (so a
+change there is tested here) and run on the tiny encoder and suites."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from gridutil import tiny_config, write_config
+from PIL import Image
+
+from pait.cli import main
+
+README = Path(__file__).parents[2] / "README.md"
+
+
+def example(pattern: str) -> str:
+    """The first code span of README.md matching ``pattern`` (its first group, if any)."""
+    found = re.search(pattern, README.read_text())
+    assert found, f"README.md has no example matching {pattern}"
+    return found.group(1)
+
+
+def colour_folder(root: Path, classes: int = 2, per_class: int = 6, size: int = 8) -> Path:
+    """``root/c<k>/<i>.png``: one noisy colour per class."""
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        (root / f"c{c}").mkdir(parents=True)
+        colour = rng.integers(0, 256, 3)
+        for i in range(per_class):
+            pixels = np.clip(colour + rng.normal(0, 30, (size, size, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / f"c{c}" / f"{i}.png")
+    return root
+
+
+def test_the_score_option_example_prunes_with_that_damping(tmp_path):
+    item = example(r"`--score-option (damping=[^`\s]+)`")
+    out = tmp_path / "pruned"
+    argv = ["prune", "--encoder", "tiny_cnn", "--data", str(colour_folder(tmp_path / "images")), "--score", "kfac",
+            "--score-option", item, "--sparsity", "0.5", "--recovery", "none", "--calib-per-class", "4",
+            "--eval-per-class", "2", "--device", "cpu", "--out", str(out)]
+    assert main(argv) == 0
+    options = json.loads((out / "report.json").read_text())["options"]
+    assert item == "damping=1e-2" and options["score_options"] == {"damping": 0.01}
+
+
+def test_the_score_options_example_runs_a_grid(tmp_path):
+    snippet = example(r"`(score_options: \{kfac: [^`]+)`")
+    config = tiny_config(scores=["kfac", "random"], sparsities=[0.5], sources=["t0"], recoveries=["none"])
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config) + snippet + "\n")
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet", "--no-report"]) == 0
+    run = tmp_path / "out" / "tiny"
+    written = json.loads((run / "config.json").read_text())["score_options"]
+    assert written["kfac"] == {"damping": 0.01} and isinstance(written["kfac"]["damping"], float)
+    assert written["random"] == {"seed": 3}
+    rows = pd.read_parquet(run / "results.parquet")
+    assert set(rows["score"]) == {"kfac", "random"}
+
+
+def test_the_skip_bad_images_override_skips_an_unreadable_image(tmp_path, capsys):
+    override = example(r"`(suite\.options\.skip_bad_images=true)`")
+    root = colour_folder(tmp_path / "images", classes=2, per_class=3)
+    (root / "c1" / "0.png").write_bytes(b"not an image")
+    suite = {"name": "imagefolder", "options": {"root": str(root), "tasks": {"a": ["c0", "c1"]}},
+             "protocol": "paper", "calib_per_class": 3}
+    config = write_config(tmp_path / "f.yaml", tiny_config(suite=suite, scores=["magnitude"], sparsities=[0.5],
+                                                           recoveries=["none"]))
+    argv = ["run", str(config), "--out", str(tmp_path / "out"), "--quiet", "--no-report"]
+    assert main(argv) == 2 and "cannot read image" in capsys.readouterr().err  # without the override
+    assert main([*argv, override]) == 0
+    assert len(pd.read_parquet(tmp_path / "out" / "tiny" / "results.parquet")) > 0
