@@ -350,14 +350,14 @@ CASES: dict[str, Case] = {
                                                               "the style-disjoint protocol needs images in at least 2 styles"),
     # --- outputs, run folders, checkpoints, commands ---
     "prune --out holds other files": lambda e, m: (
-        prune_argv(e, out=write_text(mkdir(e.tmp / "o") / "notes.txt", "mine").parent),
+        prune_into(e, out=write_text(mkdir(e.tmp / "o") / "notes.txt", "mine").parent),
         "holds notes.txt, which this command does not write"),
-    "prune --out inside --data": lambda e, m: (prune_argv(e, out=e.images / "pruned"), "lies inside --data"),
+    "prune --out inside --data": lambda e, m: (prune_into(e, out=e.images / "pruned"), "lies inside --data"),
     "evaluate --checkpoint inside --data": lambda e, m: (
         ["evaluate", "--checkpoint", str(fake_prune_output(e, "good")), "--data", str(e.tmp), "--device", "cpu"],
         "--checkpoint " + str(e.tmp / "pruned") + " lies inside --data"),
-    "prune --data inside --out": lambda e, m: (prune_argv(e, data=image_folder(e), out=e.tmp), "lies inside --out"),
-    "prune --data is a file": lambda e, m: (prune_argv(e, data=write_text(e.tmp / "d", "x")),
+    "prune --data inside --out": lambda e, m: (prune_into(e, data=image_folder(e), out=e.tmp), "lies inside --out"),
+    "prune --data is a file": lambda e, m: (prune_into(e, data=write_text(e.tmp / "d", "x")),
                                             f"data folder {e.tmp / 'd'} is a file, not a folder"),
     "evaluate --data is a file": lambda e, m: (
         ["evaluate", "--checkpoint", str(fake_prune_output(e, "good")), "--data", str(write_text(e.tmp / "d", "x")),
@@ -568,7 +568,7 @@ def without(folder: Path, name: str) -> Path:
     return folder
 
 
-def prune_argv(env: Env, data: Path | None = None, out: Path | None = None) -> list[str]:
+def prune_into(env: Env, data: Path | None = None, out: Path | None = None) -> list[str]:
     """A cheap ``pait prune`` of the tiny encoder on the shared images (or ``data``) into ``out``."""
     return ["prune", "--encoder", ENCODER, "--weights", RANDOM, "--data", str(data or env.images), "--score", "magnitude",
             "--recovery", "none", "--calib-per-class", "1", "--eval-per-class", "1", "--device", "cpu",
