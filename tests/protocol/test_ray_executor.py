@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from gridutil import snapshot
+from test_random_weights import assert_sparsity_zero_is_unpruned, random_grid
 
 from pait.config import config_from_dict
 from pait.executors import run_grid
@@ -108,3 +109,14 @@ def test_seeds_and_recoveries_run_in_both_executors_and_resume(tmp_path, local_r
     again = run_grid(config, tmp_path / "ray", show_progress=False, executor="ray", gpus_per_unit=0)
     assert log.read_text().count("\n") == computed  # a rerun resumes: nothing is computed twice
     pd.testing.assert_frame_equal(again, remote)
+
+
+def test_random_weights_are_the_same_network_in_every_ray_task(tmp_path, local_ray):
+    """Each Ray task builds the encoder in its own worker: heads, scores and units must see one network."""
+    config = random_grid()
+    local = run_grid(config, tmp_path / "local", show_progress=False)
+    first = run_grid(config, tmp_path / "ray-1", show_progress=False, executor="ray", gpus_per_unit=0)
+    second = run_grid(config, tmp_path / "ray-2", show_progress=False, executor="ray", gpus_per_unit=0)
+    pd.testing.assert_frame_equal(first, local, check_exact=True)
+    pd.testing.assert_frame_equal(second, first, check_exact=True)
+    assert_sparsity_zero_is_unpruned(first)
