@@ -131,3 +131,15 @@ def test_the_state_hash_covers_names_dtypes_shapes_and_values():
         {**state, "a": state["a"].bfloat16()},
     ]
     assert len({base, *map(state_sha256, changed)}) == len(changed) + 1
+
+
+def test_deferred_hashes_are_written_by_flush_only(tmp_path, hashed):
+    path = tmp_path / "w.bin"
+    path.write_bytes(b"abc")
+    memo = tmp_path / "memo.json"
+    digests = ContentDigests(memo, deferred=True)
+    first = digests.sha256(path)
+    assert digests.sha256(path) == first and len(hashed) == 1 and not memo.exists()  # pending, not written
+    digests.flush()
+    assert json.loads(memo.read_text())[str(path.resolve())]["sha256"] == first
+    assert ContentDigests(memo).sha256(path) == first and len(hashed) == 1

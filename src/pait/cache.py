@@ -119,10 +119,14 @@ def file_lock(path: Path, blocking: bool = True) -> Iterator[bool]:
 
     On a filesystem without locks (some FUSE mounts) it yields ``blocking`` without a lock: a
     blocking caller goes on unlocked (duplicate work stays safe through atomic renames), a
-    non-blocking one is told the lock is taken (so nothing that may be live is removed).
+    non-blocking one is told the lock is taken (so nothing that may be live is removed). A lock that
+    cannot be created is an OutputError naming it.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)  # flock needs no write access: colleagues can lock too
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)  # flock needs no write access: colleagues can lock too
+    except OSError as err:  # a file where a folder belongs, read-only storage
+        raise OutputError(f"cannot create the lock {path}: {err.strerror or err}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -263,7 +267,7 @@ class StageStore:
                     if free:
                         shutil.rmtree(tmp, ignore_errors=True)
                         removed.append(tmp)
-            except OSError:  # read-only storage: nothing to clean there
+            except (OSError, OutputError):  # read-only storage: nothing to clean there
                 continue
         return removed
 

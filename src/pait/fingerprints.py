@@ -42,11 +42,14 @@ class ContentDigests:
     """sha256 of files, remembered in ``memo_path`` (JSON, written atomically) while their stamp holds.
 
     A lost update (two processes writing the memo at once) only costs one more hash; an unwritable memo
-    (read-only storage) or a damaged one is not an error.
+    (read-only storage) or a damaged one is not an error. With ``deferred``, new hashes are written only by
+    ``flush`` (e.g. once the stage that read the files succeeded, so a failing run leaves the store alone).
     """
 
-    def __init__(self, memo_path: str | Path) -> None:
+    def __init__(self, memo_path: str | Path, deferred: bool = False) -> None:
         self.memo_path = Path(memo_path)
+        self.deferred = deferred
+        self.pending: dict[str, dict] = {}
 
     def _read(self) -> dict:
         try:
@@ -61,8 +64,8 @@ class ContentDigests:
 
     def many(self, paths: Iterable[str | Path]) -> list[str]:
         """The content hashes of ``paths`` (in order): the memo is read once and written once, if at all."""
-        memo = self._read()
-        digests, changed = [], False
+        memo = self._read() | self.pending
+        digests = []
         for path in paths:
             path = Path(path).resolve()
             stamp = _stamp(path.stat())
@@ -70,15 +73,22 @@ class ContentDigests:
             if digest is None:
                 digest = file_sha256(path)
                 if _stamp(path.stat()) == stamp:  # not written to while being hashed: remember it
-                    memo[str(path)] = {"stamp": stamp, "sha256": digest}
-                    changed = True
+                    self.pending[str(path)] = memo[str(path)] = {"stamp": stamp, "sha256": digest}
             digests.append(digest)
-        if changed:
-            try:
-                write_atomic(self.memo_path, json.dumps(memo, indent=1, sort_keys=True).encode())
-            except OutputError:  # a read-only or full store: the digests are computed again next time
-                pass
+        if not self.deferred:
+            self.flush()
         return digests
+
+    def flush(self) -> None:
+        """Write the hashes computed since the last flush into the memo."""
+        if not self.pending:
+            return
+        memo = self._read() | self.pending
+        self.pending = {}
+        try:
+            write_atomic(self.memo_path, json.dumps(memo, indent=1, sort_keys=True).encode())
+        except OutputError:  # a read-only or full store: the digests are computed again next time
+            pass
 
 
 def common_base(paths: Iterable[Path]) -> Path | None:

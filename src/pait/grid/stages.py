@@ -44,6 +44,7 @@ from pait.tasks import Task, TaskData, decode, load_suite, split_indices
 from pait.tasks.fingerprint import tasks_fingerprint
 
 Splits = dict[str, tuple[TaskData, TaskData]]  # task -> (calibration, evaluation)
+MEMO = "fingerprints.json"  # in the store: the content hashes of input files, by (path, size, mtime, ctime)
 SKIP_BAD = "skip_bad_images"  # suite option: leave unreadable images out with a warning instead of failing
 
 
@@ -109,18 +110,29 @@ def data_stage(
     """Decode every task's calibration and evaluation images once per (suite, preprocessing).
 
     ``tasks`` (default: loaded from the suite) saves listing the files twice; ``progress`` shows a bar.
-    Under the paper protocol both splits are the same images, stored once. The key holds the
-    fingerprint of the files the tasks read, so changed images or label files are decoded again.
+    Under the paper protocol both splits are the same images, stored once. The key holds the content
+    hashes of the files the tasks read, so changed images or label files are decoded again; new hashes
+    enter the store's memo once the stage is there (a run failing on a bad image leaves the store as it was).
     """
     tasks = load_tasks(suite) if tasks is None else tasks
-    key = {"suite": suite, "preprocess": dataclasses.asdict(encoder.preprocess),
-           "inputs": tasks_fingerprint(tasks, store_digests(store))}
+    digests = ContentDigests(store.root / MEMO, deferred=True)  # remembered once the stage is there
+    key = {"suite": suite, "preprocess": dataclasses.asdict(encoder.preprocess), "inputs": tasks_fingerprint(tasks, digests)}
+    splits = _data_stage(store, suite, tasks, key, encoder, progress)
+    digests.flush()
+    return splits, key
+
+
+def _data_stage(
+    store: StageStore, suite: SuiteConfig, tasks: list[Task], key: dict[str, Any], encoder: Encoder,
+    progress: Progress | None,
+) -> Splits:
+    """The decoded splits of the data stage ``key``: read if it is done, else decoded and written."""
     if store.done("data", key):
-        return read_splits(store, key), key
+        return read_splits(store, key)
     indices = task_splits(tasks, suite)  # too few images fails here, before the store is touched
     with store.claim("data", key) as todo:
         if not todo:
-            return read_splits(store, key), key
+            return read_splits(store, key)
         same = suite.protocol == "paper"
         total = sum(len(c) + (0 if same else len(e)) for c, e in indices)
         bar = progress.add_task("decoding images", total=total) if progress is not None else None
@@ -137,7 +149,7 @@ def data_stage(
             (out / "tasks.json").write_text(json.dumps([{"name": t.name, "classes": list(t.class_names)} for t in tasks]))
         if progress is not None:
             progress.update(bar, visible=False)
-    return read_splits(store, key), key
+    return read_splits(store, key)
 
 
 def read_splits(store: StageStore, key: dict[str, Any]) -> Splits:
@@ -217,11 +229,6 @@ def write_heads(ctx: Context) -> None:
         (out / "unpruned.json").write_text(json.dumps(unpruned))
 
 
-def store_digests(store: StageStore) -> ContentDigests:
-    """The content hashes of input files, remembered in the store's memo."""
-    return ContentDigests(store.root / "fingerprints.json")
-
-
 def weights_fingerprint(store: StageStore, encoder_config: EncoderConfig, encoder: Encoder,
                         state: dict[str, Tensor]) -> list[str]:
     """Content hashes (sha256) of the weights files the encoder read: the configured one, and the one it
@@ -233,7 +240,7 @@ def weights_fingerprint(store: StageStore, encoder_config: EncoderConfig, encode
     files = {Path(p).resolve() for p in named if p and str(p) != RANDOM and Path(p).is_file()}
     if not files:
         return [f"state:{state_sha256(state)}"]
-    return sorted(set(store_digests(store).many(sorted(files))))
+    return sorted(set(ContentDigests(store.root / MEMO).many(sorted(files))))
 
 
 def revision(score: str) -> dict[str, int]:
