@@ -60,14 +60,14 @@ class ContentDigests:
 
     def sha256(self, path: str | Path) -> str:
         """The content hash of ``path``, from the memo when size, mtime and ctime are unchanged."""
-        return self.many([path])[0]
+        return self.many([Path(path).resolve()])[0]
 
-    def many(self, paths: Iterable[str | Path]) -> list[str]:
-        """The content hashes of ``paths`` (in order): the memo is read once and written once, if at all."""
+    def many(self, paths: Iterable[Path]) -> list[str]:
+        """The content hashes of the resolved ``paths`` (in order): the memo is read once and written once,
+        if at all."""
         memo = self._read() | self.pending
         digests = []
         for path in paths:
-            path = Path(path).resolve()
             stamp = _stamp(path.stat())
             digest = _remembered(memo.get(str(path)), stamp)
             if digest is None:
