@@ -143,3 +143,11 @@ def test_deferred_hashes_are_written_by_flush_only(tmp_path, hashed):
     digests.flush()
     assert json.loads(memo.read_text())[str(path.resolve())]["sha256"] == first
     assert ContentDigests(memo).sha256(path) == first and len(hashed) == 1
+
+
+def test_without_a_memo_every_file_is_hashed_and_nothing_written(tmp_path, hashed):
+    path = tmp_path / "w.bin"
+    path.write_bytes(b"abc")
+    assert listing_digest([path]) == listing_digest([path], ContentDigests(tmp_path / "memo.json"))
+    assert listing_digest([path]) == listing_digest([path]) and len(hashed) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["memo.json", "w.bin"]  # only the memo asked for

@@ -46,12 +46,14 @@ class ContentDigests:
     ``flush`` (e.g. once the stage that read the files succeeded, so a failing run leaves the store alone).
     """
 
-    def __init__(self, memo_path: str | Path, deferred: bool = False) -> None:
-        self.memo_path = Path(memo_path)
+    def __init__(self, memo_path: str | Path | None, deferred: bool = False) -> None:
+        self.memo_path = Path(memo_path) if memo_path is not None else None  # None: remember nothing
         self.deferred = deferred
         self.pending: dict[str, dict] = {}
 
     def _read(self) -> dict:
+        if self.memo_path is None:
+            return {}
         try:
             memo = json.loads(self.memo_path.read_text())
         except (OSError, ValueError):
@@ -81,7 +83,8 @@ class ContentDigests:
 
     def flush(self) -> None:
         """Write the hashes computed since the last flush into the memo."""
-        if not self.pending:
+        if not self.pending or self.memo_path is None:
+            self.pending = {}
             return
         memo = self._read() | self.pending
         self.pending = {}
@@ -97,8 +100,10 @@ def common_base(paths: Iterable[Path]) -> Path | None:
     return Path(os.path.commonpath(folders)) if folders else None
 
 
-def listing_digest(paths: Iterable[str | Path], digests: ContentDigests) -> str:
-    """sha256 of the sorted (path relative to the files' common folder, content sha256) of ``paths``."""
+def listing_digest(paths: Iterable[str | Path], digests: ContentDigests | None = None) -> str:
+    """sha256 of the sorted (path relative to the files' common folder, content sha256) of ``paths``; the
+    hashes are remembered in ``digests``' memo (none: every file is hashed)."""
+    digests = digests or ContentDigests(None)
     resolved = sorted({Path(p).resolve() for p in paths})
     base = common_base(resolved)
     entries = [[path.relative_to(base).as_posix(), digest] for path, digest in zip(resolved, digests.many(resolved))]

@@ -13,10 +13,10 @@ from pait.tasks.base import Task
 from pait.tasks.decode import FileImage
 
 
-def tasks_fingerprint(tasks: list[Task], digests: ContentDigests) -> str:
+def tasks_fingerprint(tasks: list[Task], digests: ContentDigests | None = None) -> str:
     """sha256 over every task's name, classes, labels and image files (in order), and over the
     (relative path, content sha256) of every file read: the images and each task's ``inputs``. The
-    content hashes come from ``digests``' memo while a file's size, mtime and ctime are unchanged, so
+    content hashes come from ``digests``' memo (none: every file is hashed) while a file's size, mtime and ctime are unchanged, so
     an image rewritten in place (same size, mtime restored) is noticed, and a touched one is not.
 
     Images a plugin holds in memory (sources that are not files) are covered by its code, not here.
