@@ -180,7 +180,9 @@ def manifest_problem(folder: Path) -> str | None:
             stat = path.stat()
         except OSError:
             return f"{rel} is missing"
-        if not path.is_file() or stat.st_size != size:
+        if not path.is_file():
+            return f"{rel} is not a file"
+        if stat.st_size != size:
             return f"{rel} holds {stat.st_size} bytes, not {size}"
         stamp = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
         if _VERIFIED.get(stamp) != sha256:
