@@ -7,12 +7,13 @@ import pytest
 from safetensors.torch import load_file
 from test_structured import tiny_efficientnet, tiny_vit
 
+import pait.cache
 from pait.config import config_from_dict
 from pait.encoders import ENCODERS, Encoder, Preprocessing, register_encoder
 from pait.encoders.base import timm_pre_logits
 from pait.executors import run_grid
 from pait.export.structured import load_structured
-from pait.grid.plan import run_dir
+from pait.grid.plan import expand, run_dir, unit_id
 from pait.report import build_report
 
 TINY_ENCODER, TINY_SUITE = "tiny-test-cnn", "tiny-test-suite"  # registered by tests/conftest.py
@@ -106,8 +107,10 @@ def test_the_report_reads_a_channels_run(channels_run):
     assert "channel ratios: 25.00%, 50.00%" in md and "global masks over" not in md  # the setup says what was cut
 
 
-def test_weights_units_keep_their_keys(tmp_path):
-    """A config without ``structure`` gives the unit and stage keys computed before the field existed."""
+def test_weights_units_keep_their_keys(tmp_path, monkeypatch):
+    """A config without ``structure`` gives the unit and stage keys computed before the field existed (the
+    unit ids of schema 2, under schema 2; the stage keys pinned at schema 3, whose heads key also holds the
+    random tiny encoder's weight hash)."""
     config = config_from_dict({
         "name": "keys", "encoders": [TINY_ENCODER], "suite": {"name": TINY_SUITE, "calib_per_class": 4, "eval_per_class": 4},
         "scores": ["magnitude"], "sparsities": [0.5], "sources": ["task-0"], "recoveries": ["none", "sgd"],
@@ -117,11 +120,13 @@ def test_weights_units_keep_their_keys(tmp_path):
     assert set(table.structure) == {"weights"}
     units = json.loads((run_dir(config, tmp_path) / "units.json").read_text())
     assert [(u["recovery"], u["unit"], u["unit_dir"], u["scores_dir"]) for u in units] == [
-        ("none", "e1e43b99c4a2da047432", "../stages/unit/62965a84f1545d166722", "../stages/scores/c9c6f6cb00ab71f3cac1"),
-        ("sgd", "87dae7e4f24f259f906c", "../stages/unit/6e7d67d0b22697a5be19", "../stages/scores/c9c6f6cb00ab71f3cac1"),
+        ("none", "4a38b4684dbf10e2bf1a", "../stages/unit/8ac571c8fa1f4655fb8e", "../stages/scores/9fc9022d9b4cd723e46c"),
+        ("sgd", "a1ee8aaa2732fa780989", "../stages/unit/7b40fbdd06dfc580a26c", "../stages/scores/9fc9022d9b4cd723e46c"),
     ]
     assert all("structure" not in u for u in units)
-    assert sorted(set(table.unit)) == ["87dae7e4f24f259f906c", "e1e43b99c4a2da047432"]
+    assert sorted(set(table.unit)) == sorted(["4a38b4684dbf10e2bf1a", "a1ee8aaa2732fa780989"])
+    monkeypatch.setattr(pait.cache, "SCHEMA_VERSION", 2)
+    assert [unit_id(u) for u in expand(config, ["task-0"])] == ["e1e43b99c4a2da047432", "87dae7e4f24f259f906c"]
 
 
 def test_a_vit_unit_removes_heads_and_neurons_and_sequential_refits_them(tmp_path):

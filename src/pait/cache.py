@@ -1,10 +1,12 @@
 """Stage cache, open_lth style: config -> hash -> directory -> skip if done.
 
 A stage's directory appears only complete: outputs are written into a temporary sibling directory
-that is renamed into place at the end, so a killed run leaves nothing half-written. A stage is
-computed under an exclusive lock (``<stage>/<key>.lock``, ``fcntl.flock``), so two runs sharing one
-store compute it once: the second waits, then finds it done. Temporary folders left by a killed run
-are removed by ``clean_stale``.
+that is renamed into place at the end, so a killed run leaves nothing half-written. Its last file is
+``manifest.json``, the size and sha256 of every other file; a stage is done only while its manifest
+verifies, so a stage damaged afterwards (a file truncated, deleted or overwritten, the manifest lost)
+is computed again, with a warning naming it. A stage is computed under an exclusive lock
+(``<stage>/<key>.lock``, ``fcntl.flock``), so two runs sharing one store compute it once: the second
+waits, then finds it done. Temporary folders left by a killed run are removed by ``clean_stale``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -25,14 +28,31 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
+
 from pait.errors import OutputError
 
 log = logging.getLogger(__name__)
 
 KEY_LENGTH = 20
 NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)  # flock unsupported here
-SCHEMA_VERSION = 2  # 2: keys fingerprint the input files (weights content, image listings)
+# 2: keys fingerprint the input files (weights content, image listings);
+# 3: image listings by content hash (not mtime), random weights by their built content, stages carry a manifest
+SCHEMA_VERSION = 3
 WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG}  # "cannot write here"
+MANIFEST = "manifest.json"  # written last into a stage: {"files": {relative path: {"size", "sha256"}}}
+CHUNK = 1 << 20
+OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how safetensors' Rust I/O errors end
+_VERIFIED: dict[tuple, str] = {}  # (path, size, mtime_ns, ctime_ns, inode) -> sha256 checked in this process
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of the file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -99,10 +119,14 @@ def file_lock(path: Path, blocking: bool = True) -> Iterator[bool]:
 
     On a filesystem without locks (some FUSE mounts) it yields ``blocking`` without a lock: a
     blocking caller goes on unlocked (duplicate work stays safe through atomic renames), a
-    non-blocking one is told the lock is taken (so nothing that may be live is removed).
+    non-blocking one is told the lock is taken (so nothing that may be live is removed). A lock that
+    cannot be created is an OutputError naming it.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)  # flock needs no write access: colleagues can lock too
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)  # flock needs no write access: colleagues can lock too
+    except OSError as err:  # a file where a folder belongs, read-only storage
+        raise OutputError(f"cannot create the lock {path}: {err.strerror or err}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -129,8 +153,57 @@ def _warn_no_locks(device: int, error: str) -> None:
     log.warning("the stage cache's filesystem has no file locks (%s): two runs may compute a stage twice", error)
 
 
+def write_manifest(folder: Path) -> None:
+    """Write ``folder/manifest.json``: the size and sha256 of every file below ``folder``."""
+    files = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p != folder / MANIFEST):
+        files[path.relative_to(folder).as_posix()] = {"size": path.stat().st_size, "sha256": file_sha256(path)}
+    (folder / MANIFEST).write_text(json.dumps({"files": files}, indent=1, sort_keys=True))
+
+
+def manifest_problem(folder: Path) -> str | None:
+    """Why the finished stage ``folder`` is not as it was written, or None when its manifest verifies.
+
+    Sizes are checked every time; a file's sha256 once per process while its (size, mtime, ctime, inode)
+    stay the same (``_VERIFIED``), so a stage read many times is hashed once.
+    """
+    try:
+        files = json.loads((folder / MANIFEST).read_text())["files"]
+        entries = [(str(rel), int(e["size"]), str(e["sha256"])) for rel, e in files.items()]
+    except FileNotFoundError:
+        return f"no {MANIFEST} (written by an older pait, or lost)"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return f"{MANIFEST} is unreadable"
+    for rel, size, sha256 in entries:
+        path = folder / rel
+        try:
+            stat = path.stat()
+        except OSError:
+            return f"{rel} is missing"
+        if not path.is_file():
+            return f"{rel} is not a file"
+        if stat.st_size != size:
+            return f"{rel} holds {stat.st_size} bytes, not {size}"
+        stamp = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+        if _VERIFIED.get(stamp) != sha256:
+            if file_sha256(path) != sha256:
+                return f"{rel} does not hold the bytes written (sha256 differs)"
+            _VERIFIED[stamp] = sha256
+    return None
+
+
+def write_errno(err: BaseException) -> int | None:
+    """The errno of an I/O error while writing: an OSError's, or the one in a safetensors error's text."""
+    if isinstance(err, OSError):
+        return err.errno
+    if isinstance(err, SafetensorError) and (match := OS_ERROR.search(str(err))):
+        return int(match.group(1))
+    return None
+
+
 class StageStore:
-    """Directories ``root/<stage>/<key>/`` holding each finished stage's outputs and its config.json."""
+    """Directories ``root/<stage>/<key>/`` holding each finished stage's outputs, its config.json and its
+    manifest.json."""
 
     def __init__(self, root: str | Path, log_path: str | Path | None = None) -> None:
         self.root = Path(root)
@@ -141,7 +214,9 @@ class StageStore:
         return self.root / stage / config_key(config)
 
     def done(self, stage: str, config: Any) -> bool:
-        return self.path(stage, config).is_dir()
+        """Whether the stage is finished and intact (its manifest verifies)."""
+        final = self.path(stage, config)
+        return final.is_dir() and manifest_problem(final) is None
 
     def lock_path(self, stage: str, key: str) -> Path:
         return self.root / stage / f"{key}.lock"
@@ -159,7 +234,27 @@ class StageStore:
             return
         final = self.path(stage, config)
         with file_lock(self.lock_path(stage, final.name)):
-            yield not final.is_dir()
+            if self.done(stage, config):
+                yield False
+                return
+            if final.exists() or final.is_symlink():
+                self._discard(stage, final)
+            yield True
+
+    def _discard(self, stage: str, final: Path) -> None:
+        """Move a damaged stage aside and remove it, with a warning naming it (the caller holds its lock)."""
+        problem = manifest_problem(final) if final.is_dir() else "not a folder"
+        log.warning("the %s stage %s is damaged (%s): computing it again", stage, final, problem)
+        aside = final.parent / f".{final.name}.damaged-{os.getpid()}-{time.time_ns()}"
+        try:
+            os.rename(final, aside)
+        except OSError as err:
+            raise OutputError(f"the {stage} stage {final} is damaged ({problem}) and cannot be replaced: "
+                              f"{err.strerror or err}") from None
+        if aside.is_dir() and not aside.is_symlink():
+            shutil.rmtree(aside, ignore_errors=True)  # what is left is removed by clean_stale
+        else:
+            aside.unlink(missing_ok=True)
 
     def clean_stale(self) -> list[Path]:
         """Remove the temporary folders (``<stage>/.<key>.*``) whose stage lock no process holds, i.e.
@@ -174,7 +269,7 @@ class StageStore:
                     if free:
                         shutil.rmtree(tmp, ignore_errors=True)
                         removed.append(tmp)
-            except OSError:  # read-only storage: nothing to clean there
+            except (OSError, OutputError):  # read-only storage: nothing to clean there
                 continue
         return removed
 
@@ -190,25 +285,31 @@ class StageStore:
         tmp.chmod(0o755)  # mkdtemp makes it private; stage outputs are shared (e.g. across cluster nodes)
         try:
             yield tmp
-            write_atomic(tmp / "config.json", json.dumps(to_jsonable(config), indent=1, sort_keys=True).encode())
+            (tmp / "config.json").write_text(json.dumps(to_jsonable(config), indent=1, sort_keys=True))
+            write_manifest(tmp)
             try:
                 os.rename(tmp, final)
             except OSError:  # a duplicate of this stage finished first: keep that one
                 if not final.is_dir():
                     raise
                 shutil.rmtree(tmp, ignore_errors=True)
-            self._log(stage, final.name)
         except BaseException as err:
             shutil.rmtree(tmp, ignore_errors=True)
-            if isinstance(err, OSError) and err.errno in WRITE_ERRNOS:
-                raise OutputError(f"cannot write the {stage} stage under {final.parent}: {err.strerror or err}") from None
+            code = write_errno(err)
+            filename = getattr(err, "filename", None)
+            if code in WRITE_ERRNOS or (code is not None and filename and str(filename).startswith(str(tmp))):
+                raise OutputError(f"cannot write the {stage} stage under {final.parent}: {os.strerror(code)}") from None
             raise
+        self._log(stage, final.name)
 
     def _log(self, stage: str, key: str) -> None:
         """Append one line per computed (not reused) stage; tests count recomputation with it."""
         self.computed += 1
         if self.log_path is None:
             return
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "a") as f:
-            f.write(json.dumps({"stage": stage, "key": key, "time": time.time()}) + "\n")
+        try:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps({"stage": stage, "key": key, "time": time.time()}) + "\n")
+        except OSError as err:
+            raise OutputError(f"cannot write {self.log_path}: {err.strerror or err}") from None

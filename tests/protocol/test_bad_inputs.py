@@ -10,6 +10,7 @@ import dataclasses
 import errno
 import json
 import os
+import shutil
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -522,6 +523,36 @@ CASES: dict[str, Case] = {
     "prune --structure --seed -1": lambda e, m: (prune_argv(e, *STRUCTURED, "--seed", "-1"), "--seed: expected int >= 0"),
     "prune --structure --calib-per-class 0": lambda e, m: (
         prune_argv(e, *STRUCTURED, "--calib-per-class", "0"), "--calib-per-class: expected int >= 1, got 0"),
+    # --- stage cache integrity ---
+    "stage write: disk full inside safetensors": lambda e, m: (
+        fail_safetensors(m, "No space left on device (os error 28)") or e.run_to(e.tmp / "o"),
+        f"cannot write the data stage under {e.tmp / 'o' / 'stages' / 'data'}: No space left on device"),
+    "stage write: file size limit": lambda e, m: (
+        size_limited_safetensors(m) or e.run_to(e.tmp / "o"),
+        f"cannot write the data stage under {e.tmp / 'o' / 'stages' / 'data'}: File too large"),
+    "stage write: metrics.json fails": lambda e, m: (
+        fail_json_writes(m, "metrics.json") or e.run_to(e.tmp / "o"),
+        f"cannot write the unit stage under {e.tmp / 'o' / 'stages' / 'unit'}: No space left on device"),
+    "damaged stage on read-only storage": lambda e, m: (
+        damaged_read_only_copy(e, m), f"the unit stage {e.tmp / 'copy' / 'stages' / 'unit'}"),
+    "stages folder is a file": lambda e, m: (
+        e.run_to(write_text(mkdirs(e.tmp / "o") / "stages", "x").parent), f"{e.tmp / 'o' / 'stages'}"),
+    "a stage folder is a file": lambda e, m: (
+        e.run_to(write_text(mkdirs(e.tmp / "o" / "stages") / "data", "x").parents[1]),
+        f"{e.tmp / 'o' / 'stages' / 'data'}"),
+    "stages.log is a folder": lambda e, m: (
+        e.run_to(mkdirs(e.tmp / "o" / "tiny" / "stages.log").parents[1]), f"{e.tmp / 'o' / 'tiny' / 'stages.log'}"),
+    "results.parquet is a folder": lambda e, m: (
+        e.run_to(mkdirs(e.tmp / "o" / "tiny" / "results.parquet").parents[1]),
+        f"{e.tmp / 'o' / 'tiny' / 'results.parquet'}"),
+    "weights path is a folder": lambda e, m: (
+        e.run(config=e.config(encoders=[{"name": ENCODER, "weights": str(mkdirs(e.tmp / "w.safetensors"))}])),
+        str(e.tmp / "w.safetensors")),
+    "weights path is a FIFO": lambda e, m: (
+        e.run(config=e.config(encoders=[{"name": ENCODER, "weights": str(fifo(e.tmp / "w.safetensors"))}])),
+        str(e.tmp / "w.safetensors")),
+    "a stage's lock is a folder": lambda e, m: (
+        lock_is_a_folder(e), f"cannot create the lock {e.tmp / 'copy' / 'stages' / 'unit'}"),
 }
 
 
@@ -632,6 +663,98 @@ def fail_stage_writes(monkeypatch: pytest.MonkeyPatch) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(pait.cache, "tempfile", types.SimpleNamespace(mkstemp=pait.cache.tempfile.mkstemp, mkdtemp=mkdtemp))
+
+
+def mkdirs(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def fifo(path: Path) -> Path:
+    """A named pipe: reading it would wait for a writer forever."""
+    os.mkfifo(path)
+    return path
+
+
+def fail_safetensors(monkeypatch: pytest.MonkeyPatch, reason: str) -> None:
+    """Make every stage's safetensors write fail as safetensors reports a failing write (Rust I/O error)."""
+    import pait.grid.stages
+    from safetensors import SafetensorError
+
+    def save_file(tensors, path, metadata=None):
+        raise SafetensorError(f"Error while serializing: I/O error: {reason}")
+
+    monkeypatch.setattr(pait.grid.stages, "save_file", save_file)
+
+
+def size_limited_safetensors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run every stage's safetensors write under a 100-byte file size limit: the real write fails (EFBIG)."""
+    import resource
+    import signal
+
+    import pait.grid.stages
+
+    real = pait.grid.stages.save_file
+
+    def save_file(tensors, path, metadata=None):
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100, hard))
+        try:
+            real(tensors, path, metadata)
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+            signal.signal(signal.SIGXFSZ, handler)
+
+    monkeypatch.setattr(pait.grid.stages, "save_file", save_file)
+
+
+def fail_json_writes(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Make writing a file called ``name`` fail as on a full disk (after the earlier stages were written)."""
+    real = Path.write_text
+
+    def write_text(self, *args, **kwargs):
+        if self.name == name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+
+
+def copy_unit_stage(env: Env) -> Path:
+    """A copy of the filled --out (``tmp/copy``); its one unit stage's folder."""
+    import shutil
+
+    shutil.copytree(env.out, env.tmp / "copy")
+    (unit,) = [p for p in (env.tmp / "copy" / "stages" / "unit").iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return unit
+
+
+def lock_is_a_folder(env: Env) -> list[str]:
+    """A copy of the filled --out whose unit stage is gone and whose lock path is taken by a folder."""
+    unit = copy_unit_stage(env)
+    shutil.rmtree(unit)
+    (unit.parent / f"{unit.name}.lock").unlink(missing_ok=True)
+    (unit.parent / f"{unit.name}.lock").mkdir()
+    return ["run", str(env.config()), "--out", str(env.tmp / "copy"), "--quiet", "--no-report"]
+
+
+def damaged_read_only_copy(env: Env, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A copy of the filled --out whose unit stage lost a file, on storage where nothing can be renamed."""
+    import pait.cache
+
+    copy = env.tmp / "copy"
+    unit = copy_unit_stage(env)
+    (unit / "metrics.json").unlink()
+    real = os.rename
+
+    def rename(src, dst):
+        if str(copy) in str(src):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(src, dst)
+
+    monkeypatch.setattr(pait.cache.os, "rename", rename)
+    return ["run", str(env.config()), "--out", str(copy), "--quiet", "--no-report"]
 
 
 def test_the_matrix_is_large_enough():

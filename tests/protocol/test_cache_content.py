@@ -1,10 +1,12 @@
 """Stage keys cover what the input files hold: overwritten weights or images recompute the stages that
-read them (counted in stages.log), an unchanged rerun recomputes nothing."""
+read them (counted in stages.log), even with size and mtime kept; an unchanged rerun, touched files or a
+copy of them at the same path recompute nothing."""
 
 from __future__ import annotations
 
 import csv
 import os
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from tiny_plugin import tiny_cnn
 
 from pait.config import config_from_dict
 from pait.executors import run_grid
+from pait.fingerprints import ContentDigests
 from pait.tasks import load_suite
 from pait.tasks.fingerprint import tasks_fingerprint
 
@@ -110,6 +113,36 @@ def test_an_image_overwritten_in_place_recomputes_every_stage(inputs, tmp_path):
     pd.testing.assert_frame_equal(changed, fresh, check_exact=True)
 
 
+def test_an_image_rewritten_with_its_size_and_mtime_kept_recomputes_every_stage(inputs, tmp_path):
+    root, _ = inputs
+    first, _ = run(inputs, tmp_path / "out")
+    image = root / "c1" / "2.ppm"
+    stat = image.stat()
+    write_ppm(image, 777)
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as `cp -p` or `touch -d` would leave it
+    assert (image.stat().st_size, image.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    changed, computed = run(inputs, tmp_path / "out")
+    assert computed == ALL_STAGES
+    assert not np.allclose(changed.loss, first.loss)
+    fresh, _ = run(inputs, tmp_path / "fresh")
+    pd.testing.assert_frame_equal(changed, fresh, check_exact=True)
+
+
+def test_touched_or_copied_images_recompute_nothing(inputs, tmp_path):
+    root, weights = inputs
+    first, _ = run(inputs, tmp_path / "out")
+    for image in root.rglob("*.ppm"):
+        stat = image.stat()
+        os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 3_000_000_000))
+    again, computed = run(inputs, tmp_path / "out")
+    assert computed == Counter()
+    shutil.move(root, tmp_path / "moved")  # the same files elsewhere: the same content, the same keys
+    shutil.copytree(tmp_path / "moved", root)
+    again, computed = run(inputs, tmp_path / "out")
+    assert computed == Counter()
+    pd.testing.assert_frame_equal(again, first, check_exact=True)
+
+
 def test_an_added_image_recomputes_every_stage(inputs, tmp_path):
     root, _ = inputs
     run(inputs, tmp_path / "out")
@@ -130,13 +163,17 @@ def test_the_imagenet10_fingerprint_covers_its_label_file(flat_val, tmp_path):
 
     (tmp_path / "LOC_synset_mapping.txt").write_text("".join(f"{w} x\n" for w in WNIDS))
     write_solution(truth)
+    digests = ContentDigests(tmp_path / "memo.json")
     tasks = load_suite("imagenet10", root=root)
     assert all(solution in task.inputs for task in tasks)
-    before = tasks_fingerprint(tasks)
-    assert tasks_fingerprint(load_suite("imagenet10", root=root)) == before
+    before = tasks_fingerprint(tasks, digests)
+    assert tasks_fingerprint(load_suite("imagenet10", root=root), digests) == before
     stat = solution.stat()
-    os.utime(solution, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
-    assert tasks_fingerprint(load_suite("imagenet10", root=root)) != before
+    data = solution.read_bytes()
+    solution.write_bytes(data.replace(b" 1 2 3 4", b" 5 6 7 8"))  # other boxes: the same labels, size and mtime
+    os.utime(solution, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert solution.stat().st_size == stat.st_size and solution.read_bytes() != data
+    assert tasks_fingerprint(load_suite("imagenet10", root=root), digests) != before
 
 
 def test_the_embedded_suite_names_its_packaged_data_files():

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from gridutil import snapshot
+from test_random_weights import assert_sparsity_zero_is_unpruned, random_grid
 
 from pait.config import config_from_dict
 from pait.executors import run_grid
@@ -132,3 +133,14 @@ def test_shares_the_local_ray_never_grants_are_refused_before_any_unit(tmp_path,
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         run_grid(_config("never", ["magnitude"]), tmp_path, show_progress=False, executor="ray", **options)
     assert not any((tmp_path / "never" / name).exists() for name in ("failures.json", "results.parquet"))
+
+
+def test_random_weights_are_the_same_network_in_every_ray_task(tmp_path, local_ray):
+    """Each Ray task builds the encoder in its own worker: heads, scores and units must see one network."""
+    config = random_grid()
+    local = run_grid(config, tmp_path / "local", show_progress=False)
+    first = run_grid(config, tmp_path / "ray-1", show_progress=False, executor="ray", gpus_per_unit=0)
+    second = run_grid(config, tmp_path / "ray-2", show_progress=False, executor="ray", gpus_per_unit=0)
+    pd.testing.assert_frame_equal(first, local, check_exact=True)
+    pd.testing.assert_frame_equal(second, first, check_exact=True)
+    assert_sparsity_zero_is_unpruned(first)

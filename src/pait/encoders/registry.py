@@ -13,6 +13,8 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
 from pait.config import EncoderConfig
 from pait.encoders.base import Encoder
 from pait.registry import Registry
@@ -21,6 +23,7 @@ Weights = str | Path | None
 Factory = Callable[[Weights, bool], Encoder]
 
 ENCODERS: Registry[Factory] = Registry("encoder")
+INIT_SEED = 0  # seed of every encoder's construction, so a random initialisation is the same in every process
 
 
 def register_encoder(name: str, architecture: str, pretraining: str, weights: str) -> Callable[[Factory], Factory]:
@@ -36,8 +39,15 @@ def load_encoder(name: str, weights: Weights = None, trust_torchscript: bool = F
     is an error for encoders whose pretrained weights must be supplied by the user (the message says where
     they are published). ``trust_torchscript`` allows reading a TorchScript archive, which runs its code.
     An unknown name is a ConfigError listing the known ones.
+
+    The encoder is built with the CPU generator seeded with ``INIT_SEED`` and restored afterwards: random
+    weights are the same in every process and run (for a given torch build and CPU), whatever the global
+    random state, and building an encoder leaves that state as it was.
     """
-    return ENCODERS.get(name)(weights, trust_torchscript)
+    factory = ENCODERS.get(name)
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(INIT_SEED)
+        return factory(weights, trust_torchscript)
 
 
 def build_encoder(config: EncoderConfig) -> Encoder:

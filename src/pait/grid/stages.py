@@ -4,8 +4,9 @@ data (decoded uint8 splits per suite x preprocessing) -> heads (ridge head per t
 encoder's calibration features, and unpruned evaluation) -> scores (per encoder x source x score) ->
 unit (mask at one sparsity, zero-shot evaluation of every task, masked re-training on the source,
 evaluation again). Each stage is keyed by the hash of everything it depends on, the state of the files
-it reads included: the data stage by a fingerprint of the suite's files (``tasks_fingerprint``), the
-heads stage (and through it every later one) by the content hash of the encoder's weights file.
+it reads included: the data stage by the content of the suite's files (``tasks_fingerprint``), the
+heads stage (and through it every later one) by the content hash of the encoder's weights file, or of
+the built weights themselves when no file holds them (a random initialisation).
 Each stage is computed under its lock in the store (``StageStore.claim``), so runs sharing a store
 compute it once.
 """
@@ -30,9 +31,9 @@ from torch import Tensor
 from pait.cache import StageStore, config_key
 from pait.config import EncoderConfig, ExperimentConfig, SuiteConfig
 from pait.device import autocast_dtype, resolve_device
-from pait.encoders import Encoder, build_encoder
+from pait.encoders import RANDOM, Encoder, build_encoder
 from pait.errors import DataError
-from pait.fingerprints import ContentDigests
+from pait.fingerprints import ContentDigests, state_sha256
 from pait.heads import HeadedModel, SplitBatches, evaluate_head, extract_features, fit_ridge
 from pait.train.finetune import MaskHolder, finetune
 from pait.masks import global_mask
@@ -44,6 +45,7 @@ from pait.tasks import SKIP_BAD, Task, TaskData, decode, load_suite, split_indic
 from pait.tasks.fingerprint import tasks_fingerprint
 
 Splits = dict[str, tuple[TaskData, TaskData]]  # task -> (calibration, evaluation)
+MEMO = "fingerprints.json"  # in the store: the content hashes of input files, by (path, size, mtime, ctime)
 
 
 @dataclass
@@ -107,17 +109,29 @@ def data_stage(
     """Decode every task's calibration and evaluation images once per (suite, preprocessing).
 
     ``tasks`` (default: loaded from the suite) saves listing the files twice; ``progress`` shows a bar.
-    Under the paper protocol both splits are the same images, stored once. The key holds the
-    fingerprint of the files the tasks read, so changed images or label files are decoded again.
+    Under the paper protocol both splits are the same images, stored once. The key holds the content
+    hashes of the files the tasks read, so changed images or label files are decoded again; new hashes
+    enter the store's memo once the stage is there (a run failing on a bad image leaves the store as it was).
     """
     tasks = load_tasks(suite) if tasks is None else tasks
-    key = {"suite": suite, "preprocess": dataclasses.asdict(encoder.preprocess), "inputs": tasks_fingerprint(tasks)}
+    digests = ContentDigests(store.root / MEMO, deferred=True)  # remembered once the stage is there
+    key = {"suite": suite, "preprocess": dataclasses.asdict(encoder.preprocess), "inputs": tasks_fingerprint(tasks, digests)}
+    splits = _data_stage(store, suite, tasks, key, encoder, progress)
+    digests.flush()
+    return splits, key
+
+
+def _data_stage(
+    store: StageStore, suite: SuiteConfig, tasks: list[Task], key: dict[str, Any], encoder: Encoder,
+    progress: Progress | None,
+) -> Splits:
+    """The decoded splits of the data stage ``key``: read if it is done, else decoded and written."""
     if store.done("data", key):
-        return read_splits(store, key), key
+        return read_splits(store, key)
     indices = task_splits(tasks, suite)  # too few images fails here, before the store is touched
     with store.claim("data", key) as todo:
         if not todo:
-            return read_splits(store, key), key
+            return read_splits(store, key)
         same = suite.protocol == "paper"
         total = sum(len(c) + (0 if same else len(e)) for c, e in indices)
         bar = progress.add_task("decoding images", total=total) if progress is not None else None
@@ -134,7 +148,7 @@ def data_stage(
             (out / "tasks.json").write_text(json.dumps([{"name": t.name, "classes": list(t.class_names)} for t in tasks]))
         if progress is not None:
             progress.update(bar, visible=False)
-    return read_splits(store, key), key
+    return read_splits(store, key)
 
 
 def read_splits(store: StageStore, key: dict[str, Any]) -> Splits:
@@ -177,7 +191,7 @@ def prepare(
     if device.type == "cuda":
         splits = to_device(splits, device)
     theta0 = {k: v.detach().clone() for k, v in encoder.model.state_dict().items()}
-    heads_key = {"encoder": encoder_config, "weights": weights_fingerprint(store, encoder_config, encoder),
+    heads_key = {"encoder": encoder_config, "weights": weights_fingerprint(store, encoder_config, encoder, theta0),
                  "data": config_key(data_key), "alpha": config.ridge_alpha, "precision": config.precision}
     ctx = Context(config, encoder_config, seed, store, device, encoder, theta0, splits, {}, heads_key, {})
     with store.claim("heads", heads_key) as todo:
@@ -214,13 +228,18 @@ def write_heads(ctx: Context) -> None:
         (out / "unpruned.json").write_text(json.dumps(unpruned))
 
 
-def weights_fingerprint(store: StageStore, encoder_config: EncoderConfig, encoder: Encoder) -> list[str]:
+def weights_fingerprint(store: StageStore, encoder_config: EncoderConfig, encoder: Encoder,
+                        state: dict[str, Tensor]) -> list[str]:
     """Content hashes (sha256) of the weights files the encoder read: the configured one, and the one it
-    reports in ``info["weights"]`` (e.g. weights shipped in a package); remembered in the store's memo."""
+    reports in ``info["weights"]`` (e.g. weights shipped in a package), remembered in the store's memo. When
+    it read none (``weights: random``, an encoder built in code), the hash of its built ``state`` instead
+    (``state:<sha256>``): the key then names the very network the heads were fitted on, so a process or
+    a machine whose build differs gets its own key instead of another's heads."""
     named = (encoder_config.weights, encoder.info.get("weights"))
-    files = {Path(p).resolve() for p in named if p and Path(p).is_file()}
-    digests = ContentDigests(store.root / "fingerprints.json")
-    return sorted({digests.sha256(p) for p in files})
+    files = {Path(p).resolve() for p in named if p and str(p) != RANDOM and Path(p).is_file()}
+    if not files:
+        return [f"state:{state_sha256(state)}"]
+    return sorted(set(ContentDigests(store.root / MEMO).many(sorted(files))))
 
 
 def revision(score: str) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""Fingerprint of a suite's tasks for the data stage's key: which files were read, and in what state."""
+"""Fingerprint of a suite's tasks for the data stage's key: which files were read, and what they hold."""
 
 from __future__ import annotations
 
@@ -8,15 +8,17 @@ from pathlib import Path
 
 import numpy as np
 
-from pait.fingerprints import common_base, listing_digest
+from pait.fingerprints import ContentDigests, common_base, listing_digest
 from pait.tasks.base import Task
 from pait.tasks.decode import FileImage
 
 
-def tasks_fingerprint(tasks: list[Task]) -> str:
+def tasks_fingerprint(tasks: list[Task], digests: ContentDigests | None = None) -> str:
     """sha256 over every task's name, classes, labels and image files (in order), its ``recipe`` and
-    ``styles`` where it has them, and over the (relative path, size, mtime_ns) of every file read: the
-    images and each task's ``inputs``.
+    ``styles`` where it has them, and over the (relative path, content sha256) of every file read: the
+    images and each task's ``inputs``. The content hashes come from ``digests``' memo (none: every file
+    is hashed) while a file's size, mtime and ctime are unchanged, so an image rewritten in place (same
+    size, mtime restored) is noticed, and a touched one is not.
 
     Images a plugin holds in memory (sources that are not files) are covered by its code and its
     ``recipe``, not here.
@@ -29,7 +31,7 @@ def tasks_fingerprint(tasks: list[Task]) -> str:
          "images": [p.relative_to(base).as_posix() for p in task_images], **_made(task)}
         for task, task_images in zip(tasks, images)
     ]
-    payload = json.dumps({"tasks": structure, "files": listing_digest(files)}, sort_keys=True)
+    payload = json.dumps({"tasks": structure, "files": listing_digest(files, digests)}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
