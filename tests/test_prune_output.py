@@ -126,3 +126,37 @@ def test_the_new_folder_takes_the_mode_of_a_plain_mkdir(tmp_path):
     finally:
         os.umask(previous)
     assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
+
+
+def test_a_failed_second_rename_puts_the_previous_folder_back(tmp_path, monkeypatch):
+    import errno
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a").write_text("previous")
+    real_rename = os.rename
+
+    def rename(src, dst):
+        if Path(dst) == out and ".pait-new-" in Path(src).name:
+            raise OSError(errno.EIO, "Input/output error")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(OutputError, match="Input/output error"), replace_folder(out, ("a",)) as new:
+        (new / "a").write_text("new")
+    assert contents(out) == {"a": b"previous"} and siblings(out) == []
+
+
+def test_without_file_locks_a_folder_that_may_be_live_is_not_taken_for_a_leftover(tmp_path, monkeypatch):
+    import errno
+
+    import pait.outputs
+
+    def flock(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(pait.outputs.fcntl, "flock", flock)
+    live = tmp_path / ".out.pait-new-live"
+    live.mkdir()
+    clean_leftovers(tmp_path / "out")
+    assert live.is_dir()

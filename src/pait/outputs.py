@@ -117,7 +117,8 @@ def check_output_folder(folder: str | Path, owned: Collection[str], what: str = 
 @contextlib.contextmanager
 def _flock(path: Path, blocking: bool = True) -> Iterator[bool]:
     """Hold an exclusive ``flock`` on the folder ``path``; yields False when ``blocking`` is off and another
-    process holds it. A filesystem without locks yields True unlocked (renames stay atomic)."""
+    process holds it. A filesystem without locks yields ``blocking`` unlocked (renames stay atomic, and a
+    folder that may be live is never taken for a leftover)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         try:
@@ -128,6 +129,8 @@ def _flock(path: Path, blocking: bool = True) -> Iterator[bool]:
         except OSError as err:
             if err.errno not in _NO_LOCKS:
                 raise
+            yield blocking  # unlocked: a blocking caller goes on, a non-blocking one is told it is taken
+            return
         yield True
     finally:
         os.close(fd)  # releases the lock
@@ -184,6 +187,7 @@ def replace_folder(folder: str | Path, owned: Collection[str], what: str = "outp
     except OSError as err:
         raise OutputError(f"cannot write {what} {folder}: {err.strerror or err}") from None
     with hold:
+        aside = None  # the previous folder, once renamed aside
         try:
             mask = os.umask(0o022)
             os.umask(mask)
@@ -194,9 +198,14 @@ def replace_folder(folder: str | Path, owned: Collection[str], what: str = "outp
                 old = parent / f".{real.name}.{OLD}-{secrets.token_hex(4)}"
                 if os.path.lexists(real):
                     os.rename(real, old)
+                    aside = old
                 os.rename(new, real)
+                aside = None
                 shutil.rmtree(old, ignore_errors=True)
         except BaseException as err:
+            if aside is not None and not os.path.lexists(real):
+                with contextlib.suppress(OSError):  # else the next run's clean-up brings it back
+                    os.rename(aside, real)  # the new folder could not go in: the previous one comes back
             shutil.rmtree(new, ignore_errors=True)
             if isinstance(err, OSError):
                 raise OutputError(f"cannot write {what} {folder}: {err.strerror or err}") from None
