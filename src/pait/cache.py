@@ -30,7 +30,7 @@ from typing import Any
 
 from safetensors import SafetensorError
 
-from pait.errors import OutputError
+from pait.errors import OutputError, RunFolderError
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +196,13 @@ def manifest_problem(folder: Path) -> str | None:
         except OSError as err:
             raise OutputError(f"cannot read {path}: {err.strerror or err}") from None
     return None
+
+
+def check_stage(folder: Path) -> None:
+    """For readers of a finished run's stages: a RunFolderError naming ``folder`` unless its manifest verifies."""
+    problem = manifest_problem(folder)
+    if problem is not None:
+        raise RunFolderError(f"the stage {folder} is damaged ({problem}): run the grid again to compute it again")
 
 
 def write_errno(err: BaseException) -> int | None:
