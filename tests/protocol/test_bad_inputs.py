@@ -567,6 +567,17 @@ CASES: dict[str, Case] = {
         str(e.tmp / "w.safetensors")),
     "a stage's lock is a folder": lambda e, m: (
         lock_is_a_folder(e), f"cannot create the lock {e.tmp / 'copy' / 'stages' / 'unit'}"),
+    # --- options of a report.json named by its file and key ---
+    "evaluate report.json score option out of range": lambda e, m: (
+        ["evaluate", "--checkpoint", str(fake_prune_output(e, "good", score="kfac", score_options={"damping": -1})),
+         "--data", str(e.images), "--device", "cpu"],
+        f"{e.tmp / 'pruned' / 'report.json'}: options.score_options: kfac.damping: expected a finite number > 0"),
+    "evaluate report.json calib_per_class 0": lambda e, m: (
+        ["evaluate", "--checkpoint", str(fake_prune_output(e, "good", calib_per_class=0)), "--data", str(e.images),
+         "--device", "cpu"], f"{e.tmp / 'pruned' / 'report.json'}: options.calib_per_class: expected int >= 1, got 0"),
+    "evaluate --calib-per-class 0": lambda e, m: (
+        ["evaluate", "--checkpoint", str(fake_prune_output(e, "good")), "--data", str(e.images), "--device", "cpu",
+         "--calib-per-class", "0"], "--calib-per-class: expected int >= 1, got 0"),
 }
 
 
