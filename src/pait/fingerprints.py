@@ -5,8 +5,8 @@ keeps size, name and, with ``touch -d`` or ``cp -p``, even mtime), remembered in
 (path, size, mtime_ns, ctime_ns) so each file is hashed once while it is unchanged; ``listing_digest``
 hashes the sorted (relative path, content hash) of many files (image folders), so a key follows
 the files' content, not their timestamps: a folder touched, or rewritten in place with the same bytes,
-keeps its keys. ``state_sha256``
-hashes tensors in memory (weights that no file holds, e.g. a random initialisation).
+keeps its keys. ``state_sha256`` hashes tensors in memory (weights that no file holds, e.g. a random
+initialisation).
 """
 
 from __future__ import annotations
