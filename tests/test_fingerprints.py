@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from pait import fingerprints
+from pait.cache import CHUNK
 from pait.fingerprints import ContentDigests, listing_digest, state_sha256
 
 
@@ -30,9 +31,27 @@ def hashed(monkeypatch) -> list:
 
 def test_the_content_hash_is_the_sha256_of_the_bytes(tmp_path):
     path = tmp_path / "w.bin"
-    data = os.urandom(3 * fingerprints.CHUNK + 17)  # several chunks and a remainder
+    data = os.urandom(3 * CHUNK + 17)  # several chunks and a remainder
     path.write_bytes(data)
     assert ContentDigests(tmp_path / "memo.json").sha256(path) == hashlib.sha256(data).hexdigest()
+
+
+def test_an_unreadable_file_has_a_placeholder_digest_and_is_not_remembered(tmp_path, monkeypatch):
+    good, bad = tmp_path / "a.png", tmp_path / "b.png"
+    good.write_bytes(b"abc")
+    bad.write_bytes(b"def")
+    real = fingerprints.file_sha256
+
+    def unreadable(path):
+        if path == bad:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(fingerprints, "file_sha256", unreadable)
+    memo = tmp_path / "memo.json"
+    assert ContentDigests(memo).many([good, bad, tmp_path / "gone.png"]) == [
+        hashlib.sha256(b"abc").hexdigest(), "unreadable:13", "unreadable:2"]
+    assert list(json.loads(memo.read_text())) == [str(good)]
 
 
 def test_a_remembered_hash_is_reused_while_the_file_is_unchanged(tmp_path, hashed):

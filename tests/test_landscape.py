@@ -49,6 +49,23 @@ def test_batched_evaluation_reproduces_the_recorded_metrics(ctx):
     assert torch.equal(ctx.encoder.model[1].running_mean, ctx.theta0["1.running_mean"])  # buffers never move
 
 
+def flip_one_byte(path) -> None:
+    """Change one byte near the end (the tensor data), keeping the size: the file still reads."""
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_unit_weights_overwritten_with_as_many_bytes_are_named(ctx, tmp_path):
+    from pait.errors import RunFolderError
+
+    copy = tmp_path / "unit"
+    shutil.copytree(unit_dir(ctx, "task-0", "tiny-test-snip", 0.6), copy)
+    flip_one_byte(copy / "recovered.safetensors")
+    with pytest.raises(RunFolderError, match=f"the stage {copy} is damaged \\(recovered.safetensors does not hold"):
+        unit_weights(ctx, copy)
+
+
 def test_surface_is_saved_per_row_and_resumes(ctx, tmp_path):
     path = tmp_path / "s.npz"
     seen = []

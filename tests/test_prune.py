@@ -102,6 +102,18 @@ def test_bad_input_gives_a_clear_error(folder, tmp_path, capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
+def test_options_are_named_by_their_flags():
+    from pait.errors import ConfigError
+    from pait.prune.options import PruneOptions
+
+    with pytest.raises(ConfigError, match="^--score-option: expected a mapping"):
+        PruneOptions("x", score_options=[1]).validate()
+    with pytest.raises(ConfigError, match="^--round-to 2 needs --structure"):
+        PruneOptions("x", round_to=2, device="cpu").validate()
+    with pytest.raises(ConfigError, match=r"^r\.json: options\.round_to 2 needs options\.structure"):
+        PruneOptions("x", round_to=2, device="cpu").validate(where="r.json")
+
+
 def test_a_folder_with_one_class_is_rejected(tmp_path, capsys):
     (tmp_path / "data" / "only").mkdir(parents=True)  # the data beside --out (tmp_path/x), not holding it
     Image.new("RGB", (16, 16)).save(tmp_path / "data" / "only" / "a.png")

@@ -64,6 +64,22 @@ def test_transfer_heatmaps_are_the_transfer_matrices(results):
         assert np.isclose(matrix.loc["task-0", "task-2"], sel[stage] - sel["unpruned"])
 
 
+def test_p1_agreement_names_a_mask_overwritten_with_as_many_bytes(tiny_run, tmp_path):
+    import shutil
+
+    from pait.errors import RunFolderError
+
+    shutil.copytree(tiny_run.parent, tmp_path / "copy")
+    run = tmp_path / "copy" / tiny_run.name
+    unit = json.loads((run / "units.json").read_text())[0]["unit_dir"]
+    mask = run / unit / "mask.safetensors"
+    data = bytearray(mask.read_bytes())
+    data[-1] ^= 0xFF  # a keep flag flipped: the file still reads
+    mask.write_bytes(bytes(data))
+    with pytest.raises(RunFolderError, match="mask.safetensors does not hold the bytes written"):
+        mask_agreement(run)
+
+
 def test_p1_agreement_matches_masks_and_scores_on_disk(tiny_run):
     pairs = mask_agreement(tiny_run)
     index = {(u["score"], u["sparsity"], u["source"]): u for u in json.loads((tiny_run / "units.json").read_text())}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import pytest
 
@@ -12,7 +12,11 @@ from pait.cli import MAX_MESSAGE, one_line
 from pait.errors import ConfigError
 from pait.scores import SCORES, check_score_options
 from pait.scores.registry import option_hints, register_score
+from pait.tasks.suites import SUITES, check_suite_options
 from pait.typed import Count, Positive, Range, Seed, brief, check_value, describe
+
+if TYPE_CHECKING:
+    from decimal import Decimal as OnlyWhileTypeChecking
 
 
 @pytest.mark.parametrize("hint, value", [
@@ -106,6 +110,31 @@ def test_good_score_options_pass():
                          "fisher_diag": {"chunk_size": 4, "layerwise": False},
                          "synflow": {"iterations": 3, "double": False, "input_shape": [3, 8, 8]},
                          "random": {"seed": 7}})
+
+
+def _checked_only_by_type_checkers(model, batches, params, scale: OnlyWhileTypeChecking = 1):
+    return {}
+
+
+def test_a_score_annotation_that_does_not_resolve_leaves_its_options_unchecked():
+    name = "unresolved-annotation-probe"
+    if name not in SCORES:
+        register_score(name)(_checked_only_by_type_checkers)
+    assert option_hints(SCORES.get(name)) == {"scale": int}
+    check_score_options({name: {"scale": 2}})
+
+
+def _counted_suite(images: Count = 1) -> list:
+    return []
+
+
+def test_suite_options_are_checked_by_their_ranges():
+    name = "counted-suite-probe"
+    if name not in SUITES:
+        SUITES.register(name)(_counted_suite)
+    check_suite_options(name, {"images": 3})
+    with pytest.raises(ConfigError, match=r"suite.options.images: expected int >= 1, got 0"):
+        check_suite_options(name, {"images": 0})
 
 
 def test_every_registered_score_declares_a_type_for_each_option():

@@ -30,7 +30,7 @@ from typing import Any
 
 from safetensors import SafetensorError
 
-from pait.errors import OutputError
+from pait.errors import OutputError, RunFolderError
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ SCHEMA_VERSION = 3
 WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG}  # "cannot write here"
 MANIFEST = "manifest.json"  # written last into a stage: {"files": {relative path: {"size", "sha256"}}}
 CHUNK = 1 << 20
+MISSING = (FileNotFoundError, NotADirectoryError)  # the only read errors that mean a stage's file is gone
 OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how safetensors' Rust I/O errors end
 _VERIFIED: dict[tuple, str] = {}  # (path, size, mtime_ns, ctime_ns, inode) -> sha256 checked in this process
 
@@ -162,7 +163,8 @@ def write_manifest(folder: Path) -> None:
 
 
 def manifest_problem(folder: Path) -> str | None:
-    """Why the finished stage ``folder`` is not as it was written, or None when its manifest verifies.
+    """Why the finished stage ``folder`` is not as it was written, or None when its manifest verifies; a
+    file that exists but cannot be read (EIO, ESTALE, EACCES) is an OutputError naming it, not damage.
 
     Sizes are checked every time; a file's sha256 once per process while its (size, mtime, ctime, inode)
     stay the same (``_VERIFIED``), so a stage read many times is hashed once.
@@ -170,26 +172,37 @@ def manifest_problem(folder: Path) -> str | None:
     try:
         files = json.loads((folder / MANIFEST).read_text())["files"]
         entries = [(str(rel), int(e["size"]), str(e["sha256"])) for rel, e in files.items()]
-    except FileNotFoundError:
+    except MISSING:
         return f"no {MANIFEST} (written by an older pait, or lost)"
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (IsADirectoryError, ValueError, KeyError, TypeError, AttributeError):
         return f"{MANIFEST} is unreadable"
+    except OSError as err:  # EIO, ESTALE, EACCES: the stage may be intact, so it is not thrown away
+        raise OutputError(f"cannot read {folder / MANIFEST}: {err.strerror or err}") from None
     for rel, size, sha256 in entries:
         path = folder / rel
         try:
             stat = path.stat()
-        except OSError:
+            if not path.is_file():
+                return f"{rel} is not a file"
+            if stat.st_size != size:
+                return f"{rel} holds {stat.st_size} bytes, not {size}"
+            stamp = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+            if _VERIFIED.get(stamp) != sha256:
+                if file_sha256(path) != sha256:
+                    return f"{rel} does not hold the bytes written (sha256 differs)"
+                _VERIFIED[stamp] = sha256
+        except MISSING:
             return f"{rel} is missing"
-        if not path.is_file():
-            return f"{rel} is not a file"
-        if stat.st_size != size:
-            return f"{rel} holds {stat.st_size} bytes, not {size}"
-        stamp = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
-        if _VERIFIED.get(stamp) != sha256:
-            if file_sha256(path) != sha256:
-                return f"{rel} does not hold the bytes written (sha256 differs)"
-            _VERIFIED[stamp] = sha256
+        except OSError as err:
+            raise OutputError(f"cannot read {path}: {err.strerror or err}") from None
     return None
+
+
+def check_stage(folder: Path) -> None:
+    """For readers of a finished run's stages: a RunFolderError naming ``folder`` unless its manifest verifies."""
+    problem = manifest_problem(folder)
+    if problem is not None:
+        raise RunFolderError(f"the stage {folder} is damaged ({problem}): run the grid again to compute it again")
 
 
 def write_errno(err: BaseException) -> int | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import pkgutil
 import re
 import sys
@@ -53,11 +54,24 @@ def one_line(err: BaseException | str, limit: int = MAX_MESSAGE) -> str:
     return text[: limit - tail - len(marker)] + marker + text[-tail:]
 
 
-def _show(caught: list[warnings.WarningMessage]) -> None:
-    """The warnings a command raised, each once, one line each, after the command."""
+class _Held(logging.Handler):
+    """Holds the records of pait's loggers during a command (shown after it, like held warnings)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _show(caught: list[warnings.WarningMessage], held: _Held) -> None:
+    """The log records and warnings a command raised, each once, one line each, after the command."""
     seen = set()
-    for w in caught:
-        line = f"pait: warning: {one_line(str(w.message))} ({w.category.__name__}, {w.filename}:{w.lineno})"
+    lines = [f"pait: warning: {one_line(r.getMessage())}" for r in held.records]
+    lines += [f"pait: warning: {one_line(str(w.message))} ({w.category.__name__}, {w.filename}:{w.lineno})"
+              for w in caught]
+    for line in lines:
         if line not in seen:
             seen.add(line)
             print(line, file=sys.stderr)
@@ -73,22 +87,29 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if overrides:
         args.overrides = [*args.overrides, *overrides]
-    # library warnings are held during the command: after bad input stderr holds the one error line only,
-    # after anything else (success, a bug's traceback, an interruption) they follow, one line each
-    with warnings.catch_warnings(record=True) as caught:  # the filters in force (-W, PYTHONWARNINGS) still apply
-        try:
-            code = int(args._run(args) or 0)
-        except PaitError as err:  # bad input: one line, no traceback; anything else is a bug and shows its traceback
-            print(f"pait: error: {one_line(err)}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            _show(caught)
-            print("pait: interrupted; finished stages are kept and a rerun resumes", file=sys.stderr)
-            return 130
-        except BaseException:
-            _show(caught)
-            raise
-    _show(caught)
+    # library warnings and pait's log records are held during the command: after bad input stderr holds the
+    # one error line only, after anything else (success, a bug's traceback, an interruption) they follow,
+    # one line each (a handler on the "pait" logger also keeps Python's last-resort handler from printing them)
+    held = _Held()
+    logger = logging.getLogger("pait")
+    logger.addHandler(held)
+    try:
+        with warnings.catch_warnings(record=True) as caught:  # the filters in force (-W, PYTHONWARNINGS) still apply
+            try:
+                code = int(args._run(args) or 0)
+            except PaitError as err:  # bad input: one line, no traceback; anything else is a bug: its traceback
+                print(f"pait: error: {one_line(err)}", file=sys.stderr)
+                return 2
+            except KeyboardInterrupt:
+                _show(caught, held)
+                print("pait: interrupted; finished stages are kept and a rerun resumes", file=sys.stderr)
+                return 130
+            except BaseException:
+                _show(caught, held)
+                raise
+    finally:
+        logger.removeHandler(held)
+    _show(caught, held)
     return code
 
 

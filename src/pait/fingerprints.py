@@ -4,8 +4,9 @@
 keeps size, name and, with ``touch -d`` or ``cp -p``, even mtime), remembered in a JSON memo by
 (path, size, mtime_ns, ctime_ns) so each file is hashed once while it is unchanged; ``listing_digest``
 hashes the sorted (relative path, content hash) of many files (image folders), so a key follows
-the files' content, not their timestamps: a touched or copied folder keeps its keys. ``state_sha256``
-hashes tensors in memory (weights that no file holds, e.g. a random initialisation).
+the files' content, not their timestamps: a folder touched, or rewritten in place with the same bytes,
+keeps its keys. ``state_sha256`` hashes tensors in memory (weights that no file holds, e.g. a random
+initialisation).
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from pathlib import Path
 
 import torch
 
-from pait.cache import CHUNK, file_sha256, write_atomic  # noqa: F401  (CHUNK: the size hashed at a time)
+from pait.cache import file_sha256, write_atomic
 from pait.errors import OutputError
 
 SHA256_HEX = 64
+UNREADABLE = "unreadable:"  # the digest of a file that cannot be read, followed by the errno
 
 
 def _stamp(stat: os.stat_result) -> list[int]:
@@ -66,16 +68,19 @@ class ContentDigests:
 
     def many(self, paths: Iterable[Path]) -> list[str]:
         """The content hashes of the resolved ``paths`` (in order): the memo is read once and written once,
-        if at all."""
+        if at all. A file that cannot be read has ``unreadable:<errno>`` (not remembered)."""
         memo = self._read() | self.pending
         digests = []
         for path in paths:
-            stamp = _stamp(path.stat())
-            digest = _remembered(memo.get(str(path)), stamp)
-            if digest is None:
-                digest = file_sha256(path)
-                if _stamp(path.stat()) == stamp:  # not written to while being hashed: remember it
-                    self.pending[str(path)] = memo[str(path)] = {"stamp": stamp, "sha256": digest}
+            try:
+                stamp = _stamp(path.stat())
+                digest = _remembered(memo.get(str(path)), stamp)
+                if digest is None:
+                    digest = file_sha256(path)
+                    if _stamp(path.stat()) == stamp:  # not written to while being hashed: remember it
+                        self.pending[str(path)] = memo[str(path)] = {"stamp": stamp, "sha256": digest}
+            except OSError as err:  # reading it later names the file (or skips it, with skip_bad_images)
+                digest = f"{UNREADABLE}{err.errno}"
             digests.append(digest)
         if not self.deferred:
             self.flush()

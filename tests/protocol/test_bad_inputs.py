@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import json
+import logging
 import os
 import shutil
 import types
@@ -99,6 +100,19 @@ def shared(tmp_path_factory) -> tuple[Path, Path, Path]:
 def env(shared, tmp_path) -> Env:
     out, images, good = shared
     return Env(tmp_path, out, images, good)
+
+
+def real_main(argv: list[str]) -> int:
+    """``main(argv)`` with logging as in the real command: no handler on the root logger. pytest's logging
+    plugin puts its own there for each test's call, which would hide a record that Python's last-resort
+    handler prints to stderr when nothing else handles it."""
+    root = logging.getLogger()
+    saved = root.handlers
+    root.handlers = []
+    try:
+        return main(argv)
+    finally:
+        root.handlers = saved
 
 
 def stage_files(out: Path) -> list[str]:
@@ -553,6 +567,17 @@ CASES: dict[str, Case] = {
         str(e.tmp / "w.safetensors")),
     "a stage's lock is a folder": lambda e, m: (
         lock_is_a_folder(e), f"cannot create the lock {e.tmp / 'copy' / 'stages' / 'unit'}"),
+    # --- options of a report.json named by its file and key ---
+    "evaluate report.json score option out of range": lambda e, m: (
+        ["evaluate", "--checkpoint", str(fake_prune_output(e, "good", score="kfac", score_options={"damping": -1})),
+         "--data", str(e.images), "--device", "cpu"],
+        f"{e.tmp / 'pruned' / 'report.json'}: options.score_options: kfac.damping: expected a finite number > 0"),
+    "evaluate report.json calib_per_class 0": lambda e, m: (
+        ["evaluate", "--checkpoint", str(fake_prune_output(e, "good", calib_per_class=0)), "--data", str(e.images),
+         "--device", "cpu"], f"{e.tmp / 'pruned' / 'report.json'}: options.calib_per_class: expected int >= 1, got 0"),
+    "evaluate --calib-per-class 0": lambda e, m: (
+        ["evaluate", "--checkpoint", str(fake_prune_output(e, "good")), "--data", str(e.images), "--device", "cpu",
+         "--calib-per-class", "0"], "--calib-per-class: expected int >= 1, got 0"),
 }
 
 
@@ -768,7 +793,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_the_cache(env, monkeypatch, cap
     argv, culprit = CASES[case](env, monkeypatch)
     before = stage_files(env.out)
     capsys.readouterr()
-    code = main(argv)
+    code = real_main(argv)
     err = capsys.readouterr().err
     lines = err.splitlines()
     assert code == 2, (code, err)
@@ -884,6 +909,34 @@ def test_library_warnings_are_dropped_before_the_error_line(monkeypatch, capsys)
     monkeypatch.setattr(pait.commands.report, "run", _warn_then(fail))
     assert main(["report", "anything"]) == 2
     assert capsys.readouterr().err == "pait: error: bad input\n"
+
+
+def _log_then(outcome):
+    def command(args):
+        logging.getLogger("pait.cache").warning("a stage %s\nis damaged", "s1")
+        return outcome()
+    return command
+
+
+def test_log_records_follow_a_successful_command_on_one_line(monkeypatch, capsys):
+    import pait.commands.report
+
+    monkeypatch.setattr(pait.commands.report, "run", _log_then(lambda: 0))
+    assert real_main(["report", "anything"]) == 0
+    assert capsys.readouterr().err == "pait: warning: a stage s1 is damaged\n"
+
+
+def test_log_records_are_dropped_before_the_error_line(monkeypatch, capsys):
+    import pait.commands.report
+    from pait.errors import DataError
+
+    def fail():
+        raise DataError("bad input")
+
+    monkeypatch.setattr(pait.commands.report, "run", _log_then(fail))
+    assert real_main(["report", "anything"]) == 2
+    assert capsys.readouterr().err == "pait: error: bad input\n"
+    assert logging.getLogger("pait").handlers == []
 
 
 def test_a_long_message_is_cut_around_a_marker(monkeypatch, capsys):

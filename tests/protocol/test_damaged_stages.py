@@ -138,6 +138,34 @@ def test_each_file_is_hashed_once_per_process_while_unchanged(tmp_path, monkeypa
     assert not store.done("data", {"k": 1})
 
 
+@pytest.mark.parametrize("failing", ["stat", "sha256", "manifest"])
+def test_a_stage_file_that_cannot_be_read_is_an_error_naming_it_and_the_stage_is_kept(tmp_path, monkeypatch, failing):
+    """EIO, ESTALE or EACCES on a file that is there: not a damaged stage to throw away and recompute."""
+    store = StageStore(tmp_path)
+    with store.writing("unit", {"k": 1}) as out:
+        (out / "metrics.json").write_text("{}")
+    folder = store.path("unit", {"k": 1})
+    culprit = folder / (MANIFEST if failing == "manifest" else "metrics.json")
+    pait.cache._VERIFIED.clear()
+    real_stat, real_read, real_sha256 = Path.stat, Path.read_text, pait.cache.file_sha256
+
+    def fail(real, code, when):
+        def call(path, *args, **kwargs):
+            if when and Path(path) == culprit:
+                raise OSError(code, os.strerror(code), str(path))
+            return real(path, *args, **kwargs)
+        return call
+
+    monkeypatch.setattr(Path, "stat", fail(real_stat, errno.ESTALE, failing == "stat"))
+    monkeypatch.setattr(Path, "read_text", fail(real_read, errno.EIO, failing == "manifest"))
+    monkeypatch.setattr(pait.cache, "file_sha256", fail(real_sha256, errno.EACCES, failing == "sha256"))
+    for attempt in (lambda: store.done("unit", {"k": 1}), lambda: store.claim("unit", {"k": 1}).__enter__()):
+        with pytest.raises(OutputError, match=f"cannot read {culprit}: "):
+            attempt()
+    monkeypatch.undo()
+    assert store.done("unit", {"k": 1})
+
+
 def test_a_damaged_stage_that_cannot_be_replaced_is_one_error_naming_it(tmp_path, monkeypatch):
     store = StageStore(tmp_path)
     with store.writing("heads", {"k": 1}) as out:

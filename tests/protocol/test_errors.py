@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fake_imagenet import write_jpeg
 from gridutil import tiny_config, write_config
@@ -62,3 +64,32 @@ def test_corrupt_image_is_named_or_skipped_by_option(tmp_path, capsys, caplog):
     assert err.startswith(f"pait: error: cannot read image {bad}"), err
     assert main(["run", str(path), "suite.options.skip_bad_images=true", *options]) == 0
     assert f"skipping cannot read image {bad}" in caplog.text
+
+
+def test_an_unreadable_image_is_named_or_skipped_by_option(tmp_path, capsys, monkeypatch):
+    """An image that cannot be opened (EACCES) is fingerprinted as unreadable; decoding then names or skips it."""
+    from PIL import Image
+
+    import pait.fingerprints
+
+    for c in "xy":
+        for k in range(3):
+            write_jpeg(tmp_path / "images" / c / f"{k}.jpg", k)
+    bad = (tmp_path / "images" / "y" / "1.jpg").resolve()
+    real_sha256, real_open = pait.fingerprints.file_sha256, Image.open
+
+    def denied(real):
+        def call(path, *args, **kwargs):
+            if Path(path).resolve() == bad:
+                raise PermissionError(13, "Permission denied", str(path))
+            return real(path, *args, **kwargs)
+        return call
+
+    monkeypatch.setattr(pait.fingerprints, "file_sha256", denied(real_sha256))
+    monkeypatch.setattr(Image, "open", denied(real_open))
+    path = write_config(tmp_path / "c.yaml", folder_config(tmp_path / "images"))
+    options = ["--out", str(tmp_path / "out"), "--quiet", "--no-report"]
+    assert main(["run", str(path), *options]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pait: error: cannot read image ") and "1.jpg" in err and "Permission denied" in err, err
+    assert main(["run", str(path), "suite.options.skip_bad_images=true", *options]) == 0

@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
 from gridutil import tiny_config, write_config
+import pytest
 from PIL import Image
+from safetensors.torch import load_file
 
-from pait.cli import main
+from pait.cli import build_parser, main
+from pait.config import load_config
+from pait.configs import config_path
+from pait.grid.validation import validate_config
 
 README = Path(__file__).parents[2] / "README.md"
 
@@ -74,3 +80,50 @@ def test_the_skip_bad_images_override_skips_an_unreadable_image(tmp_path, capsys
     assert main(argv) == 2 and "cannot read image" in capsys.readouterr().err  # without the override
     assert main([*argv, override]) == 0
     assert len(pd.read_parquet(tmp_path / "out" / "tiny" / "results.parquet")) > 0
+
+
+def test_the_nm_example_prunes_two_of_every_four(tmp_path):
+    command = example(r"pait (prune --encoder [^\n]+\\\n[^\n]+--nm 2:4)")
+    words = shlex.split(command.replace("\\\n", " ").split("#")[0])
+    nm = example(r"# or (--nm \d+:\d+)").split()
+    assert nm == ["--nm", "2:4"]
+    options = dict(zip(words[1::2], words[2::2]))
+    assert options.keys() == {"--encoder", "--data", "--score", "--sparsity", "--recovery", "--out"}
+    options.pop("--sparsity")  # --nm stands for it
+    options |= {"--encoder": "tiny_cnn", "--data": str(colour_folder(tmp_path / "images")), "--out": str(tmp_path / "p")}
+    argv = ["prune", *[w for item in options.items() for w in item], *nm, "--calib-per-class", "4",
+            "--eval-per-class", "2", "--device", "cpu"]
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "p" / "report.json").read_text())
+    assert report["options"]["nm"] == "2:4" and report["options"]["score"] == options["--score"]
+    masks = load_file(str(tmp_path / "p" / "mask.safetensors"))
+    pruned = [name for name in masks if name not in report["nm_dense_layers"]]
+    assert pruned
+    for name in pruned:
+        rows = masks[name].reshape(masks[name].shape[0], -1)
+        assert (rows.reshape(rows.shape[0], -1, 4).sum(-1) == 2).all(), name
+
+
+def _setting(config, dotted: str):
+    """The value at ``encoders.0.weights``-style path in a loaded config."""
+    value = config
+    for part in dotted.split("."):
+        value = value[int(part)] if part.isdigit() else value[part] if isinstance(value, dict) else getattr(value, part)
+    return value
+
+
+@pytest.mark.parametrize("pattern", [
+    r"pait (run demo finetune\.epochs=2) ",
+    r"pait (run paper/\S+ encoders\.0\.weights=\S+ suite\.options\.root=\S+)\n",
+    r"pait (run study/\S+ suite\.name=emoji10 suite\.protocol=style-disjoint)\n",
+])
+def test_the_run_examples_load_and_validate_with_their_overrides(pattern):
+    """Parsed as ``pait run`` parses them, loaded and checked as before the grid starts (nothing is computed)."""
+    args, extra = build_parser().parse_known_args(shlex.split(example(pattern)))
+    assert args.command == "run" and extra == []
+    config = load_config(config_path(args.config), args.overrides)
+    validate_config(config)
+    assert args.overrides
+    for item in args.overrides:
+        key, value = item.split("=", 1)
+        assert str(_setting(config, key)) == value, item

@@ -74,11 +74,12 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True)
     check_outside(args.checkpoint, args.data, "--checkpoint")
-    options = prune_options(read_report(args.checkpoint), args.checkpoint)
+    options = dataclasses.replace(prune_options(read_report(args.checkpoint), args.checkpoint), device=args.device)
+    options.validate(where=str(args.checkpoint / REPORT_JSON))  # what the report holds is named by file and key
     overrides = {k: v for k, v in (("calib_per_class", args.calib_per_class), ("eval_per_class", args.eval_per_class))
                  if v is not None}
-    options = dataclasses.replace(options, **overrides, device=args.device)
-    options.validate()
+    options = dataclasses.replace(options, **overrides)
+    options.validate()  # and the flags given here by their names
     device = resolve_device(args.device)
     with console.status("loading the pruned encoder"):
         encoder = build_encoder(options)

@@ -4,7 +4,6 @@ and saved stage outputs only (nothing is recomputed)."""
 from __future__ import annotations
 
 import argparse
-import errno
 
 HELP = "figures and the Markdown/HTML report of a finished run"
 
@@ -14,6 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pait.cache import WRITE_ERRNOS
     from pait.errors import OutputError
     from pait.outputs import check_writable_folder
     from pait.report import build_report
@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         path = build_report(run_dir)
     except OSError as err:  # the storage filled up or turned read-only while drawing
-        if err.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT):
+        if err.errno not in WRITE_ERRNOS:
             raise
         raise OutputError(f"cannot write the report into {err.filename or run_dir}: {err.strerror or err}") from None
     print(f"report: {path}\nhtml: {path.with_suffix('.html')}")

@@ -2,8 +2,9 @@
 scores and the exact global masks at the requested sparsities (safetensors, written atomically).
 
 Outputs in ``--out``: ``scores.safetensors`` (one tensor per prunable weight, keyed by the encoder's
-parameter names; for ``synflow``, whose scores depend on the sparsity, ``scores-<sparsity>.safetensors``)
-and ``mask-<sparsity>.safetensors`` (uint8, 1 = kept), plus a per-layer density table on screen.
+parameter names; for a score computed once per sparsity, ``synflow`` and ``px``,
+``scores-<sparsity>.safetensors``) and ``mask-<sparsity>.safetensors`` (uint8, 1 = kept), plus a
+per-layer density table on screen.
 Decoded images, ridge heads and scores are cached in the same stage cache as ``pait run``.
 """
 

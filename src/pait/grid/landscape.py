@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pait.cache import config_key
+from pait.cache import check_stage, config_key
 from pait.errors import RunFolderError
 from pait.tensorfiles import read_safetensors
 from pait.report.surface import Surface
@@ -106,9 +106,10 @@ def unit_weights(ctx: Context, directory: Path) -> UnitWeights:
         raise RunFolderError(f"{weights} is missing: run the grid with save_weights: true to keep re-trained weights")
     names = moved_parameter_names(ctx)
     mask = {k: v.bool() for k, v in read_safetensors(directory / "mask.safetensors").items()}  # damaged: one line
+    recovered = read_safetensors(weights)
+    check_stage(directory)  # a file overwritten with as many bytes still reads
     pruned = {n: ctx.theta0[n] * mask[n].to(ctx.theta0[n].device) if n in mask else ctx.theta0[n] for n in names}
-    return UnitWeights(names, flatten(ctx.theta0, names), flatten(pruned, names),
-                       flatten(read_safetensors(weights), names))
+    return UnitWeights(names, flatten(ctx.theta0, names), flatten(pruned, names), flatten(recovered, names))
 
 
 @torch.no_grad()

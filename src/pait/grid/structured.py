@@ -97,8 +97,9 @@ def write_group_scores(ctx: Context, key: dict[str, Any], source: str, score: st
 
 
 def channels_unit_key(ctx: Context, source: str, score: str, ratio: float, recovery: str) -> dict[str, Any]:
-    """Key of a channel-pruning unit: a unit's base key plus the structure (and ``round_to`` when set, so keys
-    from before the field existed still hold); the weight-pruning recoveries' revisions are not part of it."""
+    """Key of a channel-pruning unit: a unit's base key plus the structure (and ``round_to`` only when set, so
+    keys of runs without it, under the current schema, do not change); the weight-pruning recoveries'
+    revisions are not part of it."""
     rounding = {"round_to": ctx.config.round_to} if ctx.config.round_to != 1 else {}
     return {**base_unit_key(ctx, source, score, ratio, recovery), "structure": CHANNELS, **rounding, **tp_revision(score)}
 

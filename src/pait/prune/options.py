@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -25,6 +25,12 @@ STRUCTURED_SCORES = ("magnitude", "fisher_diag", "kfac", "taylor", "hessian")  #
 STRUCTURED_RECOVERIES = ("none", "bn", "sgd", "sequential")
 MAX_INPUT_SIZE = 1024  # pixels, for `pait prune` and the grid: --input-size 100000 asked for 133 GB at once
 InputSize = Annotated[int, Range(ge=1, le=MAX_INPUT_SIZE)]
+FLAGS = {"score_options": "--score-option"}  # the fields whose flag is not --<field with dashes>
+
+
+def flag(field_name: str) -> str:
+    """The ``pait prune`` flag that sets the PruneOptions field ``field_name``."""
+    return FLAGS.get(field_name, f"--{field_name.replace('_', '-')}")
 
 
 @dataclass(frozen=True)
@@ -52,10 +58,21 @@ class PruneOptions:
     ratio: float | None = None  # fraction of prunable channels (and heads) removed by structured pruning
     round_to: int = 1  # structured: every pruned channel group keeps a multiple of this many channels (or all)
 
-    def validate(self) -> None:
+    def validate(self, where: str | None = None) -> None:
         """Raise a ConfigError naming the first bad option: a value of the wrong type, a count, rate, seed,
         damping or input size out of range, an unknown score, score option or recovery, a bad sparsity or
-        N:M pattern, a device this machine lacks. Structured and unstructured pruning check the same."""
+        N:M pattern, a device this machine lacks. Structured and unstructured pruning check the same.
+        Options are named by their ``pait prune`` flags, or, for options read from the file ``where`` (a
+        report.json), by that file and their keys there (``options.score_options``)."""
+        if where is None:
+            self._validate(flag)
+            return
+        try:
+            self._validate(lambda name: f"options.{name}")
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
+
+    def _validate(self, name: Callable[[str], str]) -> None:
         from pait.device import resolve_device
         from pait.masks import check_sparsity
         from pait.prune.nm import parse_nm
@@ -63,18 +80,19 @@ class PruneOptions:
 
         hints = typing.get_type_hints(PruneOptions, include_extras=True)
         for f in dataclasses.fields(self):
-            check_value(hints[f.name], getattr(self, f.name), f"--{f.name.replace('_', '-')}")
+            check_value(hints[f.name], getattr(self, f.name), name(f.name))
         if self.recovery == "sgd" and self.retrain_epochs < 1:
-            raise ConfigError("sgd recovery needs at least 1 re-training epoch")
+            raise ConfigError(f"sgd recovery needs at least 1 re-training epoch ({name('retrain_epochs')})")
         if self.structure is not None or self.ratio is not None:
-            self._validate_structured()
+            self._validate_structured(name)
             resolve_device(self.device)
             return
         if self.round_to != 1:
-            raise ConfigError(f"--round-to {self.round_to} needs --structure ({', '.join(STRUCTURES)}) and --ratio")
+            raise ConfigError(f"{name('round_to')} {self.round_to} needs {name('structure')} ({', '.join(STRUCTURES)}) "
+                              f"and {name('ratio')}")
         if self.score not in SCORES:
             raise ConfigError(f"unknown score {self.score!r}; choose one of {', '.join(SCORES)}")
-        check_score_options({self.score: self.score_options}, where="--score-option")
+        check_score_options({self.score: self.score_options}, where=name("score_options"))
         if self.recovery not in RECOVERIES:
             raise ConfigError(f"unknown recovery {self.recovery!r}; choose one of {', '.join(RECOVERIES)}")
         if (self.sparsity is None) == (self.nm is None):
@@ -85,23 +103,24 @@ class PruneOptions:
             check_sparsity(self.sparsity)
         resolve_device(self.device)
 
-    def _validate_structured(self) -> None:
+    def _validate_structured(self, name: Callable[[str], str]) -> None:
         if self.structure is None:
-            raise ConfigError(f"--ratio {self.ratio} needs --structure ({', '.join(STRUCTURES)}); "
-                              "use --sparsity for unstructured pruning")
+            raise ConfigError(f"{name('ratio')} {self.ratio} needs {name('structure')} ({', '.join(STRUCTURES)}); "
+                              f"use {name('sparsity')} for unstructured pruning")
         if self.structure not in STRUCTURES:
             raise ConfigError(f"unknown structure {self.structure!r}; choose one of {', '.join(STRUCTURES)}")
         if self.ratio is None:
-            raise ConfigError(f"--structure {self.structure} needs --ratio R, the fraction of channels removed, in [0, 1)")
-        check_ratio(self.ratio)
+            raise ConfigError(f"{name('structure')} {self.structure} needs {name('ratio')} R, the fraction of channels "
+                              "removed, in [0, 1)")
+        check_ratio(self.ratio, name("ratio"))
         if isinstance(self.round_to, bool) or not isinstance(self.round_to, int) or self.round_to < 1:
-            raise ConfigError(f"--round-to must be an integer >= 1, got {self.round_to!r}")
+            raise ConfigError(f"{name('round_to')} must be an integer >= 1, got {self.round_to!r}")
         if self.score not in STRUCTURED_SCORES:
             raise ConfigError(f"unknown structured score {self.score!r}; choose one of {', '.join(STRUCTURED_SCORES)}")
         if self.recovery not in STRUCTURED_RECOVERIES:
             raise ConfigError(f"unknown structured recovery {self.recovery!r}; choose one of "
                               f"{', '.join(STRUCTURED_RECOVERIES)}")
-        check_group_score_options({self.score: self.score_options}, where="--score-option")
+        check_group_score_options({self.score: self.score_options}, where=name("score_options"))
 
     def finetune_config(self) -> FinetuneConfig:
         """The demo's short schedule: SGD momentum 0.9, lr x0.1 for the last quarter of the epochs."""
@@ -120,8 +139,8 @@ def check_group_score_options(score_options: Mapping[str, Any], where: str = "sc
     check_score_options({k: v for k, v in score_options.items() if k in SCORES or k not in STRUCTURED_SCORES}, where)
 
 
-def check_ratio(ratio: float) -> float:
-    """A structured ``ratio`` as a float in [0, 1), or a ConfigError naming it."""
+def check_ratio(ratio: float, where: str = "--ratio") -> float:
+    """A structured ``ratio`` as a float in [0, 1), or a ConfigError naming it (as ``where``)."""
     if not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
-        raise ConfigError(f"--ratio must lie in [0, 1), got {ratio!r}")
+        raise ConfigError(f"{where} must lie in [0, 1), got {ratio!r}")
     return float(ratio)

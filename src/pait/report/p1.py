@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from pait.cache import check_stage  # noqa: E402
 from pait.report.run_folder import read_json  # noqa: E402
 from pait.report.savefig import save_figure  # noqa: E402
 from pait.tensorfiles import read_safetensors  # noqa: E402
@@ -28,6 +29,7 @@ P1_COLUMNS = ["encoder", "score", "sparsity", "source_a", "source_b", "iou", "io
 
 def _flat(path: Path) -> np.ndarray:
     tensors = read_safetensors(path)  # a damaged or missing stage file is named in one line
+    check_stage(path.parent)  # a file overwritten with as many bytes still reads
     return np.concatenate([tensors[k].reshape(-1).numpy() for k in sorted(tensors)])
 
 

@@ -45,7 +45,10 @@ def keyword_options(fn: ScoreFn) -> tuple[str, ...] | None:
 def option_hints(fn: ScoreFn) -> dict[str, Any]:
     """The type hint of each keyword option of ``fn`` (ranges included): its annotation, else the type of
     its default (``Any`` when it has neither); ``seed`` is always a :data:`pait.typed.Seed`."""
-    hints = typing.get_type_hints(fn, include_extras=True)
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except (NameError, TypeError):  # a plugin's annotation that does not resolve: its options go unchecked
+        hints = {}
     out = {}
     for p in list(inspect.signature(fn).parameters.values())[3:]:
         if p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):

@@ -39,7 +39,7 @@ def check_suite_options(name: str, options: Mapping[str, Any], where: str = "sui
             raise ConfigError(f"suite {name!r}: unknown option(s) {', '.join(unknown)}; "
                               f"its options: {', '.join([*accepted, SKIP_BAD])}")
     try:
-        hints = typing.get_type_hints(builder)
+        hints = typing.get_type_hints(builder, include_extras=True)  # ranges (Annotated) are checked too
     except (NameError, TypeError):  # a plugin's annotation that does not resolve: its options go unchecked
         hints = {}
     for key, value in options.items():
