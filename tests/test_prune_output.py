@@ -17,7 +17,8 @@ from prune_child import argv
 import pait.prune.report
 from pait.cli import main
 from pait.errors import OutputError
-from pait.outputs import _flock, clean_leftovers, replace_folder
+from pait.locks import file_lock
+from pait.outputs import clean_leftovers, replace_folder
 
 UNSTRUCTURED = {"pruned.safetensors", "mask.safetensors", "report.json", "report.md"}
 
@@ -102,7 +103,7 @@ def test_a_folder_another_run_is_filling_is_not_taken_for_a_leftover(tmp_path):
     out = tmp_path / "out"
     live = tmp_path / ".out.pait-new-live"
     live.mkdir()
-    with _flock(live):
+    with file_lock(live, folder=True):
         clean_leftovers(out)
         assert live.is_dir()
     clean_leftovers(out)
@@ -150,12 +151,12 @@ def test_a_failed_second_rename_puts_the_previous_folder_back(tmp_path, monkeypa
 def test_without_file_locks_a_folder_that_may_be_live_is_not_taken_for_a_leftover(tmp_path, monkeypatch):
     import errno
 
-    import pait.outputs
+    import pait.locks
 
     def flock(fd, operation):
         raise OSError(errno.ENOLCK, "No locks available")
 
-    monkeypatch.setattr(pait.outputs.fcntl, "flock", flock)
+    monkeypatch.setattr(pait.locks.fcntl, "flock", flock)
     live = tmp_path / ".out.pait-new-live"
     live.mkdir()
     clean_leftovers(tmp_path / "out")

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import fcntl
-import functools
 import hashlib
 import json
 import logging
@@ -31,11 +29,11 @@ from typing import Any
 from safetensors import SafetensorError
 
 from pait.errors import OutputError, RunFolderError
+from pait.locks import file_lock
 
 log = logging.getLogger(__name__)
 
 KEY_LENGTH = 20
-NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)  # flock unsupported here
 # 2: keys fingerprint the input files (weights content, image listings);
 # 3: image listings by content hash (not mtime), random weights by their built content, stages carry a manifest
 SCHEMA_VERSION = 3
@@ -111,47 +109,6 @@ def write_if_changed(path: Path, data: bytes) -> None:
     except OSError:
         pass
     write_atomic(path, data)
-
-
-@contextmanager
-def file_lock(path: Path, blocking: bool = True) -> Iterator[bool]:
-    """Hold an exclusive ``flock`` on ``path`` (created if needed); yields False when ``blocking`` is
-    off and another process holds it. The kernel releases the lock when its holder dies.
-
-    On a filesystem without locks (some FUSE mounts) it yields ``blocking`` without a lock: a
-    blocking caller goes on unlocked (duplicate work stays safe through atomic renames), a
-    non-blocking one is told the lock is taken (so nothing that may be live is removed). A lock that
-    cannot be created is an OutputError naming it.
-    """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)  # flock needs no write access: colleagues can lock too
-    except OSError as err:  # a file where a folder belongs, read-only storage
-        raise OutputError(f"cannot create the lock {path}: {err.strerror or err}") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        except OSError as err:
-            if err.errno not in NO_LOCKS:
-                raise
-            _warn_no_locks(os.fstat(fd).st_dev, str(err))
-            yield blocking
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
-@functools.cache
-def _warn_no_locks(device: int, error: str) -> None:
-    """Warn once per filesystem that its stages are computed without locks."""
-    log.warning("the stage cache's filesystem has no file locks (%s): two runs may compute a stage twice", error)
 
 
 def write_manifest(folder: Path) -> None:

@@ -15,8 +15,6 @@ folder being filled holds a lock on itself, so a concurrent run's folder is neve
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import glob
 import os
 import secrets
@@ -27,10 +25,10 @@ from os import fsdecode, fsencode
 from pathlib import Path
 
 from pait.errors import OutputError
+from pait.locks import file_lock
 
 NEW, OLD = "pait-new", "pait-old"
 PROBE_PREFIX = ".pait-probe-"
-_NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)  # flock unsupported on this filesystem
 
 
 def check_utf8(path: str | Path, what: str) -> None:
@@ -114,28 +112,6 @@ def check_output_folder(folder: str | Path, owned: Collection[str], what: str = 
     return folder
 
 
-@contextlib.contextmanager
-def _flock(path: Path, blocking: bool = True) -> Iterator[bool]:
-    """Hold an exclusive ``flock`` on the folder ``path``; yields False when ``blocking`` is off and another
-    process holds it. A filesystem without locks yields ``blocking`` unlocked (renames stay atomic, and a
-    folder that may be live is never taken for a leftover)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        except OSError as err:
-            if err.errno not in _NO_LOCKS:
-                raise
-            yield blocking  # unlocked: a blocking caller goes on, a non-blocking one is told it is taken
-            return
-        yield True
-    finally:
-        os.close(fd)  # releases the lock
-
-
 def _siblings(folder: Path, kind: str) -> list[Path]:
     return sorted(folder.parent.glob(f".{glob.escape(folder.name)}.{kind}-*"))
 
@@ -153,7 +129,7 @@ def _clean_locked(folder: Path) -> list[Path]:
     for new in _siblings(folder, NEW):
         if not new.is_dir():
             continue
-        with _flock(new, blocking=False) as free:
+        with file_lock(new, blocking=False, folder=True) as free:
             if free:  # no live run is filling it
                 shutil.rmtree(new, ignore_errors=True)
                 touched.append(new)
@@ -166,7 +142,7 @@ def clean_leftovers(folder: str | Path) -> list[Path]:
     folder = _real(folder, "output folder")
     if not folder.parent.is_dir():
         return []
-    with _flock(folder.parent):
+    with file_lock(folder.parent, folder=True):
         return _clean_locked(folder)
 
 
@@ -179,11 +155,11 @@ def replace_folder(folder: str | Path, owned: Collection[str], what: str = "outp
     parent = real.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        with _flock(parent):
+        with file_lock(parent, folder=True):
             _clean_locked(real)
             new = Path(tempfile.mkdtemp(dir=parent, prefix=f".{real.name}.{NEW}-"))
             hold = contextlib.ExitStack()
-            hold.enter_context(_flock(new))  # held while it is filled: no clean-up takes it for a leftover
+            hold.enter_context(file_lock(new, folder=True))  # held while it is filled: no clean-up takes it for a leftover
     except OSError as err:
         raise OutputError(f"cannot write {what} {folder}: {err.strerror or err}") from None
     with hold:
@@ -193,7 +169,7 @@ def replace_folder(folder: str | Path, owned: Collection[str], what: str = "outp
             os.umask(mask)
             new.chmod(0o777 & ~mask)  # mkdtemp makes it private; an output folder is shared like any other
             yield new
-            with _flock(parent):
+            with file_lock(parent, folder=True):
                 check_replaceable(real, owned, what)
                 old = parent / f".{real.name}.{OLD}-{secrets.token_hex(4)}"
                 if os.path.lexists(real):
