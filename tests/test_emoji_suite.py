@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -265,3 +266,23 @@ def test_the_example_grid_shows_every_style_and_two_classes_of_each_task(sets):
     tiles = [image[i * TILE:(i + 1) * TILE, j * TILE:(j + 1) * TILE] for i in range(2) for j in range(4)]
     assert all(t.std() > 0 for t in tiles) and len({t.tobytes() for t in tiles}) == 8
 
+
+def test_an_example_figure_that_cannot_be_rendered_is_left_out_with_a_warning(tmp_path, monkeypatch, caplog):
+    from pait.report.document import Figure, Text, to_markdown
+    from pait.report.examples import example_blocks
+
+    root = write_sets(tmp_path / "sets", ("noto", "fluent-flat"))
+    suite = {"name": "emoji10", "options": {"root": str(root), "per_style": 1, "size": 16, "tasks": ["food"],
+                                            "skip_bad_images": True}}  # load_suite takes the decoding option itself
+    monkeypatch.setitem(sys.modules, "resvg_py", None)  # the rasteriser is missing: a DataError
+    with caplog.at_level(logging.WARNING, logger="pait"):
+        blocks = example_blocks(suite, tmp_path / "figures")
+    assert len(blocks) == 1 and isinstance(blocks[0], Text)
+    assert "are left out" in blocks[0].text and "resvg_py" in blocks[0].text
+    assert "left out" in to_markdown(blocks) and not (tmp_path / "figures" / "examples.png").exists()
+    assert any(r.levelno == logging.WARNING and "example images of suite emoji10 left out" in r.getMessage()
+               for r in caplog.records)
+    monkeypatch.undo()  # the rasteriser as it was
+    pytest.importorskip("resvg_py")
+    drawn = example_blocks(suite, tmp_path / "figures")  # with the rasteriser the figure is drawn
+    assert len(drawn) == 1 and isinstance(drawn[0], Figure) and (tmp_path / "figures" / "examples.png").exists()
