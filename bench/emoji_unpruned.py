@@ -94,6 +94,9 @@ def table() -> str:
         cells = []
         for r, p in columns:
             rows = [row for row in r["rows"] if (row["protocol"], row["task"]) == (p, task)]
+            if not rows:  # a run stopped before this task
+                cells.append("not measured")
+                continue
             ci = mean_ci([row["accuracy"] for row in rows])
             if p == "heldout":
                 cells.append(f"{ci.mean:.3f} [{ci.low:.3f}, {ci.high:.3f}]")
@@ -105,8 +108,9 @@ def table() -> str:
     for r in results:
         means = {d: np.mean([row["accuracy"] for row in r["rows"] if row["held_out_design"] == d]) for d in designs}
         heldout = np.mean([row["accuracy"] for row in r["rows"] if row["protocol"] == "heldout"])
-        lines.append(f"- {r['encoder']}: mean over tasks, heldout {heldout:.3f}; style-disjoint by held-out design "
-                     + ", ".join(f"{d} {m:.3f}" for d, m in means.items()))
+        done = len({row["task"] for row in r["rows"]})
+        lines.append(f"- {r['encoder']}: mean over its {done} measured task(s) of {len(tasks)}, heldout {heldout:.3f}; "
+                     "style-disjoint by held-out design " + ", ".join(f"{d} {m:.3f}" for d, m in means.items()))
     return "\n".join(lines)
 
 
