@@ -3,9 +3,11 @@ definition, the seeded renderer, the style-disjoint split, missing sets, keys, a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ from PIL import Image
 
 from pait.errors import DataError
 from pait.tasks import load_suite, split_indices
-from pait.tasks.base import held_out_style
+from pait.tasks.base import Task, held_out_design
 from pait.tasks.emoji import emoji10_definition
 from pait.tasks.emoji_sets import STYLES
 from pait.tasks.fingerprint import tasks_fingerprint
@@ -116,20 +118,54 @@ def test_svg_styles_are_rasterised(tmp_path):
     assert image.shape == (32, 32, 3) and image.std() > 0
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_the_style_disjoint_split_never_puts_one_style_on_both_sides(tmp_path, seed):
-    root = write_sets(tmp_path / "sets", ("noto", "twemoji", "fluent-flat"))
-    tasks = load_suite("emoji10", root=str(root), per_style=8, tasks=["birds", "clothing"])
+def test_each_style_names_its_design_and_the_fluent_renditions_share_one():
+    designs = {s.name: s.design for s in STYLES}
+    assert designs == {"noto": "noto", "twemoji": "twemoji", "fluent-color": "fluent", "fluent-flat": "fluent"}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_style_disjoint_split_holds_out_a_whole_design(seed):
+    names, designs = ("a-1", "b", "a-2", "c"), ("a", "b", "a", "c")  # a-1 and a-2: two styles of one design
+    labels = np.repeat(np.arange(3), 4 * 6)
+    styles = np.tile(np.repeat(np.arange(4), 6), 3)
+    calib, evaluation = split_indices(labels, "style-disjoint", 4, 3, seed, None, styles, names, designs)
+    held = held_out_design(designs, seed)
+    assert held == ("a", "b", "c")[seed % 3]  # designs in order of first appearance, rotated by the seed
+    assert {designs[s] for s in styles[evaluation]} == {held}
+    assert held not in {designs[s] for s in styles[calib]}  # never a twin style of the held-out one
+    if held == "a":  # both styles of the design are evaluated on, neither calibrates
+        assert set(styles[evaluation]) <= {0, 2} and not {0, 2} & set(styles[calib])
+    assert np.bincount(labels[calib]).tolist() == [4] * 3 and np.bincount(labels[evaluation]).tolist() == [3] * 3
+    assert not set(calib) & set(evaluation)
+    alone = split_indices(labels, "style-disjoint", 4, 3, seed, None, styles, names)  # no designs: each style its own
+    assert len(set(styles[alone[1]])) == 1 and names[styles[alone[1]][0]] == held_out_design(names, seed)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_style_disjoint_split_of_the_suite_never_straddles_a_design(tmp_path, seed):
+    root = write_sets(tmp_path / "sets", ("noto", "twemoji", "fluent-color", "fluent-flat"))
+    tasks = load_suite("emoji10", root=str(root), per_style=8, size=24, tasks=["birds", "clothing"])
     for task in tasks:
+        assert task.designs == ("noto", "twemoji", "fluent", "fluent")
         calib, evaluation = split_indices(task.labels, "style-disjoint", 5, 4, seed, task.class_names,
-                                          task.styles, task.style_names)
-        held = task.style_names.index(held_out_style(task.style_names, seed))
-        assert set(task.styles[evaluation]) == {held} and held not in set(task.styles[calib])
+                                          task.styles, task.style_names, task.style_designs)
+        held = held_out_design(task.designs, seed)
+        eval_designs = {task.designs[s] for s in task.styles[evaluation]}
+        calib_designs = {task.designs[s] for s in task.styles[calib]}
+        assert eval_designs == {held} and held not in calib_designs and len(calib_designs) == 2
+        if held == "fluent":
+            assert not {task.style_names[s] for s in task.styles[calib]} & {"fluent-color", "fluent-flat"}
         assert not set(calib) & set(evaluation)
         assert np.bincount(task.labels[calib]).tolist() == [5] * task.num_classes
         assert np.bincount(task.labels[evaluation]).tolist() == [4] * task.num_classes
-    helds = {held_out_style(tasks[0].style_names, s) for s in range(3)}
-    assert helds == {"noto", "twemoji", "fluent-flat"}  # the seed rotates the held-out style
+    helds = [held_out_design(tasks[0].designs, s) for s in range(3)]
+    assert helds == ["noto", "twemoji", "fluent"]  # 3 seeds hold out each design once
+
+
+def test_a_task_needs_one_design_per_style():
+    with pytest.raises(DataError, match="1 style designs for 2 style names"):
+        Task("t", ("x", "y"), [lambda: None] * 2, np.array([0, 1]), styles=np.array([0, 1]),
+             style_names=("p", "q"), style_designs=("d",))
 
 
 def test_style_disjoint_needs_two_styles_and_enough_images(tmp_path):
@@ -137,6 +173,11 @@ def test_style_disjoint_needs_two_styles_and_enough_images(tmp_path):
     task = load_suite("emoji10", root=str(root), per_style=4, tasks=["food"])[0]
     with pytest.raises(DataError, match="at least 2 styles"):
         split_indices(task.labels, "style-disjoint", 2, 2, 0, task.class_names, task.styles, task.style_names)
+    root = write_sets(tmp_path / "fluent", ("fluent-color", "fluent-flat"))
+    task = load_suite("emoji10", root=str(root), per_style=2, size=24, tasks=["food"])[0]
+    with pytest.raises(DataError, match="at least 2 styles of different designs; .*fluent-color, fluent-flat"):
+        split_indices(task.labels, "style-disjoint", 1, 1, 0, task.class_names, task.styles, task.style_names,
+                      task.style_designs)  # two styles, one design: nothing is left to calibrate on
     root = write_sets(tmp_path / "two")
     task = load_suite("emoji10", root=str(root), per_style=4, tasks=["food"])[0]
     with pytest.raises(DataError, match="needs 5"):
@@ -159,6 +200,9 @@ def test_the_fingerprint_covers_the_set_files_and_the_recipe(sets):
     assert tasks_fingerprint(tasks) == key  # a touch alone keeps the key: listings are keyed by content
     path.write_bytes(path.read_bytes() + b" ")
     assert tasks_fingerprint(tasks) != key  # a changed emoji file changes the data stage's key
+    changed = tasks_fingerprint(tasks)
+    regrouped = [dataclasses.replace(t, style_designs=("one", "one")) for t in tasks]
+    assert tasks_fingerprint(regrouped) != changed  # the styles' designs decide the style-disjoint split
 
 
 def _run_config(root: Path, protocol: str) -> dict:
@@ -192,7 +236,7 @@ def test_pait_run_on_the_suite_with_the_local_executor(sets, tmp_path, plugin_pa
     assert table.accuracy.between(0, 1).all()
     if report:
         text = (run / "report.md").read_text()
-        assert "figures/examples.png" in text and "style held out" in text
+        assert "figures/examples.png" in text and "design held out from calibration with all its styles" in text
         assert Image.open(run / "figures" / "examples.png").size[0] > 200
 
 
@@ -221,3 +265,24 @@ def test_the_example_grid_shows_every_style_and_two_classes_of_each_task(sets):
     assert image.shape == (2 * TILE, 4 * TILE, 3)
     tiles = [image[i * TILE:(i + 1) * TILE, j * TILE:(j + 1) * TILE] for i in range(2) for j in range(4)]
     assert all(t.std() > 0 for t in tiles) and len({t.tobytes() for t in tiles}) == 8
+
+
+def test_an_example_figure_that_cannot_be_rendered_is_left_out_with_a_warning(tmp_path, monkeypatch, caplog):
+    from pait.report.document import Figure, Text, to_markdown
+    from pait.report.examples import example_blocks
+
+    root = write_sets(tmp_path / "sets", ("noto", "fluent-flat"))
+    suite = {"name": "emoji10", "options": {"root": str(root), "per_style": 1, "size": 16, "tasks": ["food"],
+                                            "skip_bad_images": True}}  # load_suite takes the decoding option itself
+    monkeypatch.setitem(sys.modules, "resvg_py", None)  # the rasteriser is missing: a DataError
+    with caplog.at_level(logging.WARNING, logger="pait"):
+        blocks = example_blocks(suite, tmp_path / "figures")
+    assert len(blocks) == 1 and isinstance(blocks[0], Text)
+    assert "are left out" in blocks[0].text and "resvg_py" in blocks[0].text
+    assert "left out" in to_markdown(blocks) and not (tmp_path / "figures" / "examples.png").exists()
+    assert any(r.levelno == logging.WARNING and "example images of suite emoji10 left out" in r.getMessage()
+               for r in caplog.records)
+    monkeypatch.undo()  # the rasteriser as it was
+    pytest.importorskip("resvg_py")
+    drawn = example_blocks(suite, tmp_path / "figures")  # with the rasteriser the figure is drawn
+    assert len(drawn) == 1 and isinstance(drawn[0], Figure) and (tmp_path / "figures" / "examples.png").exists()

@@ -96,7 +96,8 @@ def task_splits(tasks: list[Task], suite: SuiteConfig) -> list[tuple[np.ndarray,
     for task in tasks:
         try:
             splits.append(split_indices(task.labels, suite.protocol, suite.calib_per_class, suite.eval_per_class,
-                                        suite.split_seed, task.class_names, task.styles, task.style_names))
+                                        suite.split_seed, task.class_names, task.styles, task.style_names,
+                                        task.style_designs))
         except DataError as err:
             raise DataError(f"task {task.name!r}: {err}") from None
     return splits

@@ -69,8 +69,8 @@ def what_is_cut(config: dict) -> str:
 def setup_blocks(config: dict, results: pd.DataFrame) -> list[Block]:
     ft, suite = config["finetune"], config["suite"]
     encoders = ", ".join(f"{e['name']} ({e.get('input_size') or 'native'} px)" for e in config["encoders"])
-    same = {"paper": "the same images", "style-disjoint": "disjoint images in a style held out from calibration, "
-            "chosen by the seed"}.get(suite["protocol"], "disjoint images")
+    same = {"paper": "the same images", "style-disjoint": "disjoint images in a design held out from "
+            "calibration with all its styles, chosen by the seed"}.get(suite["protocol"], "disjoint images")
     return [Heading("Setup"), Bullets([
         f"Encoders: {encoders}.",
         f"Suite `{suite['name']}`, protocol `{suite['protocol']}`: {suite['calib_per_class']} calibration images per "

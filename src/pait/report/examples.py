@@ -3,6 +3,7 @@ every task as columns, so a reader of the report sees what the tasks are."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -10,9 +11,11 @@ import numpy as np
 from PIL import Image
 
 from pait.errors import PaitError
-from pait.report.document import Block, Figure
+from pait.report.document import Block, Figure, Text
 from pait.report.savefig import save_figure
 from pait.tasks import Task, load_suite
+
+log = logging.getLogger(__name__)
 
 TILE = 64  # px of one example
 
@@ -46,15 +49,22 @@ def plot_examples(tasks: list[Task], path: Path) -> Path:
 
 
 def example_blocks(suite: dict, figures: Path) -> list[Block]:
-    """A figure of example images when the run's suite loads here and its images have styles, else nothing."""
-    options = {k: v for k, v in suite.get("options", {}).items() if k != "skip_bad_images"}
+    """A figure of example images when the run's suite loads here and its images have styles, else nothing.
+
+    The figure is decorative: an image that cannot be rendered (a missing rasteriser, a damaged set file)
+    leaves it out, with a logged warning and a sentence in the report, rather than failing the report."""
     try:
-        tasks = load_suite(suite["name"], **options)
+        tasks = load_suite(suite["name"], **suite.get("options", {}))
     except PaitError:
         return []
     if not tasks or any(t.styles is None for t in tasks):
         return []
-    path = plot_examples(tasks, figures / "examples.png")
+    try:
+        path = plot_examples(tasks, figures / "examples.png")
+    except PaitError as err:
+        log.warning("report: example images of suite %s left out: %s", suite["name"], err)
+        return [Text(f"Example images of suite `{suite['name']}` are left out: they could not be rendered "
+                      f"here ({err}).")]
     return [Figure(f"figures/{path.name}", f"Example images of suite `{suite['name']}`: one row per style, the first "
                    "two classes of each task; each class's images vary in background, size, position, rotation, "
                    "blur and JPEG quality.")]

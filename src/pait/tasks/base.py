@@ -24,7 +24,9 @@ class Task:
     list, data shipped in a package), so that stage keys can fingerprint them. ``recipe`` describes how
     images made in memory are made (a renderer's version and parameters), also for stage keys.
     ``styles`` (optional, one index into ``style_names`` per image) says which drawing style each image
-    is in, for the style-disjoint protocol; ``domain`` groups tasks for near and far transfer.
+    is in, for the style-disjoint protocol, and ``style_designs`` (optional, one per style name) the
+    design each style renders: styles of one design are held out together (by default each style is
+    its own design). ``domain`` groups tasks for near and far transfer.
     """
 
     name: str
@@ -35,11 +37,17 @@ class Task:
     recipe: str = ""
     styles: np.ndarray | None = None
     style_names: tuple[str, ...] = ()
+    style_designs: tuple[str, ...] = ()
     domain: str = ""
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def designs(self) -> tuple[str, ...]:
+        """The design of each style name (each style its own design unless ``style_designs`` says)."""
+        return self.style_designs or self.style_names
 
     def __post_init__(self) -> None:
         if len(self.sources) != len(self.labels):
@@ -58,6 +66,9 @@ class Task:
                                         or not 0 <= int(np.min(self.styles)) <= int(np.max(self.styles)) < len(self.style_names)):
             raise DataError(f"task {self.name!r}: styles must give one index into its {len(self.style_names)} style "
                             "names per image")
+        if self.style_designs and len(self.style_designs) != len(self.style_names):
+            raise DataError(f"task {self.name!r}: {len(self.style_designs)} style designs for "
+                            f"{len(self.style_names)} style names; give one design per style")
 
 
 @dataclass
@@ -87,6 +98,7 @@ def split_indices(
     class_names: Sequence[str] | None = None,
     styles: np.ndarray | None = None,
     style_names: Sequence[str] = (),
+    style_designs: Sequence[str] = (),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the calibration and evaluation images of a task.
 
@@ -94,16 +106,18 @@ def split_indices(
     heads, prunes, re-trains and evaluates on the same images; ``eval_per_class`` is unused).
     ``heldout``: a seeded class-balanced draw of ``calib_per_class`` calibration and
     ``eval_per_class`` disjoint evaluation images per class. ``class_names`` name classes in errors.
-    ``style-disjoint`` (tasks with ``styles``): the evaluation images are a seeded draw from one held-out
-    style, ``style_names[seed % len(style_names)]``, the calibration images a seeded draw from every other
-    style, so no style is on both sides.
+    ``style-disjoint`` (tasks with ``styles``): the evaluation images are a seeded draw from the styles of
+    one held-out design (:func:`held_out_design`; ``style_designs`` gives each style's design, by default
+    its own name), the calibration images a seeded draw from the styles of every other design, so no
+    design is on both sides.
     """
     if protocol not in PROTOCOLS:
         raise DataError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     if calib_per_class < 1 or (protocol != "paper" and eval_per_class < 1):
         raise DataError(f"calib_per_class and eval_per_class must be at least 1, got {calib_per_class}, {eval_per_class}")
     if protocol == "style-disjoint":
-        return _style_disjoint(labels, calib_per_class, eval_per_class, seed, class_names, styles, style_names)
+        designs = tuple(style_designs) or tuple(style_names)
+        return _style_disjoint(labels, calib_per_class, eval_per_class, seed, class_names, styles, style_names, designs)
     rng = np.random.default_rng(seed)
     calib, evaluation = [], []
     for c in np.unique(labels):
@@ -124,30 +138,38 @@ def split_indices(
     return np.concatenate(calib), np.concatenate(evaluation)
 
 
-def held_out_style(style_names: Sequence[str], seed: int) -> str:
-    """The style the style-disjoint protocol evaluates on for split seed ``seed``."""
-    return style_names[seed % len(style_names)]
+def held_out_design(designs: Sequence[str], seed: int) -> str:
+    """The design the style-disjoint protocol evaluates on for split seed ``seed``: designs in order of
+    first appearance among the styles' ``designs``, design ``seed mod (number of designs)``."""
+    order = list(dict.fromkeys(designs))
+    return order[seed % len(order)]
 
 
 def _style_disjoint(
     labels: np.ndarray, calib_per_class: int, eval_per_class: int, seed: int,
     class_names: Sequence[str] | None, styles: np.ndarray | None, style_names: Sequence[str],
+    designs: Sequence[str],
 ) -> tuple[np.ndarray, np.ndarray]:
-    if styles is None or len(style_names) < 2:
-        found = "no styles" if styles is None else f"only the style {', '.join(style_names)}"
-        raise DataError(f"the style-disjoint protocol needs images in at least 2 styles; this task has {found} "
-                        "(use protocol heldout, or install more emoji sets)")
-    held = style_names.index(held_out_style(style_names, seed))
+    if styles is None or len(set(designs)) < 2:
+        found = "no styles" if styles is None else f"only the style(s) {', '.join(style_names)} of one design"
+        raise DataError(f"the style-disjoint protocol needs images in at least 2 styles of different designs; this "
+                        f"task has {found} (use protocol heldout, or install more emoji sets)")
+    if len(designs) != len(style_names):
+        raise DataError(f"{len(designs)} style designs for {len(style_names)} style names; give one design per style")
+    held = held_out_design(designs, seed)
+    held_styles = [i for i, d in enumerate(designs) if d == held]
+    named = f"design {held} (style(s) {', '.join(style_names[i] for i in held_styles)})"
+    in_held = np.isin(styles, held_styles)
     rng = np.random.default_rng(seed)
     calib, evaluation = [], []
     for c in np.unique(labels):
         name = class_names[c] if class_names is not None else str(c)
-        for side, mask, need, out in (("evaluation", styles == held, eval_per_class, evaluation),
-                                      ("calibration", styles != held, calib_per_class, calib)):
+        for side, mask, need, out in (("evaluation", in_held, eval_per_class, evaluation),
+                                      ("calibration", ~in_held, calib_per_class, calib)):
             idx = np.flatnonzero((labels == c) & mask)
             if len(idx) < need:
-                raise DataError(f"class {name} has {len(idx)} {side} images with style {style_names[held]} held "
-                                f"out; the style-disjoint protocol needs {need}")
+                raise DataError(f"class {name} has {len(idx)} {side} images with {named} held out; the "
+                                f"style-disjoint protocol needs {need}")
             out.append(np.sort(rng.permutation(idx)[:need]))
     return np.concatenate(calib), np.concatenate(evaluation)
 

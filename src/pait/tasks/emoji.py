@@ -5,7 +5,7 @@ Ten tasks of ten classes, grouped as ImageNet-10 groups its classes (``pait/data
 class's emoji, its nearest ImageNet-1k class index, each task's ``domain``). Every class has
 ``per_style`` images in every installed style (see ``emoji_sets``); images are rendered when decoded,
 from a seed fixed by (task, class, style, image number), so the same options give the same pixels.
-Each task carries its images' styles, for the ``style-disjoint`` protocol.
+Each task carries its images' styles and the styles' designs, for the ``style-disjoint`` protocol.
 
 Options: ``root`` (a folder holding ``node_modules`` with the sets; default the virtualenv's ``emoji``
 folder that ``make setup`` fills), ``size`` (rendered image side in px), ``per_style`` (images per class
@@ -185,4 +185,5 @@ def _task(task: EmojiTask, found: list[EmojiStyle], modules: Path, size: int, pe
             styles += [s] * per_style
     return Task(task.name, tuple(c.name for c in task.classes), sources, np.asarray(labels, dtype=np.int64),
                 inputs=tuple(files), recipe=recipe, styles=np.asarray(styles, dtype=np.int64),
-                style_names=tuple(s.name for s in found), domain=task.domain)
+                style_names=tuple(s.name for s in found), style_designs=tuple(s.design for s in found),
+                domain=task.domain)

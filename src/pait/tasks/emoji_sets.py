@@ -7,9 +7,12 @@ fetched at run time); the suite's ``root`` option names another folder holding `
 * ``noto`` and ``twemoji``: the 64 px PNGs of ``emoji-datasource-google`` and ``emoji-datasource-twitter``
   (Apache-2.0 and CC-BY-4.0 images), read as they are.
 * ``fluent-color`` and ``fluent-flat``: the ``modern`` and ``flat`` SVGs of ``fluentui-emoji`` (MIT),
-  rasterised with ``resvg_py``. resvg is chosen over cairosvg because its wheel is self-contained (the
+  two renditions of one design (Microsoft Fluent), rasterised with ``resvg_py``. resvg is chosen over cairosvg because its wheel is self-contained (the
   Rust renderer linked in; no system cairo, no Python dependency) and it draws the SVG filters and
   gradients the Fluent ``modern`` drawings use, which cairosvg ignores.
+
+Each style names its ``design`` (``noto``, ``twemoji``, ``fluent``): the style-disjoint protocol holds
+out a whole design, so a twin style of the held-out one never calibrates.
 
 OpenMoji (CC BY-SA 4.0) is left out: share-alike would bind every rendered image and figure made from it.
 """
@@ -31,11 +34,13 @@ SVG_SIZE = 160  # px of a rasterised SVG glyph (the PNG sets are 64 px); larger 
 
 @dataclass(frozen=True)
 class EmojiStyle:
-    """One style: an npm package and the path pattern of an emoji's file in it (``{image}`` or ``{fluent}``)."""
+    """One style: an npm package, the path pattern of an emoji's file in it (``{image}`` or ``{fluent}``),
+    and the design it renders (styles of one design are drawn by the same hands)."""
 
     name: str
     package: str
     pattern: str
+    design: str
 
     def folder(self, node_modules: Path) -> Path:
         """The folder of this style's files: the style is installed when it exists."""
@@ -46,10 +51,10 @@ class EmojiStyle:
 
 
 STYLES = (
-    EmojiStyle("noto", "emoji-datasource-google", "img/google/64/{image}.png"),
-    EmojiStyle("twemoji", "emoji-datasource-twitter", "img/twitter/64/{image}.png"),
-    EmojiStyle("fluent-color", "fluentui-emoji", "icons/modern/{fluent}.svg"),
-    EmojiStyle("fluent-flat", "fluentui-emoji", "icons/flat/{fluent}.svg"),
+    EmojiStyle("noto", "emoji-datasource-google", "img/google/64/{image}.png", "noto"),
+    EmojiStyle("twemoji", "emoji-datasource-twitter", "img/twitter/64/{image}.png", "twemoji"),
+    EmojiStyle("fluent-color", "fluentui-emoji", "icons/modern/{fluent}.svg", "fluent"),
+    EmojiStyle("fluent-flat", "fluentui-emoji", "icons/flat/{fluent}.svg", "fluent"),
 )
 PACKAGES = {"emoji-datasource-google": "16.0.0", "emoji-datasource-twitter": "16.0.0", "fluentui-emoji": "1.3.0"}
 

@@ -47,4 +47,5 @@ def _made(task: Task) -> dict[str, object]:
     if task.styles is not None:
         made["styles"] = _digest(task.styles)
         made["style_names"] = list(task.style_names)
+        made["style_designs"] = list(task.designs)
     return made
