@@ -14,6 +14,8 @@ from safetensors.torch import load_file
 
 from pait.cli import main
 from pait.masks import global_mask, layer_counts
+from pait.report.allocation import allocation_table
+from pait.report.run_folder import read_results
 
 
 def run(config: dict, out: Path) -> pd.DataFrame:
@@ -73,6 +75,13 @@ def test_densities_from_adds_transplant_units_and_keeps_every_plain_key(tmp_path
     assert set(transplant["mask"]) == {"densities_from=kfac"} and set(transplant.score) == {"magnitude"}
     assert set(transplant.unit).isdisjoint(set(plain.unit)) and transplant.unit.nunique() == 2
     assert check_transplants(out) >= 1  # kfac's allocation differs from magnitude's at some sparsity
+    shown = read_results(out / "tiny")  # as the report reads it: the transplant is a method of its own
+    assert set(shown.score) == {"magnitude", "kfac", "magnitude@kfac"}
+    assert (shown.score == "magnitude@kfac").sum() == (both["mask"] != "").sum()
+    pd.testing.assert_frame_equal(allocation_table(shown), allocation_table(both))
+    parts = allocation_table(both).pivot_table(index=["sparsity", "stage", "metric"], columns="part", values="mean")
+    assert len(parts) == 2 * 1 * 2  # sparsities x stages (recovery none: zero-shot only) x metrics
+    pd.testing.assert_series_equal(parts.total, parts.allocation + parts.selection, check_names=False, atol=1e-12)
 
 
 def test_packed_retraining_of_transplant_units_keeps_their_counts(tmp_path):
