@@ -113,8 +113,7 @@ def unit_rows(ctx: Context, unit: Unit, metrics: dict) -> list[dict]:
     """Rows of the results table for one unit: every task x {unpruned, pruned, recovered}."""
     rows = []
     base = {"encoder": unit.encoder.name, "score": unit.score, "mask": mask_label(unit), "sparsity": unit.sparsity,
-            "source": unit.source,
-            "recovery": unit.recovery, "structure": unit.structure, "seed": unit.seed,
+            "source": unit.source, "recovery": unit.recovery, "structure": unit.structure, "seed": unit.seed,
             "protocol": ctx.config.suite.protocol, "suite": ctx.config.suite.name, "unit": unit_id(unit)}
     stages = {"unpruned": ctx.unpruned, "pruned": metrics["pruned"], "recovered": metrics["recovered"]}
     for target in ctx.splits:
