@@ -70,6 +70,7 @@ class ExperimentConfig:
     seeds: tuple[int, ...] = (0,)  # replicates: each seed sets the split (suite.split_seed + seed), the scores' RNG and the re-training order
     recoveries: tuple[str, ...] = ("sgd",)  # after pruning: none, bn, obs, sequential, bn+sequential, sgd (masked re-training)
     score_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # score -> options: {kfac: {damping: 1e-2}}
+    mask_options: dict[str, Any] = field(default_factory=dict)  # densities_from: kfac adds magnitude at kfac's densities
     device: str = "auto"
     precision: str = "auto"
     save_weights: bool = False  # keep each unit's re-trained weights (needed by `pait landscape`)

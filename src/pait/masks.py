@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from pait.errors import ConfigError
+from pait.typed import brief
 
 if TYPE_CHECKING:
     import rich.table
@@ -127,3 +129,76 @@ def mask_sparsity(mask: Mapping[str, Tensor]) -> float:
     total = sum(m.numel() for m in mask.values())
     kept = sum(int(m.sum()) for m in mask.values())
     return 1.0 - kept / total if total else 0.0
+
+
+def layer_counts(mask: Mapping[str, Tensor]) -> dict[str, int]:
+    """Kept weights per tensor of ``mask``, in its order."""
+    return {name: int(m.sum()) for name, m in mask.items()}
+
+
+def mask_with_counts(scores: Mapping[str, Tensor], kept: Mapping[str, int]) -> Mask:
+    """In each tensor of ``scores`` keep exactly its ``kept[name]`` highest scores (the tie rule of
+    :func:`global_mask`: among equal scores the earlier weight is pruned first; NaN counts as lowest)."""
+    if set(kept) != set(scores):
+        raise ValueError(f"kept counts name other tensors than the scores: {sorted(set(kept) ^ set(scores))}")
+    mask = {}
+    for name, s in scores.items():
+        flat = torch.nan_to_num(s.detach().reshape(-1).double().cpu(), nan=-torch.inf)
+        if not 0 <= kept[name] <= flat.numel():
+            raise ValueError(f"cannot keep {kept[name]} of the {flat.numel()} weights of {name}")
+        keep = torch.ones(flat.numel(), dtype=torch.bool)
+        keep[lowest(flat, flat.numel() - kept[name])] = False
+        mask[name] = keep.reshape(s.shape)
+    return mask
+
+
+def uniform_pruned_counts(sizes: Mapping[str, int], sparsity: float) -> dict[str, int]:
+    """Pruned weights per tensor for one ``sparsity`` q in every tensor, summing to exactly
+    ``num_pruned(total, q)``: each tensor of n weights prunes floor(q * n) or ceil(q * n) (the
+    largest-remainder method: the extra weights go to the tensors whose q * n has the largest
+    fractional part, ties to the earlier tensor). q * n is exact (q as the binary fraction it is)."""
+    q = Fraction(float(sparsity))
+    k = num_pruned(sum(sizes.values()), sparsity)
+    counts = {name: math.floor(q * n) for name, n in sizes.items()}
+    extra = k - sum(counts.values())  # 0 <= extra <= the number of tensors with a fractional part
+    by_remainder = sorted(sizes, key=lambda name: -(q * sizes[name] - counts[name]))  # stable: earlier first
+    for name in by_remainder[:extra]:
+        counts[name] += 1
+    return counts
+
+
+DENSITIES_FROM = "densities_from"  # mask option: control units, magnitude at another score's per-layer densities
+TRANSPLANT_SCORE = "magnitude"  # the score that ranks weights within each layer of those units
+MASK_OPTION_KEYS = (DENSITIES_FROM,)
+
+
+def densities_sources(mask_options: Mapping[str, Any]) -> tuple[str, ...]:
+    """The scores named by ``mask_options.densities_from`` (one name or a list), in order; () without it."""
+    value = mask_options.get(DENSITIES_FROM, ())
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def check_densities_from(mask_options: Mapping[str, Any], known_scores: Collection[str], structure: str) -> None:
+    """``mask_options.densities_from`` is a registered weight score or a list of distinct ones, none of them
+    ``magnitude`` (its own densities: the plain magnitude units), and the grid prunes weights; else a
+    ConfigError naming the value."""
+    if DENSITIES_FROM not in mask_options:
+        return
+    value = mask_options[DENSITIES_FROM]
+    where = f"mask_options.{DENSITIES_FROM}"
+    if not (isinstance(value, str) or isinstance(value, (list, tuple)) and value
+            and all(isinstance(v, str) for v in value)):
+        raise ConfigError(f"{where} must be a score name or a non-empty list of score names, got {brief(value)}")
+    names = densities_sources(mask_options)
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where} must not repeat a score, got {brief(list(names))}")
+    if structure != "weights":
+        raise ConfigError(f"{where} needs structure: weights (it sets per-layer weight densities), got "
+                          f"structure: {structure}")
+    unknown = [n for n in names if n not in known_scores]
+    if unknown:
+        raise ConfigError(f"{where}: unknown score(s) {', '.join(map(brief, unknown))}; known scores: "
+                          f"{', '.join(sorted(known_scores))}")
+    if TRANSPLANT_SCORE in names:
+        raise ConfigError(f"{where}: {TRANSPLANT_SCORE!r} would transplant {TRANSPLANT_SCORE}'s densities onto "
+                          f"{TRANSPLANT_SCORE} itself (the plain {TRANSPLANT_SCORE} units); name another score")

@@ -276,6 +276,14 @@ CASES: dict[str, Case] = {
     "round_to=0": lambda e, m: (e.run("structure=channels", "round_to=0"), "round_to must be at least 1, got 0"),
     "round_to with weights": lambda e, m: (e.run("round_to=8"), "round_to: 8 needs structure: channels"),
     "round_to not an integer": lambda e, m: (e.run("structure=channels", "round_to=2.5"), "round_to: expected int, got 2.5"),
+    "densities_from an unknown score": lambda e, m: (
+        e.run("mask_options.densities_from=kfcc"), "mask_options.densities_from: unknown score(s) 'kfcc'"),
+    "densities_from itself": lambda e, m: (
+        e.run("mask_options.densities_from=magnitude"), "mask_options.densities_from: 'magnitude' would transplant"),
+    "densities_from with channels": lambda e, m: (
+        e.run("structure=channels", "mask_options.densities_from=kfac"),
+        "mask_options.densities_from needs structure: weights"),
+    "mask_options unknown key": lambda e, m: (e.run("mask_options.density=kfac"), "mask_options: unknown key(s) 'density'"),
     "channels without a classifier": lambda e, m: (
         e.run("structure=channels"), "structure: channels with encoder 'tiny_cnn': structured pruning of a conv net needs"),
     # names

@@ -15,6 +15,7 @@ import pandas as pd
 from pait.cache import StageStore, config_key, to_jsonable, write_if_changed
 from pait.config import EncoderConfig, ExperimentConfig
 from pait.errors import ConfigError
+from pait.masks import DENSITIES_FROM, TRANSPLANT_SCORE, densities_sources
 from pait.grid.stages import (
     Context,
     load_tasks,
@@ -37,8 +38,8 @@ from pait.grid.structured import (
 )
 from pait.grid.validation import check_encoders, check_output_root, no_repeats, validate_config
 
-RESULT_COLUMNS = ["encoder", "score", "sparsity", "source", "recovery", "structure", "seed", "target", "is_source",
-                  "stage", "accuracy", "loss", "protocol", "suite", "unit"]
+RESULT_COLUMNS = ["encoder", "score", "mask", "sparsity", "source", "recovery", "structure", "seed", "target",
+                  "is_source", "stage", "accuracy", "loss", "protocol", "suite", "unit"]
 STAGE_NAMES = ("unpruned", "pruned", "recovered")  # recovered: after the unit's recovery (sgd: re-trained)
 FAILURES = "failures.json"  # units that failed after their retries; every executor rewrites it at the start
 
@@ -46,7 +47,8 @@ FAILURES = "failures.json"  # units that failed after their retries; every execu
 @dataclass(frozen=True)
 class Unit:
     """One grid point: an encoder pruned with one score at one sparsity (``channels``: channel ratio) on one
-    source task, recovered one way, in one replicate (seed)."""
+    source task, recovered one way, in one replicate (seed). ``densities_from`` (``mask_options``) names the
+    score whose global mask sets each layer's kept count, the unit's score then ranking within each layer."""
 
     encoder: EncoderConfig
     score: str
@@ -55,26 +57,38 @@ class Unit:
     seed: int = 0
     recovery: str = "sgd"
     structure: str = "weights"
+    densities_from: str | None = None
 
 
 def unit_id(unit: Unit) -> str:
     """The unit's key in the results table and ``units.json``; a ``weights`` unit keeps the key it had
-    before units had a structure."""
+    before units had a structure, a plain mask the key it had before units had mask options."""
     fields = to_jsonable(unit)
     if unit.structure == "weights":
         del fields["structure"]
+    if unit.densities_from is None:
+        del fields["densities_from"]
     return config_key(fields)
+
+
+def mask_label(unit: Unit) -> str:
+    """The results table's ``mask`` column: "" for a plain mask, ``densities_from=<score>`` for a transplant."""
+    return "" if unit.densities_from is None else f"{DENSITIES_FROM}={unit.densities_from}"
 
 
 def expand(config: ExperimentConfig, tasks: list[str]) -> list[Unit]:
     """Units in run order: encoder, seed, source, score, recovery, sparsity (so data and heads are shared by
-    a seed's units and scores are reused across sparsities and recoveries)."""
+    a seed's units and scores are reused across sparsities and recoveries). Each score S of
+    ``mask_options.densities_from`` adds the units of ``magnitude`` at S's per-layer densities after the scores'."""
     sources = list(config.sources) if config.sources is not None else tasks
     unknown = [s for s in sources if s not in tasks]
     if unknown:
         raise ConfigError(f"source task(s) {', '.join(unknown)} not in the suite; its tasks: {', '.join(tasks)}")
-    return [Unit(e, score, sp, src, seed, rec, config.structure) for e in config.encoders for seed in config.seeds
-            for src in sources for score in config.scores for rec in config.recoveries for sp in config.sparsities]
+    masks = [(score, None) for score in config.scores]
+    masks += [(TRANSPLANT_SCORE, s) for s in densities_sources(config.mask_options)]
+    return [Unit(e, score, sp, src, seed, rec, config.structure, densities)
+            for e in config.encoders for seed in config.seeds for src in sources for score, densities in masks
+            for rec in config.recoveries for sp in config.sparsities]
 
 
 def packs(units: list[Unit], size: int) -> list[list[Unit]]:
@@ -83,7 +97,7 @@ def packs(units: list[Unit], size: int) -> list[list[Unit]]:
     groups: list[list[Unit]] = []
 
     def group_of(u: Unit) -> tuple:
-        return u.encoder, u.seed, u.source, u.score, u.recovery
+        return u.encoder, u.seed, u.source, u.score, u.recovery, u.densities_from
 
     for unit in units:
         last = groups[-1] if groups else None
@@ -98,8 +112,8 @@ def packs(units: list[Unit], size: int) -> list[list[Unit]]:
 def unit_rows(ctx: Context, unit: Unit, metrics: dict) -> list[dict]:
     """Rows of the results table for one unit: every task x {unpruned, pruned, recovered}."""
     rows = []
-    base = {"encoder": unit.encoder.name, "score": unit.score, "sparsity": unit.sparsity, "source": unit.source,
-            "recovery": unit.recovery, "structure": unit.structure, "seed": unit.seed,
+    base = {"encoder": unit.encoder.name, "score": unit.score, "mask": mask_label(unit), "sparsity": unit.sparsity,
+            "source": unit.source, "recovery": unit.recovery, "structure": unit.structure, "seed": unit.seed,
             "protocol": ctx.config.suite.protocol, "suite": ctx.config.suite.name, "unit": unit_id(unit)}
     stages = {"unpruned": ctx.unpruned, "pruned": metrics["pruned"], "recovered": metrics["recovered"]}
     for target in ctx.splits:
@@ -130,12 +144,13 @@ def unit_index_entry(ctx: Context, unit: Unit, directory: Path) -> dict:
         keys = (channels_unit_key(ctx, unit.source, unit.score, unit.sparsity, unit.recovery),
                 group_scores_key(ctx, unit.source, unit.score))
     else:
-        keys = (unit_key(ctx, unit.source, unit.score, unit.sparsity, unit.recovery),
+        keys = (unit_key(ctx, unit.source, unit.score, unit.sparsity, unit.recovery, unit.densities_from),
                 scores_key(ctx, unit.source, unit.score, scores_sparsity(unit)))
     stages = {"unit_dir": ctx.store.path("unit", keys[0]), "scores_dir": ctx.store.path("scores", keys[1])}
     structure = {"structure": unit.structure} if unit.structure != "weights" else {}
+    mask = {"mask": mask_label(unit)} if unit.densities_from is not None else {}
     return {"unit": unit_id(unit), "encoder": unit.encoder.name, "score": unit.score, "sparsity": unit.sparsity,
-            "source": unit.source, "seed": unit.seed, "recovery": unit.recovery, **structure,
+            "source": unit.source, "seed": unit.seed, "recovery": unit.recovery, **structure, **mask,
             **{k: os.path.relpath(v, directory) for k, v in stages.items()}}
 
 
@@ -205,8 +220,9 @@ def group_metrics(ctx: Context, group: list[Unit], on_epoch: Callable[[int, floa
     if first.structure == CHANNELS:
         return [channels_unit_stage(ctx, first.source, first.score, first.sparsity, first.recovery, on_epoch=on_epoch)]
     if len(group) == 1:
-        return [unit_stage(ctx, first.source, first.score, first.sparsity, first.recovery, on_epoch=on_epoch)]
-    return units_stage(ctx, first.source, first.score, [u.sparsity for u in group])
+        return [unit_stage(ctx, first.source, first.score, first.sparsity, first.recovery, on_epoch=on_epoch,
+                           densities_from=first.densities_from)]
+    return units_stage(ctx, first.source, first.score, [u.sparsity for u in group], first.densities_from)
 
 
 def run_group(config: ExperimentConfig, group: list[Unit], out_root: str | Path,

@@ -36,7 +36,7 @@ from pait.errors import DataError
 from pait.fingerprints import ContentDigests, state_sha256
 from pait.heads import HeadedModel, SplitBatches, evaluate_head, extract_features, fit_ridge
 from pait.train.finetune import MaskHolder, finetune
-from pait.masks import global_mask
+from pait.masks import global_mask, layer_counts, mask_with_counts
 from pait.prune.options import RECOVERY_REVISIONS
 from pait.prune.recovery import recover
 from pait.train.packed import finetune_many, load_copy
@@ -279,30 +279,45 @@ def write_scores(ctx: Context, key: dict[str, Any], source: str, score: str, spa
         save_file({k: v.detach().float().cpu().contiguous() for k, v in scores.items()}, str(out / "scores.safetensors"))
 
 
-def base_unit_key(ctx: Context, source: str, score: str, sparsity: float, recovery: str = "sgd") -> dict[str, Any]:
-    """What every unit's key holds; the re-training schedule is part of it only for ``sgd`` recovery."""
+def base_unit_key(ctx: Context, source: str, score: str, sparsity: float, recovery: str = "sgd",
+                  densities_from: str | None = None) -> dict[str, Any]:
+    """What every unit's key holds; the re-training schedule is part of it only for ``sgd`` recovery. A unit
+    whose per-layer densities come from another score also holds that score's scores key (and only then,
+    so plain units keep their keys)."""
     return {"heads": config_key(ctx.heads_key), "source": source, "score": score, "sparsity": sparsity,
             "recovery": recovery, "score_options": score_options(ctx, score),
             "finetune": ctx.config.finetune if recovery == "sgd" else None,
-            "score_batch_size": ctx.config.score_batch_size, "seed": ctx.seed, **revision(score)}
+            "score_batch_size": ctx.config.score_batch_size, "seed": ctx.seed, **revision(score),
+            **densities_key(ctx, source, sparsity, densities_from)}
 
 
-def unit_key(ctx: Context, source: str, score: str, sparsity: float, recovery: str = "sgd") -> dict[str, Any]:
+def densities_key(ctx: Context, source: str, sparsity: float, densities_from: str | None) -> dict[str, Any]:
+    """``mask_options`` and the key of the scores stage whose mask sets the per-layer densities; {} if none."""
+    if densities_from is None:
+        return {}
+    per_sparsity = sparsity if score_is_per_sparsity(densities_from) else None
+    return {"mask_options": {"densities_from": densities_from},
+            "densities_scores": config_key(scores_key(ctx, source, densities_from, per_sparsity))}
+
+
+def unit_key(ctx: Context, source: str, score: str, sparsity: float, recovery: str = "sgd",
+             densities_from: str | None = None) -> dict[str, Any]:
     """Key of a weight-pruning unit: :func:`base_unit_key`, with ``recovery_revision`` for a recovery whose
     definition changed since caching began (:data:`pait.prune.options.RECOVERY_REVISIONS`)."""
     r = RECOVERY_REVISIONS.get(recovery, 0)
-    return {**base_unit_key(ctx, source, score, sparsity, recovery), **({"recovery_revision": r} if r else {})}
+    return {**base_unit_key(ctx, source, score, sparsity, recovery, densities_from),
+            **({"recovery_revision": r} if r else {})}
 
 
 def unit_stage(
     ctx: Context, source: str, score: str, sparsity: float, recovery: str = "sgd",
-    on_epoch: Callable[[int, float], None] | None = None,
+    on_epoch: Callable[[int, float], None] | None = None, densities_from: str | None = None,
 ) -> dict[str, Any]:
     """Mask, zero-shot evaluation, recovery on the source task, evaluation again: metrics per stage and task."""
-    key = unit_key(ctx, source, score, sparsity, recovery)
+    key = unit_key(ctx, source, score, sparsity, recovery, densities_from)
     with ctx.store.claim("unit", key) as todo:
         if todo:
-            mask = unit_mask(ctx, source, score, sparsity)
+            mask = unit_mask(ctx, source, score, sparsity, densities_from)
             holder = MaskHolder(ctx.encoder.prunable_parameters(), mask)
             pruned = evaluate_pruned(ctx, holder)
             start = time.perf_counter()
@@ -331,21 +346,26 @@ def recover_unit(
                        batch_size=ctx.config.score_batch_size, seed=ctx.seed)
 
 
-def units_stage(ctx: Context, source: str, score: str, sparsities: list[float]) -> list[dict[str, Any]]:
+def units_stage(ctx: Context, source: str, score: str, sparsities: list[float],
+                densities_from: str | None = None) -> list[dict[str, Any]]:
     """Several ``sgd`` units of one source and score re-trained together by ``finetune_many``; same metrics as
     ``unit_stage``. Used when ``FinetuneConfig.pack`` > 1. The units' locks are taken in key order (so
     two runs packing differently cannot deadlock) and held until their outputs are written."""
+    def key(s: float) -> dict[str, Any]:
+        return unit_key(ctx, source, score, s, densities_from=densities_from)
+
     with ExitStack() as claims:
-        by_key = sorted(set(sparsities), key=lambda s: config_key(unit_key(ctx, source, score, s)))
-        claimed = {s for s in by_key if claims.enter_context(ctx.store.claim("unit", unit_key(ctx, source, score, s)))}
-        retrain_together(ctx, source, score, [s for s in sparsities if s in claimed])
-    return [unit_metrics(ctx, unit_key(ctx, source, score, s)) for s in sparsities]
+        by_key = sorted(set(sparsities), key=lambda s: config_key(key(s)))
+        claimed = {s for s in by_key if claims.enter_context(ctx.store.claim("unit", key(s)))}
+        retrain_together(ctx, source, score, [s for s in sparsities if s in claimed], densities_from)
+    return [unit_metrics(ctx, key(s)) for s in sparsities]
 
 
-def retrain_together(ctx: Context, source: str, score: str, todo: list[float]) -> None:
+def retrain_together(ctx: Context, source: str, score: str, todo: list[float],
+                     densities_from: str | None = None) -> None:
     """Mask, evaluate, re-train with ``finetune_many`` and write the units of sparsities ``todo``."""
     if todo:
-        masks = [unit_mask(ctx, source, score, s) for s in todo]
+        masks = [unit_mask(ctx, source, score, s, densities_from) for s in todo]
         pruned = [evaluate_pruned(ctx, MaskHolder(ctx.encoder.prunable_parameters(), m)) for m in masks]
         ctx.reset_weights()
         model = HeadedModel(ctx.encoder.model, ctx.encoder.feature_fn, ctx.heads[source])
@@ -355,7 +375,8 @@ def retrain_together(ctx: Context, source: str, score: str, todo: list[float]) -
         for k, s in enumerate(todo):
             ctx.reset_weights()
             load_copy(model, stacked, k)
-            write_unit(ctx, unit_key(ctx, source, score, s), masks[k], pruned[k], losses[k])
+            write_unit(ctx, unit_key(ctx, source, score, s, densities_from=densities_from), masks[k], pruned[k],
+                       losses[k])
 
 
 def unit_metrics(ctx: Context, key: dict[str, Any]) -> dict[str, Any]:
@@ -363,10 +384,16 @@ def unit_metrics(ctx: Context, key: dict[str, Any]) -> dict[str, Any]:
     return json.loads((ctx.store.path("unit", key) / "metrics.json").read_text())
 
 
-def unit_mask(ctx: Context, source: str, score: str, sparsity: float) -> dict[str, Tensor]:
-    """The global mask of one unit, from its (cached) scores."""
-    scores = scores_stage(ctx, source, score, sparsity if score_is_per_sparsity(score) else None)
-    return global_mask(scores, sparsity)
+def unit_mask(ctx: Context, source: str, score: str, sparsity: float,
+              densities_from: str | None = None) -> dict[str, Tensor]:
+    """The global mask of one unit, from its (cached) scores; with ``densities_from`` = S, the top scores of
+    each layer at exactly the per-layer kept counts of S's global mask at this sparsity."""
+    def scores(name: str) -> dict[str, Tensor]:
+        return scores_stage(ctx, source, name, sparsity if score_is_per_sparsity(name) else None)
+
+    if densities_from is None:
+        return global_mask(scores(score), sparsity)
+    return mask_with_counts(scores(score), layer_counts(global_mask(scores(densities_from), sparsity)))
 
 
 def evaluate_pruned(ctx: Context, holder: MaskHolder) -> dict[str, tuple[float, float]]:

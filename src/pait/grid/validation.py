@@ -9,6 +9,7 @@ from pathlib import Path
 from pait.config import ExperimentConfig
 from pait.device import resolve_device
 from pait.errors import ConfigError
+from pait.masks import MASK_OPTION_KEYS, check_densities_from
 from pait.outputs import check_utf8, check_writable_folder
 from pait.prune.options import (MAX_INPUT_SIZE, RECOVERIES, STRUCTURED_RECOVERIES, STRUCTURED_SCORES, STRUCTURES,
                                 check_group_score_options)
@@ -155,10 +156,20 @@ def check_names(config: ExperimentConfig) -> None:
     if problems:
         raise ConfigError("; ".join(problems))
     check_suite_options(config.suite.name, config.suite.options)
+    check_mask_option_keys(config.mask_options)
+    check_densities_from(config.mask_options, SCORES.names(), config.structure)
     if config.structure == "weights":
         check_score_options(config.score_options)
     else:
         check_group_score_options(config.score_options)
+
+
+def check_mask_option_keys(mask_options: dict) -> None:
+    """Every key of ``mask_options`` is one of :data:`pait.masks.MASK_OPTION_KEYS`."""
+    unknown = [k for k in mask_options if k not in MASK_OPTION_KEYS]
+    if unknown:
+        raise ConfigError(f"mask_options: unknown key(s) {', '.join(map(brief, unknown))}; known keys: "
+                          f"{', '.join(MASK_OPTION_KEYS)}")
 
 
 def check_encoders(config: ExperimentConfig) -> None:

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 RESULTS_FILE = "results.parquet"
 CONFIG_FILE = "config.json"
 NEEDED_COLUMNS = ("encoder", "score", "sparsity", "source", "seed", "target", "is_source", "stage", "accuracy", "unit")
-"""Columns of the results table that the report and the loss surfaces read (``recovery`` may be missing: sgd)."""
+"""Columns of the results table that the report and the loss surfaces read (``recovery`` may be missing: sgd;
+``mask`` too: plain masks)."""
 ANOTHER_VERSION = "written by another version of pait? rerun `pait run` with the run's config to rewrite it"
 
 
@@ -46,7 +47,18 @@ def read_results(run_dir: str | Path) -> pd.DataFrame:
         raise RunFolderError(f"{path} has no column(s) {', '.join(missing)} ({ANOTHER_VERSION})")
     if table.empty:
         raise RunFolderError(f"{path} holds no rows: the run finished no unit")
-    return table
+    return with_mask_methods(table)
+
+
+def with_mask_methods(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with the score of each transplant unit (``mask`` = ``densities_from=S``) shown as
+    ``<score>@S``, so that every table and figure keyed by score keeps it apart from the plain score's units;
+    the ``mask`` column is kept (a table written before it existed holds plain masks only)."""
+    if "mask" not in table or not (table["mask"] != "").any():
+        return table
+    prefix = "densities_from="
+    transplant = table["mask"].str.startswith(prefix)
+    return table.assign(score=table["score"].where(~transplant, table["score"] + "@" + table["mask"].str[len(prefix):]))
 
 
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:

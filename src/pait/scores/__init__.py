@@ -12,6 +12,7 @@ from pait.scores import basic as _basic  # noqa: F401  (registers magnitude, ran
 from pait.scores import fisher as _fisher  # noqa: F401  (registers fisher_diag)
 from pait.scores import gradient as _gradient  # noqa: F401  (registers snip, grasp)
 from pait.scores import kfac as _kfac  # noqa: F401  (registers kfac)
+from pait.scores import layerwise as _layerwise  # noqa: F401  (registers magnitude_uniform, lamp)
 from pait.scores import px as _px  # noqa: F401  (registers px)
 from pait.scores import synflow as _synflow  # noqa: F401  (registers synflow)
 from pait.scores.registry import (
