@@ -23,7 +23,7 @@ from pait.report.fig3 import draw_fig3
 from pait.report.p1 import agreement_summary, draw_agreement, mask_agreement
 from pait.report.pairwise import METRICS, pairwise_table
 from pait.report.stat_blocks import claim_blocks, fmt_ci, fmt_p, pairwise_blocks
-from pait.report.stats import FAILS, HOLDS, UNCLEAR, mean_ci, paired, verdict
+from pait.report.stats import FAILS, HOLDS, UNCLEAR, accuracy_ci, crossed_paired, verdict
 from pait.report.tables import summary
 from pait.report.transfer import STAGE_TITLES, draw_transfer, transfer_matrix
 
@@ -174,6 +174,11 @@ def _hand_differences(results, score, sp, stage, metric):
             for src in SOURCES for seed in SEEDS]
 
 
+def _crossed(values):
+    """``stats.crossed_paired`` of values listed source by source, seed by seed (as ``_hand_differences``)."""
+    return crossed_paired(values, np.repeat(SOURCES, len(SEEDS)), np.tile(SEEDS, len(SOURCES)))
+
+
 def _table_rows(blocks) -> list[list[str]]:
     return [row for b in blocks if isinstance(b, Table) for row in b.rows]
 
@@ -185,19 +190,19 @@ def test_pairwise_table_shows_stats_of_hand_computed_differences(synthetic):
         for sp in SPARSITIES:
             for stage, stage_name in (("pruned", "zero-shot"), ("recovered", "after sgd")):
                 for metric, metric_name in METRICS.items():
-                    p = paired(_hand_differences(synthetic, score, sp, stage, metric))
+                    p = _crossed(_hand_differences(synthetic, score, sp, stage, metric))
                     n, ci, w, s = shown[("enc", score, f"{sp:.2%}", stage_name, metric_name)]
-                    assert n == str(p.n) == str(len(SOURCES) * len(SEEDS))
+                    assert n == f"{p.n} ({len(SOURCES)} x {len(SEEDS)})" and p.n == len(SOURCES) * len(SEEDS)
                     assert ci == fmt_ci(p.mean, p.low, p.high, "signed")
                     assert (w, s) == (fmt_p(p.wilcoxon_p), fmt_p(p.sign_p))
     md = to_markdown(pairwise_blocks(pairwise_table(synthetic)))
-    assert "| enc | kfac | 60.00% | zero-shot | mean transfer | 12 |" in md
+    assert "| enc | kfac | 60.00% | zero-shot | mean transfer | 12 (4 x 3) |" in md
 
 
-def test_summary_and_fig3_error_bars_are_t_intervals_over_sources_and_seeds(synthetic):
+def test_summary_and_fig3_error_bars_are_crossed_intervals_over_sources_and_seeds(synthetic):
     table = summary(synthetic)
     row = table[(table.score == "kfac") & (table.sparsity == 0.6) & (table.stage == "recovered")].iloc[0]
-    hand = mean_ci([_unit_accuracy(synthetic, "kfac", 0.6, src, seed, "recovered")[1] for src in SOURCES for seed in SEEDS])
+    hand = _crossed([_unit_accuracy(synthetic, "kfac", 0.6, src, seed, "recovered")[1] for src in SOURCES for seed in SEEDS])
     assert row.transfer_acc_n == hand.n == 12
     assert (row.transfer_acc_mean, row.transfer_acc_low, row.transfer_acc_high) == pytest.approx((hand.mean, hand.low,
                                                                                                   hand.high))
@@ -217,17 +222,17 @@ def test_verdicts_follow_the_intervals(synthetic):
     p1 = p1_verdicts(pairs).set_index(["score", "sparsity"])
     for score, want in (("fisher_diag", HOLDS), ("kfac", FAILS)):  # +0.05 and -0.10 on transfer by construction
         for sp in SPARSITIES:
-            p = paired(_hand_differences(synthetic, score, sp, "pruned", "transfer_acc"))
-            assert p1.loc[(score, sp), "verdict"] == verdict(*p.verdict_interval()) == want
+            p = _crossed(_hand_differences(synthetic, score, sp, "pruned", "transfer_acc"))
+            assert p1.loc[(score, sp), "verdict"] == verdict(p.low, p.high) == want
     p2 = p2_table(synthetic).set_index(["score", "sparsity"])
     for score in EFFECTS:
         for sp in SPARSITIES:
             gains = [_unit_accuracy(synthetic, score, sp, src, seed, "recovered")[1]
                      - _unit_accuracy(synthetic, score, sp, src, seed, "pruned")[1] for src in SOURCES for seed in SEEDS]
-            p = paired(gains)
+            p = _crossed(gains)
             assert p2.loc[(score, sp), "mean"] == pytest.approx(p.mean)
             assert (p2.loc[(score, sp), "low"], p2.loc[(score, sp), "high"]) == pytest.approx((p.low, p.high))
-            assert p2.loc[(score, sp), "verdict"] == verdict(*p.verdict_interval())
+            assert p2.loc[(score, sp), "verdict"] == verdict(p.low, p.high)
             assert p2.loc[(score, sp), "verdict"] == (FAILS if score == "kfac" else HOLDS)
     so = second_order_verdicts(pairs)
     assert set(so.sparsity) == {0.6} and set(so.score) == {"fisher_diag", "kfac"} and len(so) == 2 * 2 * 2
@@ -241,7 +246,7 @@ def test_one_replicate_says_it_has_no_interval(synthetic):
     cell = {tuple(r[:4]): r for r in results_table(one).rows}[("enc", "kfac", "30.00%", "zero-shot")]
     assert cell[4].endswith("(no CI, n = 1)") and cell[6] == "1"
     rows = _table_rows(claim_blocks(pairwise_table(one), p2_table(one)))
-    assert rows and all(r[-2] == "none (n < 2)" and r[-1] == f"**{UNCLEAR}**" for r in rows)
+    assert rows and all(r[6].endswith("(no CI, n = 1)") and r[-2] == r[-1] == f"**{UNCLEAR}**" for r in rows)
 
 
 def test_report_on_synthetic_replicates(synthetic, tmp_path):
@@ -253,12 +258,11 @@ def test_report_on_synthetic_replicates(synthetic, tmp_path):
     assert "Seeds: 0, 1, 2." in md and "n = 12 per bar" in md
     for heading in ("Each score against `magnitude`, paired", "Verdicts", "P2: does recovery"):
         assert heading in md
-    p = paired(_hand_differences(synthetic, "fisher_diag", 0.6, "recovered", "transfer_acc"))
+    p = _crossed(_hand_differences(synthetic, "fisher_diag", 0.6, "recovered", "transfer_acc"))
     assert fmt_ci(p.mean, p.low, p.high, "signed") in md
     gains = [_unit_accuracy(synthetic, "kfac", 0.6, src, seed, "recovered")[1]
              - _unit_accuracy(synthetic, "kfac", 0.6, src, seed, "pruned")[1] for src in SOURCES for seed in SEEDS]
-    p = paired(gains)
-    low, high = p.verdict_interval()
-    assert (f"| enc | kfac | sgd | 60.00% | 12 | {fmt_ci(p.mean, p.low, p.high, 'signed')} | {fmt_p(p.wilcoxon_p)} | "
-            f"{fmt_p(p.sign_p)} |") in md
-    assert f"| [{low:+.3f}, {high:+.3f}] | **{FAILS}** |" in md
+    p = _crossed(gains)
+    assert (f"| enc | kfac | sgd | 60.00% | 12 (4 x 3) | {fmt_ci(p.mean, p.low, p.high, 'signed')} | "
+            f"{fmt_p(p.wilcoxon_p)} | {fmt_p(p.sign_p)} |") in md
+    assert f"| **{FAILS}** | **{FAILS}** |" in md
