@@ -17,13 +17,13 @@ from pait.cli import main
 from pait.config import config_from_dict
 from pait.report import build_report
 from pait.report.build import results_table
-from pait.report.claims import p1_verdicts, p2_pairs, p2_table, second_order_verdicts
+from pait.report.claims import p1_table, p1_verdicts, p2_pairs, p2_table, second_order_verdicts
 from pait.report.document import Table, to_markdown
 from pait.report.fig3 import draw_fig3
 from pait.report.p1 import agreement_summary, draw_agreement, mask_agreement
 from pait.report.pairwise import METRICS, pairwise_table
 from pait.report.stat_blocks import claim_blocks, fmt_ci, fmt_p, pairwise_blocks
-from pait.report.stats import FAILS, HOLDS, UNCLEAR, accuracy_ci, crossed_paired, verdict
+from pait.report.stats import COLLAPSED, FAILS, HOLDS, UNCLEAR, crossed_paired, verdict
 from pait.report.tables import summary
 from pait.report.transfer import STAGE_TITLES, draw_transfer, transfer_matrix
 
@@ -266,3 +266,44 @@ def test_report_on_synthetic_replicates(synthetic, tmp_path):
     assert (f"| enc | kfac | sgd | 60.00% | 12 (4 x 3) | {fmt_ci(p.mean, p.low, p.high, 'signed')} | "
             f"{fmt_p(p.wilcoxon_p)} | {fmt_p(p.sign_p)} |") in md
     assert f"| **{FAILS}** | **{FAILS}** |" in md
+
+
+def test_near_chance_comparisons_are_collapsed_in_both_verdict_columns(synthetic):
+    near = synthetic.assign(num_classes=10)  # chance 0.1 on every task
+    low = (near.sparsity == 0.6) & (near.stage == "pruned")
+    near.loc[low, "accuracy"] = 0.1 + 0.02 * np.random.default_rng(0).random(int(low.sum()))
+    pairs = pairwise_table(near)
+    p1 = p1_verdicts(pairs).set_index(["score", "sparsity"])
+    assert p1.loc[("fisher_diag", 0.6), "chance"] == pytest.approx(0.1)
+    assert (p1.xs(0.6, level="sparsity")[["verdict", "holm_verdict"]] == COLLAPSED).all().all()
+    assert (p1.xs(0.3, level="sparsity").verdict.tolist()) == [HOLDS, FAILS]  # far from chance: as before
+    so = second_order_verdicts(pairs)
+    assert set(so[so.stage == "pruned"].verdict) == {COLLAPSED} and COLLAPSED not in set(so[so.stage == "recovered"].verdict)
+    md = to_markdown(claim_blocks(pairs, p2_table(near)))
+    assert f"| **{COLLAPSED}** | **{COLLAPSED}** |" in md and f"{COLLAPSED} in 2 of 4 setting(s)" in md
+    assert not (p1_verdicts(pairwise_table(synthetic)).verdict == COLLAPSED).any()  # chance unknown: never
+
+
+def test_holm_column_stands_beside_the_raw_verdicts(synthetic):
+    p1 = p1_verdicts(pairwise_table(synthetic))
+    assert {"verdict", "holm_verdict", "p_holds", "p_fails"} <= set(p1.columns)
+    assert (p1.verdict == p1.holm_verdict).all()  # effects of 5 and 10 points survive the correction
+    md = to_markdown(claim_blocks(pairwise_table(synthetic), p2_table(synthetic)))
+    assert "| verdict | verdict, Holm |" in md and "with Holm's correction: " in md
+
+
+def test_report_with_two_replicates_prints_no_nan_and_no_interval_outside_the_bounds(synthetic, tmp_path):
+    two = synthetic[(synthetic.seed == 0) & synthetic.source.isin(["s0", "s1"]) & synthetic.target.isin(["s0", "s1"])]
+    two = two.assign(accuracy=1 - (1 - two.accuracy) / 10)  # accuracies near 1: a t interval on 1 df passes it
+    table = p1_table(two)
+    assert len(table) == len(EFFECTS) * len(SPARSITIES) and (table.source_drop_n == 2).all()  # no n = 0 row
+    config = config_from_dict({"name": "two", "encoders": ["tiny-test-cnn"], "scores": list(EFFECTS),
+                               "sparsities": SPARSITIES, "seeds": [0]})
+    (tmp_path / "config.json").write_text(json.dumps(to_jsonable(config)))
+    two.to_parquet(tmp_path / "results.parquet")
+    md = build_report(tmp_path).read_text()
+    assert not re.search(r"\bnan\b", md, re.IGNORECASE)
+    accuracies = re.findall(r"(?<![+\-\d.])(\d\.\d{3}) \[(-?\d\.\d{3}), (-?\d\.\d{3})\]", md)
+    assert accuracies and all(0 <= float(lo) <= float(m) <= float(hi) <= 1 for m, lo, hi in accuracies)
+    changes = re.findall(r"\[([+-]\d+\.\d)%, ([+-]\d+\.\d)%\]", md)
+    assert changes and all(float(lo) >= -100 for lo, _ in changes)
