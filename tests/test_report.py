@@ -129,6 +129,7 @@ def test_report_command_writes_markdown_and_self_contained_html(tiny_run):
     assert not re.search(r'(src|href)="(?!data:)', html)  # nothing external
     for heading in ("P1", "P2", "Transfer matrix", "Fig. 4"):
         assert heading in md
+    assert not re.search(r"\bnan\b", md, re.IGNORECASE)  # the after-recovery settings have no P1 row of n = 0
     assert build_report(tiny_run) == tiny_run / "report.md"
 
 

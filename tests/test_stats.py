@@ -217,6 +217,27 @@ def test_holm_against_statsmodels():
     assert holm(p) == pytest.approx(multipletests(p, method="holm")[1])
 
 
+def _holm_rejections(p: np.ndarray, alpha: float) -> np.ndarray:
+    """Holm's sequentially rejective rule as statsmodels' ``multipletests(method="holm")`` decides it: sorted
+    ascending, reject while p_(k) <= alpha / (m - k + 1); from the first that is not, keep every remaining one."""
+    order = np.argsort(p)
+    passes = p[order] <= alpha / np.arange(len(p), 0, -1)
+    first_kept = int(np.argmin(passes)) if not passes.all() else len(p)
+    reject = np.zeros(len(p), dtype=bool)
+    reject[order[:first_kept]] = True
+    return reject
+
+
+def test_holm_decisions_match_the_sequentially_rejective_rule():
+    rng = np.random.default_rng(4)
+    for _ in range(300):
+        p = rng.uniform(0, 0.08, int(rng.integers(1, 12)))
+        holds = np.array(holm_verdicts(p, 1 - p)) == HOLDS
+        assert (holds == _holm_rejections(p, 0.025)).all()
+        for alpha in (0.01, 0.05):
+            assert ((holm(p) <= alpha) == _holm_rejections(p, alpha)).all()
+
+
 def test_holm_verdicts_need_more_evidence_than_the_raw_rule():
     p_holds = np.array([0.001, 0.02, 0.6, 0.99])
     raw = [HOLDS if h <= 0.025 else FAILS if 1 - h <= 0.025 else UNCLEAR for h in p_holds]

@@ -7,6 +7,8 @@ min(G_source, G_seed) − 1 df); paired p-values (Wilcoxon signed-rank, sign tes
 for information. Verdicts within one table of settings get Holm's correction beside the raw ones
 (``holm_verdicts``); a comparison of two near-chance encoders is ``collapsed``; accuracy intervals are
 clipped to [0, 1] (``accuracy_ci``) and fewer than 4 replicates are drawn as points (``interval_or_points``).
+The transfer tasks are a third shared factor (each task is in the transfer mean of every source but its
+own); it is not resampled: the intervals are for the study's own set of tasks.
 
 Verdict rule for a claim "A is at least as good as B" (difference d = A - B per unit, tolerated
 loss ``margin`` >= 0, by default one accuracy point): **holds** when the whole verdict interval of
