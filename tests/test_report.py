@@ -308,3 +308,19 @@ def test_report_with_two_replicates_prints_no_nan_and_no_interval_outside_the_bo
     assert accuracies and all(0 <= float(lo) <= float(m) <= float(hi) <= 1 for m, lo, hi in accuracies)
     changes = re.findall(r"\[([+-]\d+\.\d)%, ([+-]\d+\.\d)%\]", md)
     assert changes and all(float(lo) >= -100 for lo, _ in changes)
+
+
+def test_chance_comes_from_the_suite_and_feeds_the_collapsed_outcome(synthetic):
+    from pait.report.chance import suite_chance
+
+    assert suite_chance({"name": "embedded"}) == {"digits-0-4": 0.2, "digits-5-9": 0.2, "clothing-a": 0.2,
+                                                  "clothing-b": 0.2}
+    assert suite_chance({"name": "no-such-suite"}) == {}
+    near = synthetic.copy()
+    low = (near.sparsity == 0.6) & (near.stage == "pruned")
+    near.loc[low, "accuracy"] = 0.25 + 0.02 * np.random.default_rng(0).random(int(low.sum()))
+    by_column = p1_verdicts(pairwise_table(near.assign(num_classes=4)))
+    by_suite = p1_verdicts(pairwise_table(near, chance={t: 0.25 for t in SOURCES}))
+    assert by_suite.verdict.tolist() == by_column.verdict.tolist() and COLLAPSED in set(by_suite.verdict)
+    gone = p2_table(near.assign(recovery="sgd"), chance={t: 0.9 for t in SOURCES})  # every side under 0.95
+    assert set(gone.verdict) == set(gone.holm_verdict) == {COLLAPSED}

@@ -13,6 +13,7 @@ import pandas as pd
 
 from pait.cache import write_atomic
 from pait.report.surface import Surface
+from pait.report.chance import suite_chance
 from pait.report.claims import p1_table, p1_verdicts, p2_table
 from pait.report.document import Block, Bullets, Figure, Heading, Table, Text, to_markdown
 from pait.report.examples import example_blocks
@@ -190,7 +191,8 @@ def build_report(run_dir: str | Path) -> Path:
     config = read_run_config(run_dir)
     figures = run_dir / "figures"
     fig3 = plot_fig3(results, figures / "fig3.png")
-    pairwise = pairwise_table(results)
+    chance = suite_chance(config["suite"])
+    pairwise = pairwise_table(results, chance=chance)
     blocks: list[Block] = [
         Heading(f"pait report: {config['name']}", 1),
         Text("Pretrained encoders are pruned with data from one source task, then recovered on it (re-trained with the "
@@ -214,7 +216,7 @@ def build_report(run_dir: str | Path) -> Path:
             name = f"transfer_{encoder}_{score}" + (f"_{recovery}" if len(recoveries) > 1 else "")
             path = plot_transfer(one, encoder, score, figures / f"{name}.png")
             blocks.append(Figure(f"figures/{path.name}", f"Transfer matrix, {encoder}, {score}, recovery {recovery}."))
-    p2 = p2_table(results)
+    p2 = p2_table(results, chance=chance)
     blocks += p1_blocks(results, pairwise, run_dir, figures) + p2_blocks(p2) + claim_blocks(pairwise, p2)
     blocks += landscape_blocks(run_dir, figures)
     blocks += failure_blocks(run_dir)

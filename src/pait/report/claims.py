@@ -15,6 +15,8 @@ whose two sides both sit within ``stats.COLLAPSE_MARGIN`` of chance is ``collaps
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -80,14 +82,14 @@ def _with_verdicts(table: pd.DataFrame, margin: float) -> pd.DataFrame:
     return table
 
 
-def p2_table(results: pd.DataFrame, margin: float = MARGIN) -> pd.DataFrame:
+def p2_table(results: pd.DataFrame, margin: float = MARGIN, chance: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Per setting: the mean transfer gain per unit (n, mean, two-way cluster CI, p-values, verdicts), worst pair,
-    violations."""
+    violations (``chance``: task -> chance accuracy, see ``pairwise.chance_levels``)."""
     pairs = p2_pairs(results)
     if pairs.empty:
         return pd.DataFrame(columns=KEYS + PAIRED_FIELDS + ["verdict", "holm_verdict", "worst", "violations", "pairs"])
     per_unit_gain = pairs.groupby(UNIT_KEYS)[["gain", "recovered", "pruned"]].mean().reset_index()
-    chance = chance_levels(results).set_index("source").transfer_acc_chance
+    chance = chance_levels(results, chance).set_index("source").transfer_acc_chance
     rows = []
     for key, g in per_unit_gain.groupby(KEYS):
         p = crossed_paired(g.gain, g.source, g.seed)

@@ -8,6 +8,8 @@ interval, Wilcoxon and sign-test p-values; beside them each side's mean accuracy
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -22,18 +24,24 @@ SIDES = ["mean_a", "mean_b", "chance"]  # the score's and the baseline's mean ac
 PAIR_COLUMNS = ["encoder", "score", "recovery", "sparsity", "stage", "metric", *PAIRED_FIELDS, *SIDES]
 
 
-def chance_levels(results: pd.DataFrame) -> pd.DataFrame:
-    """Per source: chance accuracy (1 / classes) on the source task and averaged over its transfer targets, from
-    the results' ``num_classes`` column; NaN when the results do not have it (then nothing is called collapsed)."""
+def chance_levels(results: pd.DataFrame, chance: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """Per source: chance accuracy on the source task and averaged over its transfer targets, from ``chance``
+    (task -> 1 / classes, ``chance.suite_chance``) or else a ``num_classes`` column of the results; NaN when
+    neither knows a task (then nothing is called collapsed)."""
     targets = results.drop_duplicates("target")
-    chance = (1 / targets.set_index("target").num_classes if "num_classes" in targets
-              else pd.Series(np.nan, index=targets.target))
+    if chance:
+        chance = pd.Series({t: chance.get(t, np.nan) for t in targets.target}, dtype=float)
+    elif "num_classes" in targets:
+        chance = 1 / targets.set_index("target").num_classes
+    else:
+        chance = pd.Series(np.nan, index=targets.target)
     rows = [{"source": s, "source_acc_chance": chance.get(s, np.nan),
              "transfer_acc_chance": chance.drop(s, errors="ignore").mean()} for s in results.source.dropna().unique()]
     return pd.DataFrame(rows, columns=["source", "source_acc_chance", "transfer_acc_chance"])
 
 
-def paired_differences(results: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
+def paired_differences(results: pd.DataFrame, baseline: str = BASELINE,
+                       chance: Mapping[str, float] | None = None) -> pd.DataFrame:
     """One row per (unit, stage) of every non-baseline score: its accuracies minus the baseline's (``metric``),
     its own (``metric_a``), the baseline's (``metric_base``) and chance (``metric_chance``). Recovery ``none``
     has no recovered row here: it would repeat the zero-shot comparison."""
@@ -42,7 +50,8 @@ def paired_differences(results: pd.DataFrame, baseline: str = BASELINE) -> pd.Da
     keys = ["encoder", "recovery", "source", "seed", "sparsity", "stage"]
     base = units[units.score == baseline].drop(columns="score")
     other = units[units.score != baseline]
-    merged = other.merge(base, on=keys, suffixes=("", "_base")).merge(chance_levels(results), on="source", how="left")
+    merged = other.merge(base, on=keys, suffixes=("", "_base")).merge(chance_levels(results, chance), on="source",
+                                                                    how="left")
     for metric in METRICS:
         merged[f"{metric}_a"] = merged[metric]
         merged[metric] = merged[metric] - merged[f"{metric}_base"]
@@ -50,9 +59,11 @@ def paired_differences(results: pd.DataFrame, baseline: str = BASELINE) -> pd.Da
     return merged[["encoder", "score", "recovery", "sparsity", "source", "seed", "stage", *METRICS, *sides]]
 
 
-def pairwise_table(results: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
-    """Paired comparison of every score with ``baseline``, per encoder, sparsity, stage and metric."""
-    diffs = paired_differences(results, baseline)
+def pairwise_table(results: pd.DataFrame, baseline: str = BASELINE,
+                   chance: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """Paired comparison of every score with ``baseline``, per encoder, sparsity, stage and metric (``chance``:
+    task -> chance accuracy, see ``chance_levels``)."""
+    diffs = paired_differences(results, baseline, chance)
     rows = []
     for (encoder, score, recovery, sparsity, stage), g in diffs.groupby(
             ["encoder", "score", "recovery", "sparsity", "stage"], sort=False):
