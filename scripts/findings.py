@@ -25,6 +25,7 @@ import pandas as pd
 
 from pait.errors import PaitError
 from pait.report.build import p2_blocks, results_table, what_is_cut
+from pait.report.chance import suite_chance
 from pait.report.claims import p2_table
 from pait.report.document import Block, Figure, Heading, Table, Text, to_markdown
 from pait.report.fig3 import plot_fig3
@@ -115,8 +116,9 @@ def study_blocks(folder: Path) -> list[Block]:
     """Every table of one study, demoted one heading level below the study's own heading."""
     results = read_results(folder)
     fig3 = plot_fig3(results, folder / "fig3.png")
-    pairwise, p2 = pairwise_table(results), p2_table(results)
     config = read_run_config(folder) if (folder / CONFIG_FILE).is_file() else {}
+    chance = suite_chance(config["suite"]) if config else {}
+    pairwise, p2 = pairwise_table(results, chance=chance), p2_table(results, chance=chance)
     cut = [Text("Structured pruning, " + what_is_cut(config))] if config.get("structure") == "channels" else []
     blocks: list[Block] = [Heading(folder.name, 2), *cut, Heading("Source and mean transfer accuracy", 3),
                            results_table(results),

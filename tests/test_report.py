@@ -17,13 +17,13 @@ from pait.cli import main
 from pait.config import config_from_dict
 from pait.report import build_report
 from pait.report.build import results_table
-from pait.report.claims import p1_verdicts, p2_pairs, p2_table, second_order_verdicts
+from pait.report.claims import p1_table, p1_verdicts, p2_pairs, p2_table, second_order_verdicts
 from pait.report.document import Table, to_markdown
 from pait.report.fig3 import draw_fig3
 from pait.report.p1 import agreement_summary, draw_agreement, mask_agreement
 from pait.report.pairwise import METRICS, pairwise_table
 from pait.report.stat_blocks import claim_blocks, fmt_ci, fmt_p, pairwise_blocks
-from pait.report.stats import FAILS, HOLDS, UNCLEAR, mean_ci, paired, verdict
+from pait.report.stats import COLLAPSED, FAILS, HOLDS, UNCLEAR, crossed_paired, verdict
 from pait.report.tables import summary
 from pait.report.transfer import STAGE_TITLES, draw_transfer, transfer_matrix
 
@@ -129,6 +129,7 @@ def test_report_command_writes_markdown_and_self_contained_html(tiny_run):
     assert not re.search(r'(src|href)="(?!data:)', html)  # nothing external
     for heading in ("P1", "P2", "Transfer matrix", "Fig. 4"):
         assert heading in md
+    assert not re.search(r"\bnan\b", md, re.IGNORECASE)  # the after-recovery settings have no P1 row of n = 0
     assert build_report(tiny_run) == tiny_run / "report.md"
 
 
@@ -174,6 +175,11 @@ def _hand_differences(results, score, sp, stage, metric):
             for src in SOURCES for seed in SEEDS]
 
 
+def _crossed(values):
+    """``stats.crossed_paired`` of values listed source by source, seed by seed (as ``_hand_differences``)."""
+    return crossed_paired(values, np.repeat(SOURCES, len(SEEDS)), np.tile(SEEDS, len(SOURCES)))
+
+
 def _table_rows(blocks) -> list[list[str]]:
     return [row for b in blocks if isinstance(b, Table) for row in b.rows]
 
@@ -185,19 +191,19 @@ def test_pairwise_table_shows_stats_of_hand_computed_differences(synthetic):
         for sp in SPARSITIES:
             for stage, stage_name in (("pruned", "zero-shot"), ("recovered", "after sgd")):
                 for metric, metric_name in METRICS.items():
-                    p = paired(_hand_differences(synthetic, score, sp, stage, metric))
+                    p = _crossed(_hand_differences(synthetic, score, sp, stage, metric))
                     n, ci, w, s = shown[("enc", score, f"{sp:.2%}", stage_name, metric_name)]
-                    assert n == str(p.n) == str(len(SOURCES) * len(SEEDS))
+                    assert n == f"{p.n} ({len(SOURCES)} x {len(SEEDS)})" and p.n == len(SOURCES) * len(SEEDS)
                     assert ci == fmt_ci(p.mean, p.low, p.high, "signed")
                     assert (w, s) == (fmt_p(p.wilcoxon_p), fmt_p(p.sign_p))
     md = to_markdown(pairwise_blocks(pairwise_table(synthetic)))
-    assert "| enc | kfac | 60.00% | zero-shot | mean transfer | 12 |" in md
+    assert "| enc | kfac | 60.00% | zero-shot | mean transfer | 12 (4 x 3) |" in md
 
 
-def test_summary_and_fig3_error_bars_are_t_intervals_over_sources_and_seeds(synthetic):
+def test_summary_and_fig3_error_bars_are_crossed_intervals_over_sources_and_seeds(synthetic):
     table = summary(synthetic)
     row = table[(table.score == "kfac") & (table.sparsity == 0.6) & (table.stage == "recovered")].iloc[0]
-    hand = mean_ci([_unit_accuracy(synthetic, "kfac", 0.6, src, seed, "recovered")[1] for src in SOURCES for seed in SEEDS])
+    hand = _crossed([_unit_accuracy(synthetic, "kfac", 0.6, src, seed, "recovered")[1] for src in SOURCES for seed in SEEDS])
     assert row.transfer_acc_n == hand.n == 12
     assert (row.transfer_acc_mean, row.transfer_acc_low, row.transfer_acc_high) == pytest.approx((hand.mean, hand.low,
                                                                                                   hand.high))
@@ -217,17 +223,17 @@ def test_verdicts_follow_the_intervals(synthetic):
     p1 = p1_verdicts(pairs).set_index(["score", "sparsity"])
     for score, want in (("fisher_diag", HOLDS), ("kfac", FAILS)):  # +0.05 and -0.10 on transfer by construction
         for sp in SPARSITIES:
-            p = paired(_hand_differences(synthetic, score, sp, "pruned", "transfer_acc"))
-            assert p1.loc[(score, sp), "verdict"] == verdict(*p.verdict_interval()) == want
+            p = _crossed(_hand_differences(synthetic, score, sp, "pruned", "transfer_acc"))
+            assert p1.loc[(score, sp), "verdict"] == verdict(p.low, p.high) == want
     p2 = p2_table(synthetic).set_index(["score", "sparsity"])
     for score in EFFECTS:
         for sp in SPARSITIES:
             gains = [_unit_accuracy(synthetic, score, sp, src, seed, "recovered")[1]
                      - _unit_accuracy(synthetic, score, sp, src, seed, "pruned")[1] for src in SOURCES for seed in SEEDS]
-            p = paired(gains)
+            p = _crossed(gains)
             assert p2.loc[(score, sp), "mean"] == pytest.approx(p.mean)
             assert (p2.loc[(score, sp), "low"], p2.loc[(score, sp), "high"]) == pytest.approx((p.low, p.high))
-            assert p2.loc[(score, sp), "verdict"] == verdict(*p.verdict_interval())
+            assert p2.loc[(score, sp), "verdict"] == verdict(p.low, p.high)
             assert p2.loc[(score, sp), "verdict"] == (FAILS if score == "kfac" else HOLDS)
     so = second_order_verdicts(pairs)
     assert set(so.sparsity) == {0.6} and set(so.score) == {"fisher_diag", "kfac"} and len(so) == 2 * 2 * 2
@@ -241,7 +247,7 @@ def test_one_replicate_says_it_has_no_interval(synthetic):
     cell = {tuple(r[:4]): r for r in results_table(one).rows}[("enc", "kfac", "30.00%", "zero-shot")]
     assert cell[4].endswith("(no CI, n = 1)") and cell[6] == "1"
     rows = _table_rows(claim_blocks(pairwise_table(one), p2_table(one)))
-    assert rows and all(r[-2] == "none (n < 2)" and r[-1] == f"**{UNCLEAR}**" for r in rows)
+    assert rows and all(r[6].endswith("(no CI, n = 1)") and r[-2] == r[-1] == f"**{UNCLEAR}**" for r in rows)
 
 
 def test_report_on_synthetic_replicates(synthetic, tmp_path):
@@ -253,12 +259,67 @@ def test_report_on_synthetic_replicates(synthetic, tmp_path):
     assert "Seeds: 0, 1, 2." in md and "n = 12 per bar" in md
     for heading in ("Each score against `magnitude`, paired", "Verdicts", "P2: does recovery"):
         assert heading in md
-    p = paired(_hand_differences(synthetic, "fisher_diag", 0.6, "recovered", "transfer_acc"))
+    p = _crossed(_hand_differences(synthetic, "fisher_diag", 0.6, "recovered", "transfer_acc"))
     assert fmt_ci(p.mean, p.low, p.high, "signed") in md
     gains = [_unit_accuracy(synthetic, "kfac", 0.6, src, seed, "recovered")[1]
              - _unit_accuracy(synthetic, "kfac", 0.6, src, seed, "pruned")[1] for src in SOURCES for seed in SEEDS]
-    p = paired(gains)
-    low, high = p.verdict_interval()
-    assert (f"| enc | kfac | sgd | 60.00% | 12 | {fmt_ci(p.mean, p.low, p.high, 'signed')} | {fmt_p(p.wilcoxon_p)} | "
-            f"{fmt_p(p.sign_p)} |") in md
-    assert f"| [{low:+.3f}, {high:+.3f}] | **{FAILS}** |" in md
+    p = _crossed(gains)
+    assert (f"| enc | kfac | sgd | 60.00% | 12 (4 x 3) | {fmt_ci(p.mean, p.low, p.high, 'signed')} | "
+            f"{fmt_p(p.wilcoxon_p)} | {fmt_p(p.sign_p)} |") in md
+    assert f"| **{FAILS}** | **{FAILS}** |" in md
+
+
+def test_near_chance_comparisons_are_collapsed_in_both_verdict_columns(synthetic):
+    near = synthetic.assign(num_classes=10)  # chance 0.1 on every task
+    low = (near.sparsity == 0.6) & (near.stage == "pruned")
+    near.loc[low, "accuracy"] = 0.1 + 0.02 * np.random.default_rng(0).random(int(low.sum()))
+    pairs = pairwise_table(near)
+    p1 = p1_verdicts(pairs).set_index(["score", "sparsity"])
+    assert p1.loc[("fisher_diag", 0.6), "chance"] == pytest.approx(0.1)
+    assert (p1.xs(0.6, level="sparsity")[["verdict", "holm_verdict"]] == COLLAPSED).all().all()
+    assert (p1.xs(0.3, level="sparsity").verdict.tolist()) == [HOLDS, FAILS]  # far from chance: as before
+    so = second_order_verdicts(pairs)
+    assert set(so[so.stage == "pruned"].verdict) == {COLLAPSED} and COLLAPSED not in set(so[so.stage == "recovered"].verdict)
+    md = to_markdown(claim_blocks(pairs, p2_table(near)))
+    assert f"| **{COLLAPSED}** | **{COLLAPSED}** |" in md and f"{COLLAPSED} in 2 of 4 setting(s)" in md
+    assert not (p1_verdicts(pairwise_table(synthetic)).verdict == COLLAPSED).any()  # chance unknown: never
+
+
+def test_holm_column_stands_beside_the_raw_verdicts(synthetic):
+    p1 = p1_verdicts(pairwise_table(synthetic))
+    assert {"verdict", "holm_verdict", "p_holds", "p_fails"} <= set(p1.columns)
+    assert (p1.verdict == p1.holm_verdict).all()  # effects of 5 and 10 points survive the correction
+    md = to_markdown(claim_blocks(pairwise_table(synthetic), p2_table(synthetic)))
+    assert "| verdict | verdict, Holm |" in md and "with Holm's correction: " in md
+
+
+def test_report_with_two_replicates_prints_no_nan_and_no_interval_outside_the_bounds(synthetic, tmp_path):
+    two = synthetic[(synthetic.seed == 0) & synthetic.source.isin(["s0", "s1"]) & synthetic.target.isin(["s0", "s1"])]
+    two = two.assign(accuracy=1 - (1 - two.accuracy) / 10)  # accuracies near 1: a t interval on 1 df passes it
+    table = p1_table(two)
+    assert len(table) == len(EFFECTS) * len(SPARSITIES) and (table.source_drop_n == 2).all()  # no n = 0 row
+    config = config_from_dict({"name": "two", "encoders": ["tiny-test-cnn"], "scores": list(EFFECTS),
+                               "sparsities": SPARSITIES, "seeds": [0]})
+    (tmp_path / "config.json").write_text(json.dumps(to_jsonable(config)))
+    two.to_parquet(tmp_path / "results.parquet")
+    md = build_report(tmp_path).read_text()
+    assert not re.search(r"\bnan\b", md, re.IGNORECASE)
+    accuracies = re.findall(r"(?<![+\-\d.])(\d\.\d{3}) \[(-?\d\.\d{3}), (-?\d\.\d{3})\]", md)
+    assert accuracies and all(0 <= float(lo) <= float(m) <= float(hi) <= 1 for m, lo, hi in accuracies)
+    changes = re.findall(r"\[([+-]\d+\.\d)%, ([+-]\d+\.\d)%\]", md)
+    assert changes and all(float(lo) >= -100 for lo, _ in changes)
+
+
+def test_chance_comes_from_the_suite_and_feeds_the_collapsed_outcome(synthetic):
+    from pait.report.chance import suite_chance
+
+    assert suite_chance({"name": "tiny-test-suite"}) == {f"task-{t}": pytest.approx(1 / 3) for t in range(3)}
+    assert suite_chance({"name": "no-such-suite"}) == {}
+    near = synthetic.copy()
+    low = (near.sparsity == 0.6) & (near.stage == "pruned")
+    near.loc[low, "accuracy"] = 0.25 + 0.02 * np.random.default_rng(0).random(int(low.sum()))
+    by_column = p1_verdicts(pairwise_table(near.assign(num_classes=4)))
+    by_suite = p1_verdicts(pairwise_table(near, chance={t: 0.25 for t in SOURCES}))
+    assert by_suite.verdict.tolist() == by_column.verdict.tolist() and COLLAPSED in set(by_suite.verdict)
+    gone = p2_table(near.assign(recovery="sgd"), chance={t: 0.9 for t in SOURCES})  # every side under 0.95
+    assert set(gone.verdict) == set(gone.holm_verdict) == {COLLAPSED}

@@ -10,7 +10,7 @@ from pait.report.build import results_table
 from pait.report.document import to_markdown
 from pait.report.pairwise import pairwise_table
 from pait.report.recoveries import recovery_pair_blocks, recovery_pairs_table
-from pait.report.stats import paired
+from pait.report.stats import crossed_paired
 from pait.report.tables import BEFORE_RECOVERY
 
 SOURCES, SEEDS, TARGETS = ["s0", "s1"], [0, 1, 2], ["s0", "s1", "s2"]
@@ -56,8 +56,9 @@ def test_each_pair_is_the_paired_statistics_of_hand_differences():
     pairs = set(zip(table.recovery, table.baseline))
     assert pairs == {("sequential", "obs"), ("obs", "none"), ("sequential", "none")}  # only pairs present
     for r in table.itertuples():
-        hand = paired(_by_hand(results, r.recovery, r.baseline, r.metric == "transfer_acc"))
-        assert r.n == hand.n == len(SOURCES) * len(SEEDS)
+        hand = crossed_paired(_by_hand(results, r.recovery, r.baseline, r.metric == "transfer_acc"),
+                              np.repeat(SOURCES, len(SEEDS)), np.tile(SEEDS, len(SOURCES)))
+        assert r.n == hand.n == len(SOURCES) * len(SEEDS) and (r.sources, r.seeds) == (len(SOURCES), len(SEEDS))
         assert (r.mean, r.low, r.high, r.wilcoxon_p, r.sign_p) == pytest.approx(
             (hand.mean, hand.low, hand.high, hand.wilcoxon_p, hand.sign_p))
     seq_obs = table[(table.recovery == "sequential") & (table.metric == "transfer_acc")].set_index("baseline")

@@ -13,6 +13,7 @@ import pandas as pd
 
 from pait.cache import write_atomic
 from pait.report.surface import Surface
+from pait.report.chance import suite_chance
 from pait.report.claims import p1_table, p1_verdicts, p2_table
 from pait.report.document import Block, Bullets, Figure, Heading, Table, Text, to_markdown
 from pait.report.examples import example_blocks
@@ -22,8 +23,8 @@ from pait.report.html import to_html
 from pait.report.p1 import agreement_summary, mask_agreement, plot_agreement
 from pait.report.pairwise import pairwise_table
 from pait.report.recoveries import recovery_pair_blocks
-from pait.report.stat_blocks import claim_blocks, fmt_ci, fmt_interval, fmt_p, pairwise_blocks, verdict_counts
-from pait.report.stats import mean_ci
+from pait.report.stat_blocks import INTERVAL, both_counts, claim_blocks, fmt_ci, fmt_n, fmt_p, pairwise_blocks, verdict_counts
+from pait.report.stats import accuracy_ci
 from pait.report.tables import per_unit, stage_label, summary, without_after_none
 from pait.report.run_folder import check_run_dir, read_json, read_results, read_run_config
 from pait.report.toy import plot_fig1, plot_fig2
@@ -42,7 +43,7 @@ def results_table(results: pd.DataFrame) -> Table:
     units = per_unit(results)
     unpruned = units[units.stage == "unpruned"].drop_duplicates(["encoder", "source", "seed"])
     for enc, g in unpruned.groupby("encoder", sort=False):
-        src, tr = mean_ci(g.source_acc), mean_ci(g.transfer_acc)
+        src, tr = accuracy_ci(g.source_acc, g.source, g.seed), accuracy_ci(g.transfer_acc, g.source, g.seed)
         rows.append([enc, "—", "0%", "unpruned", fmt_ci(src.mean, src.low, src.high),
                      fmt_ci(tr.mean, tr.low, tr.high), str(src.n)])
     return Table(["encoder", "score", "sparsity", "stage", "source acc.", "mean transfer acc.", "n (source x seed)"],
@@ -84,8 +85,8 @@ def setup_blocks(config: dict, results: pd.DataFrame) -> list[Block]:
         f"{ft['milestones']}), momentum {ft['momentum']:g}, weight decay {ft['weight_decay']:g}, batch {ft['batch_size']}, "
         "MSE to one-hot through the source head, BatchNorm statistics frozen.",
         f"Seeds: {', '.join(str(s) for s in sorted(results.seed.dropna().unique()))}. A replicate is one (source x "
-        "seed) unit; intervals are 95% confidence intervals over replicates (Student t for means, percentile "
-        "bootstrap for paired differences).",
+        "seed) unit; intervals are 95% confidence intervals over replicates: " + INTERVAL + ", accuracies clipped "
+        "to [0, 1].",
     ])]
 
 
@@ -138,16 +139,16 @@ def p2_blocks(table: pd.DataFrame) -> list[Block]:
     heading = Heading("P2: does recovery on the source (re-training, or a one-shot update) hurt transfer?")
     if table.empty:
         return [heading, Text("Not measured: no unit in this run has a recovery other than `none`.")]
-    rows = [[r.encoder, r.score, r.recovery, f"{r.sparsity:.2%}", str(r.n), fmt_ci(r.mean, r.low, r.high, "signed"),
+    rows = [[r.encoder, r.score, r.recovery, f"{r.sparsity:.2%}", fmt_n(r), fmt_ci(r.mean, r.low, r.high, "signed"),
              fmt_p(r.wilcoxon_p), fmt_p(r.sign_p), f"{r.worst:+.3f}", f"{r.violations} / {r.pairs}",
-             fmt_interval(r.v_low, r.v_high), f"**{r.verdict}**"] for r in table.itertuples()]
+             f"**{r.verdict}**", f"**{r.holm_verdict}**"] for r in table.itertuples()]
     return [heading,
             Text("Recovered minus zero-shot pruned mean transfer accuracy per unit (mean over the unit's transfer "
-                 "tasks); n units (sources x seeds), the bootstrap 95% CI of the mean gain and paired p-values; for "
+                 "tasks); n units (sources x seeds), the 95% CI of the mean gain (two-way cluster) and paired p-values; for "
                  "information, the worst single (source, seed, transfer task) pair and the count of negative pairs."),
-            Table(["encoder", "score", "recovery", "sparsity", "n", "transfer gain [bootstrap 95% CI]", "Wilcoxon p", "sign p",
-                   "worst pair", "negative pairs", "verdict interval", "verdict"], rows),
-            Text(f"P2 {verdict_counts(table)} (rule under Verdicts).")]
+            Table(["encoder", "score", "recovery", "sparsity", "n", "transfer gain [95% CI]", "Wilcoxon p", "sign p",
+                   "worst pair", "negative pairs", "verdict", "verdict, Holm"], rows),
+            Text(f"P2 {both_counts(table)} (rule under Verdicts).")]
 
 
 def landscape_blocks(run_dir: Path, figures: Path) -> list[Block]:
@@ -190,7 +191,8 @@ def build_report(run_dir: str | Path) -> Path:
     config = read_run_config(run_dir)
     figures = run_dir / "figures"
     fig3 = plot_fig3(results, figures / "fig3.png")
-    pairwise = pairwise_table(results)
+    chance = suite_chance(config["suite"])
+    pairwise = pairwise_table(results, chance=chance)
     blocks: list[Block] = [
         Heading(f"pait report: {config['name']}", 1),
         Text("Pretrained encoders are pruned with data from one source task, then recovered on it (re-trained with the "
@@ -214,7 +216,7 @@ def build_report(run_dir: str | Path) -> Path:
             name = f"transfer_{encoder}_{score}" + (f"_{recovery}" if len(recoveries) > 1 else "")
             path = plot_transfer(one, encoder, score, figures / f"{name}.png")
             blocks.append(Figure(f"figures/{path.name}", f"Transfer matrix, {encoder}, {score}, recovery {recovery}."))
-    p2 = p2_table(results)
+    p2 = p2_table(results, chance=chance)
     blocks += p1_blocks(results, pairwise, run_dir, figures) + p2_blocks(p2) + claim_blocks(pairwise, p2)
     blocks += landscape_blocks(run_dir, figures)
     blocks += failure_blocks(run_dir)

@@ -1,71 +1,101 @@
 """The study's claims, measured on the results table, with verdicts from intervals (see ``stats.verdict``).
 
 P1 (pruning with source data preserves transfer): the zero-shot pruned accuracy against the unpruned
-one (relative drops, mean and 95% CI over source x seed); the verdict compares each data-dependent
-score with `magnitude` on mean transfer accuracy, paired on identical units.
+one (relative drops, mean and two-way cluster 95% CI over source x seed); the verdict compares each
+data-dependent score with `magnitude` on mean transfer accuracy, paired on identical units.
 P2 (re-training on the source does not hurt transfer): re-trained minus pruned mean transfer accuracy
 per unit; the verdict comes from the interval of its mean.
 Second-order scores (`fisher_diag`, `kfac`) at least as good as `magnitude` at each encoder's highest
 sparsity in the run: paired differences on source and mean transfer accuracy, both stages.
+
+Every table of verdicts is one family: beside the raw verdict of each row (``verdict``) it carries the
+verdict under Holm's control of the family-wise error (``holm_verdict``, ``stats.holm_verdicts``). A row
+whose two sides both sit within ``stats.COLLAPSE_MARGIN`` of chance is ``collapsed`` in both columns.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import numpy as np
 import pandas as pd
 
-from pait.report.pairwise import PAIRED_FIELDS
-from pait.report.stats import MARGIN, Paired, paired, verdict
-from pait.report.tables import UNIT_KEYS, interval_columns, per_unit
+from pait.report.pairwise import PAIRED_FIELDS, chance_levels
+from pait.report.stats import COLLAPSED, MARGIN, collapsed, crossed_ci, crossed_paired, holm_verdicts, margin_p_values, verdict
+from pait.report.tables import UNIT_KEYS, per_unit
 
 KEYS = ["encoder", "score", "recovery", "sparsity"]
 DATA_FREE = ("magnitude", "random", "synflow")
 SECOND_ORDER = ("fisher_diag", "kfac")
 
 
+def _drop_columns(g: pd.DataFrame, column: str) -> dict[str, float]:
+    """``{column}_mean``, ``_low``, ``_high`` (two-way cluster 95% CI, a drop is at most 1) and ``_n``."""
+    g = g.dropna(subset=[column])
+    ci = crossed_ci(g[column], g.source, g.seed)
+    return {f"{column}_mean": ci.mean, f"{column}_low": ci.low, f"{column}_high": min(ci.high, 1.0),
+            f"{column}_n": ci.n}
+
+
 def p1_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Relative accuracy drops (1 - pruned / unpruned) on the source and on mean transfer: mean, CI, n per setting."""
+    """Relative accuracy drops (1 - pruned / unpruned) on the source and on mean transfer: mean, CI, n per setting.
+    Only units with both stages count; a setting without any (e.g. the after-recovery rows) has no row."""
     units = per_unit(results).pivot_table(index=UNIT_KEYS, columns="stage", values=["source_acc", "transfer_acc"])
+    if not {("source_acc", "pruned"), ("source_acc", "unpruned")} <= set(units.columns):
+        return pd.DataFrame()
     drops = pd.DataFrame({
         "source_drop": 1 - units[("source_acc", "pruned")] / units[("source_acc", "unpruned")],
         "transfer_drop": 1 - units[("transfer_acc", "pruned")] / units[("transfer_acc", "unpruned")],
-    }).reset_index()
-    rows = [{**dict(zip(KEYS, key)), **interval_columns(g.source_drop, "source_drop"),
-             **interval_columns(g.transfer_drop, "transfer_drop")} for key, g in drops.groupby(KEYS)]
+    }).reset_index().dropna(subset=["source_drop", "transfer_drop"], how="all")
+    rows = [{**dict(zip(KEYS, key)), **_drop_columns(g, "source_drop"), **_drop_columns(g, "transfer_drop")}
+            for key, g in drops.groupby(KEYS)]
     return pd.DataFrame(rows)
 
 
 def p2_pairs(results: pd.DataFrame) -> pd.DataFrame:
-    """Recovered minus pruned accuracy for every (setting, source, seed, transfer target); recovery ``none``
-    is left out (its recovered stage is the pruned one, so its gain is zero by construction, not a finding)."""
+    """Recovered minus pruned accuracy (``gain``, and both accuracies) for every (setting, source, seed, transfer
+    target); recovery ``none`` is left out (its recovered stage is the pruned one, so its gain is zero by
+    construction, not a finding)."""
     transfer = results[~results.is_source]
     if "recovery" not in transfer:
         transfer = transfer.assign(recovery="sgd")
     transfer = transfer[transfer.recovery != "none"]
     if not (transfer.stage == "recovered").any():
-        return pd.DataFrame(columns=UNIT_KEYS + ["target", "gain"])
+        return pd.DataFrame(columns=UNIT_KEYS + ["target", "gain", "recovered", "pruned"])
     acc = transfer.pivot_table(index=UNIT_KEYS + ["target"], columns="stage", values="accuracy", aggfunc="mean")
-    return (acc["recovered"] - acc["pruned"]).rename("gain").reset_index()
+    return acc.assign(gain=acc["recovered"] - acc["pruned"])[["gain", "recovered", "pruned"]].reset_index()
 
 
 def _with_verdicts(table: pd.DataFrame, margin: float) -> pd.DataFrame:
-    """Add the verdict interval (``v_low``, ``v_high``: see ``stats.Paired.verdict_interval``) and the verdict."""
+    """Add the verdict interval (``v_low``, ``v_high``: the two-way cluster interval), the one-sided p-values
+    against ``-margin`` (``p_holds``, ``p_fails``), the raw ``verdict`` and the family's ``holm_verdict``; rows
+    whose sides are both near chance (``mean_a``, ``mean_b``, ``chance``) are ``collapsed``."""
     table = table.copy().reset_index(drop=True)
-    bounds = [Paired(**{f: getattr(r, f) for f in PAIRED_FIELDS}).verdict_interval() for r in table.itertuples()]
-    table["v_low"] = [lo for lo, _ in bounds]
-    table["v_high"] = [hi for _, hi in bounds]
-    table["verdict"] = [verdict(lo, hi, margin) for lo, hi in bounds]
+    table["v_low"], table["v_high"] = table["low"], table["high"]
+    p = [margin_p_values(r.mean, r.se, r.df, margin) for r in table.itertuples()]
+    table["p_holds"] = [h for h, _ in p]
+    table["p_fails"] = [f for _, f in p]
+    gone = [collapsed(r.mean_a, r.mean_b, r.chance) for r in table.itertuples()]
+    table["verdict"] = [COLLAPSED if c else verdict(r.low, r.high, margin) for c, r in zip(gone, table.itertuples())]
+    holm = holm_verdicts(table.p_holds, table.p_fails) if len(table) else []
+    table["holm_verdict"] = [COLLAPSED if c else v for c, v in zip(gone, holm)]
     return table
 
 
-def p2_table(results: pd.DataFrame, margin: float = MARGIN) -> pd.DataFrame:
-    """Per setting: the mean transfer gain per unit (n, mean, bootstrap CI, p-values, verdict), worst pair, violations."""
+def p2_table(results: pd.DataFrame, margin: float = MARGIN, chance: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """Per setting: the mean transfer gain per unit (n, mean, two-way cluster CI, p-values, verdicts), worst pair,
+    violations (``chance``: task -> chance accuracy, see ``pairwise.chance_levels``)."""
     pairs = p2_pairs(results)
-    per_unit_gain = pairs.groupby(UNIT_KEYS).gain.mean()
+    if pairs.empty:
+        return pd.DataFrame(columns=KEYS + PAIRED_FIELDS + ["verdict", "holm_verdict", "worst", "violations", "pairs"])
+    per_unit_gain = pairs.groupby(UNIT_KEYS)[["gain", "recovered", "pruned"]].mean().reset_index()
+    chance = chance_levels(results, chance).set_index("source").transfer_acc_chance
     rows = []
     for key, g in per_unit_gain.groupby(KEYS):
-        p = paired(g.to_numpy())
-        rows.append([*key, *(getattr(p, f) for f in PAIRED_FIELDS)])
-    table = _with_verdicts(pd.DataFrame(rows, columns=KEYS + PAIRED_FIELDS), margin)
+        p = crossed_paired(g.gain, g.source, g.seed)
+        rows.append([*key, *(getattr(p, f) for f in PAIRED_FIELDS), g.recovered.mean(), g.pruned.mean(),
+                     float(np.mean([chance.get(s, np.nan) for s in g.source]))])
+    table = _with_verdicts(pd.DataFrame(rows, columns=KEYS + PAIRED_FIELDS + ["mean_a", "mean_b", "chance"]), margin)
     grouped = pairs.groupby(KEYS).gain
     extra = pd.DataFrame({"worst": grouped.min(), "violations": grouped.apply(lambda g: int((g < 0).sum())),
                           "pairs": grouped.size()}).reset_index()
@@ -73,7 +103,7 @@ def p2_table(results: pd.DataFrame, margin: float = MARGIN) -> pd.DataFrame:
 
 
 def p1_verdicts(table: pd.DataFrame, margin: float = MARGIN) -> pd.DataFrame:
-    """From ``pairwise_table``: each data-dependent score minus `magnitude` on zero-shot mean transfer, with verdict."""
+    """From ``pairwise_table``: each data-dependent score minus `magnitude` on zero-shot mean transfer, with verdicts."""
     sel = table[(table.metric == "transfer_acc") & (table.stage == "pruned") & ~table.score.isin(DATA_FREE)]
     return _with_verdicts(sel, margin)
 

@@ -9,21 +9,30 @@ import pandas as pd
 from pait.report.claims import p1_verdicts, second_order_verdicts
 from pait.report.document import Block, Bullets, Heading, Table, Text
 from pait.report.pairwise import BASELINE, METRICS
-from pait.report.stats import FAILS, HOLDS, MARGIN, RESAMPLES, UNCLEAR
+from pait.report.stats import COLLAPSE_MARGIN, COLLAPSED, FAILS, HOLDS, MARGIN, UNCLEAR
 from pait.report.tables import stage_label
 
 
+INTERVAL = ("the two-way cluster 95% CI over sources and seeds (units of one source share it, units of one seed share "
+            "every task's split and head: Cameron-Gelbach-Miller variance, t on min(sources, seeds) − 1 df; with one "
+            "seed, the t interval over sources)")
 RULE = (f"Verdict rule (margin {MARGIN:g}, i.e. {100 * MARGIN:g} accuracy point): a claim that A is at least as good as B "
-        f"**holds** when the whole verdict interval of the mean difference A − B lies at or above −{MARGIN:g}, **does "
-        f"not hold** when it lies entirely below −{MARGIN:g}, and is **unclear** otherwise (also when n < 2, where no "
-        "interval exists). The verdict interval is the union of the bootstrap and Student-t 95% intervals: the "
-        "percentile bootstrap alone is too narrow on few pairs (it covered 85% at n = 6 on normal data). Counts of "
-        "negative pairs are shown for information and never decide a verdict.")
+        f"**holds** when the whole interval of the mean difference A − B lies at or above −{MARGIN:g}, **does "
+        f"not hold** when it lies entirely below −{MARGIN:g}, and is **unclear** otherwise (also when there is no "
+        f"interval: one source and one seed). The interval is {INTERVAL}. Each table of settings is one family: the "
+        "Holm column gives the verdicts under Holm's step-down control of the family-wise error (one-sided tests "
+        f"against −{MARGIN:g} at 2.5% each way), beside the raw ones. A setting whose two sides both have a mean "
+        f"accuracy below chance + {COLLAPSE_MARGIN:g} (chance = 1 / classes of the task) is **{COLLAPSED}**: neither "
+        "encoder tells the classes apart, so the comparison says nothing. Counts of negative pairs are shown for "
+        "information and never decide a verdict.")
 
 
 def fmt_ci(mean: float, low: float, high: float, style: str = "plain") -> str:
-    """``mean [low, high]``; ``style`` is "plain" (0.812), "signed" (+0.012) or "pct" (+1.2%); "(no CI)" if undefined."""
+    """``mean [low, high]``; ``style`` is "plain" (0.812), "signed" (+0.012) or "pct" (+1.2%); "(no CI)" if undefined,
+    "n/a" without a mean."""
     f = {"plain": "{:.3f}".format, "signed": "{:+.3f}".format, "pct": lambda v: f"{100 * v:+.1f}%"}[style]
+    if math.isnan(mean):
+        return "n/a (no replicate)"
     if math.isnan(low) or math.isnan(high):
         return f"{f(mean)} (no CI, n = 1)"
     return f"{f(mean)} [{f(low)}, {f(high)}]"
@@ -34,9 +43,14 @@ def fmt_p(p: float) -> str:
     return "—" if math.isnan(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
 
 
+def fmt_n(r) -> str:
+    """``n (sources x seeds)`` of one row of paired statistics."""
+    return f"{r.n} ({r.sources} x {r.seeds})"
+
+
 def pairwise_rows(table: pd.DataFrame) -> list[list[str]]:
     """Rows of the paired table as shown in the report."""
-    return [[r.encoder, r.score, f"{r.sparsity:.2%}", stage_label(r.stage, r.recovery), METRICS[r.metric], str(r.n),
+    return [[r.encoder, r.score, f"{r.sparsity:.2%}", stage_label(r.stage, r.recovery), METRICS[r.metric], fmt_n(r),
              fmt_ci(r.mean, r.low, r.high, "signed"), fmt_p(r.wilcoxon_p), fmt_p(r.sign_p)] for r in table.itertuples()]
 
 
@@ -48,36 +62,41 @@ def pairwise_blocks(table: pd.DataFrame, baseline: str = BASELINE) -> list[Block
     return head + [
         Text(f"Score minus `{baseline}` on identical units (same encoder, source, seed and sparsity), on source accuracy "
              "and on mean transfer accuracy (mean over the unit's non-source tasks). n is the number of unit pairs "
-             f"(sources x seeds); the interval is a percentile bootstrap 95% CI of the mean difference ({RESAMPLES:,} "
-             "resamples, fixed seed); p-values are two-sided, Wilcoxon signed-rank and sign test (zero differences "
-             "dropped; — where n < 2)."),
-        Table(["encoder", "score", "sparsity", "stage", "accuracy", "n", "mean difference [bootstrap 95% CI]", "Wilcoxon p",
+             f"(sources x seeds); the interval is {INTERVAL}; p-values are two-sided, Wilcoxon signed-rank and sign "
+             "test over the pairs as if independent (zero differences dropped; — where n < 2)."),
+        Table(["encoder", "score", "sparsity", "stage", "accuracy", "n", "mean difference [95% CI]", "Wilcoxon p",
                "sign p"], pairwise_rows(table)),
     ]
 
 
-def verdict_counts(table: pd.DataFrame) -> str:
-    """"holds in a, does not hold in b, unclear in c of N settings"."""
-    counts = table.verdict.value_counts()
-    parts = ", ".join(f"{v} in {int(counts.get(v, 0))}" for v in (HOLDS, FAILS, UNCLEAR))
+def verdict_counts(table: pd.DataFrame, column: str = "verdict") -> str:
+    """"holds in a, does not hold in b, unclear in c[, collapsed in d] of N settings" of one verdict column."""
+    counts = table[column].value_counts()
+    shown = (HOLDS, FAILS, UNCLEAR) + ((COLLAPSED,) if counts.get(COLLAPSED, 0) else ())
+    parts = ", ".join(f"{v} in {int(counts.get(v, 0))}" for v in shown)
     return f"{parts} of {len(table)} setting(s)"
 
 
+def both_counts(table: pd.DataFrame) -> str:
+    """The raw verdict counts, then those with Holm's correction over the table's settings."""
+    return f"{verdict_counts(table)}; with Holm's correction: {verdict_counts(table, 'holm_verdict')}"
+
+
 def fmt_interval(low: float, high: float) -> str:
-    """``[low, high]`` signed; "none (n < 2)" if undefined."""
-    return "none (n < 2)" if math.isnan(low) or math.isnan(high) else f"[{low:+.3f}, {high:+.3f}]"
+    """``[low, high]`` signed; "none" if undefined (one source and one seed)."""
+    return "none (one cell)" if math.isnan(low) or math.isnan(high) else f"[{low:+.3f}, {high:+.3f}]"
 
 
 def verdict_rows(table: pd.DataFrame) -> list[list[str]]:
-    return [[r.encoder, r.score, f"{r.sparsity:.2%}", stage_label(r.stage, r.recovery), METRICS[r.metric], str(r.n),
-             fmt_ci(r.mean, r.low, r.high, "signed"), fmt_interval(r.v_low, r.v_high), f"**{r.verdict}**"]
-            for r in table.itertuples()]
+    return [[r.encoder, r.score, f"{r.sparsity:.2%}", stage_label(r.stage, r.recovery), METRICS[r.metric], fmt_n(r),
+             fmt_ci(r.mean, r.low, r.high, "signed"), f"{r.mean_a:.3f} / {r.mean_b:.3f}", f"**{r.verdict}**",
+             f"**{r.holm_verdict}**"] for r in table.itertuples()]
 
 
 def claim_blocks(pairwise: pd.DataFrame, p2: pd.DataFrame) -> list[Block]:
     """The verdicts of P1, P2 and "second-order scores at least as good as magnitude at high sparsity"."""
-    header = ["encoder", "score", "sparsity", "stage", "accuracy", "n", "mean difference [bootstrap 95% CI]",
-              "verdict interval", "verdict"]
+    header = ["encoder", "score", "sparsity", "stage", "accuracy", "n", "mean difference [95% CI]", "A / B accuracy",
+              "verdict", "verdict, Holm"]
     p1, so = p1_verdicts(pairwise), second_order_verdicts(pairwise)
     blocks: list[Block] = [Heading("Verdicts"), Text(RULE)]
     items = []
@@ -86,15 +105,15 @@ def claim_blocks(pairwise: pd.DataFrame, p2: pd.DataFrame) -> list[Block]:
                      "data-dependent score on the same units.")
     else:
         items.append(f"P1 (pruning with source data preserves transfer; data-dependent score minus `{BASELINE}` on "
-                     f"zero-shot mean transfer accuracy): {verdict_counts(p1)}.")
+                     f"zero-shot mean transfer accuracy): {both_counts(p1)}.")
     items.append("P2 (recovery on the source does not hurt transfer; recovered minus zero-shot mean transfer "
-                 f"accuracy per unit): {verdict_counts(p2)}." if not p2.empty else "P2: no recovered units.")
+                 f"accuracy per unit): {both_counts(p2)}." if not p2.empty else "P2: no recovered units.")
     if so.empty:
         items.append(f"Second-order scores at high sparsity: no verdict; it needs `{BASELINE}` and `fisher_diag` or "
                      "`kfac` on the same units.")
     else:
         items.append(f"Second-order scores (`fisher_diag`, `kfac`) at least as good as `{BASELINE}` at each encoder's "
-                     f"highest sparsity: {verdict_counts(so)}.")
+                     f"highest sparsity: {both_counts(so)}.")
     blocks.append(Bullets(items))
     for title, table in (("P1", p1), ("Second-order scores at the highest sparsity", so)):
         if not table.empty:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pait.report.stats import mean_ci
+from pait.report.stats import accuracy_ci
 
 UNIT_KEYS = ["encoder", "score", "recovery", "sparsity", "source", "seed"]
 BEFORE_RECOVERY = "-"  # the recovery of the stages before it (unpruned, pruned), which do not depend on it
@@ -38,17 +38,22 @@ def per_unit(results: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([source, transfer], axis=1).reset_index()
 
 
-def interval_columns(values: pd.Series, prefix: str) -> dict[str, float]:
-    """``{prefix}_mean``, ``_low``, ``_high`` (Student-t 95% CI) and ``_n`` of one group of replicates."""
-    ci = mean_ci(values.dropna())
+def interval_columns(values: pd.Series, prefix: str, units: pd.DataFrame | None = None) -> dict[str, float]:
+    """``{prefix}_mean``, ``_low``, ``_high`` and ``_n`` of one group of accuracies: ``stats.accuracy_ci``, two-way
+    cluster over the ``source`` and ``seed`` columns of ``units`` when given (Student t otherwise), within [0, 1]."""
+    values = values.dropna()
+    ci = (accuracy_ci(values) if units is None else
+          accuracy_ci(values, units.source.loc[values.index], units.seed.loc[values.index]))
     return {f"{prefix}_mean": ci.mean, f"{prefix}_low": ci.low, f"{prefix}_high": ci.high, f"{prefix}_n": ci.n}
 
 
 def summary(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean and 95% CI over (source x seed) replicates per (encoder, score, recovery, sparsity, stage)."""
+    """Mean and 95% CI (two-way cluster, in [0, 1]) over (source x seed) replicates per (encoder, score, recovery,
+    sparsity, stage)."""
     rows = []
     keys = ["encoder", "score", "recovery", "sparsity", "stage"]
     for key, g in per_unit(results).groupby(keys):
         rows.append({**dict(zip(keys, key)),
-                     **interval_columns(g.source_acc, "source_acc"), **interval_columns(g.transfer_acc, "transfer_acc")})
+                     **interval_columns(g.source_acc, "source_acc", g),
+                     **interval_columns(g.transfer_acc, "transfer_acc", g)})
     return pd.DataFrame(rows)
