@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from pait.report.allocation import allocation_differences, allocation_table
-from pait.report.stats import mean_ci
+from pait.report.stats import crossed_ci
 
 SOURCES, SEEDS, SPARSITIES = ("a", "b", "c"), (0, 1), (0.2, 0.6)
 TARGETS = ("a", "b", "c")
@@ -71,10 +71,11 @@ def test_the_parts_are_the_known_offsets_and_add_up():
     assert len(table) == 2 * 2 * 2 * 3  # sparsities x stages x metrics x parts
     for row in table.itertuples():
         expected = _expected(row.part, row.metric, row.sparsity, row.stage)
-        ci = mean_ci(expected)
+        labels = [(source, seed) for seed in SEEDS for source in SOURCES]  # the order of ``_expected``
+        ci = crossed_ci(expected, [s for s, _ in labels], [d for _, d in labels])
         assert row.n == len(SOURCES) * len(SEEDS)
         assert row.mean == pytest.approx(ci.mean, abs=1e-12)
-        assert (row.t_low, row.t_high) == pytest.approx((ci.low, ci.high), abs=1e-12)
+        assert (row.low, row.high) == pytest.approx((ci.low, ci.high), abs=1e-12)
         assert row.low <= row.mean <= row.high
     wide = table.pivot_table(index=["sparsity", "stage", "metric"], columns="part", values="mean")
     np.testing.assert_allclose(wide.total, wide.allocation + wide.selection, atol=1e-12)

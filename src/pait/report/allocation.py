@@ -8,7 +8,8 @@ seed, sparsity, stage) units, with M, T and P the accuracies of plain magnitude,
 - ``selection`` = P - T: what S's choice within each layer adds at those densities (within-layer part);
 - ``total`` = P - M = allocation + selection, per unit (only units where all three exist are used).
 
-Each part is summarised per (encoder, score, recovery, sparsity, stage, metric) by ``stats.paired``, metrics
+Each part is summarised per (encoder, score, recovery, sparsity, stage, metric) by ``stats.crossed_paired`` (two-way
+cluster interval over sources and seeds), metrics
 as in ``pairwise``: source accuracy and mean transfer accuracy.
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import pandas as pd
 
 from pait.report.pairwise import METRICS, PAIRED_FIELDS, STAGES
-from pait.report.stats import paired
+from pait.report.stats import crossed_paired
 from pait.report.tables import per_unit, without_after_none
 
 BASELINE = "magnitude"
@@ -65,7 +66,8 @@ def allocation_table(results: pd.DataFrame, baseline: str = BASELINE) -> pd.Data
             ["encoder", "score", "recovery", "sparsity", "stage"], sort=False):
         for metric in METRICS:
             for part in PARTS:
-                p = paired(g[f"{metric}_{part}"].dropna())
+                values = g[["source", "seed", f"{metric}_{part}"]].dropna()
+                p = crossed_paired(values[f"{metric}_{part}"], values.source, values.seed)
                 rows.append([encoder, score, recovery, sparsity, stage, metric, part,
                              *(getattr(p, f) for f in PAIRED_FIELDS)])
     table = pd.DataFrame(rows, columns=ALLOCATION_COLUMNS)
