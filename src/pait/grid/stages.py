@@ -36,7 +36,8 @@ from pait.errors import DataError
 from pait.fingerprints import ContentDigests, state_sha256
 from pait.heads import HeadedModel, SplitBatches, evaluate_head, extract_features, fit_ridge
 from pait.train.finetune import MaskHolder, finetune
-from pait.masks import global_mask
+from pait.masks import global_mask, parse_nm
+from pait.prune.nm import nm_mask
 from pait.prune.options import RECOVERY_REVISIONS
 from pait.prune.recovery import recover
 from pait.train.packed import finetune_many, load_copy
@@ -280,11 +281,13 @@ def write_scores(ctx: Context, key: dict[str, Any], source: str, score: str, spa
 
 
 def base_unit_key(ctx: Context, source: str, score: str, sparsity: float, recovery: str = "sgd") -> dict[str, Any]:
-    """What every unit's key holds; the re-training schedule is part of it only for ``sgd`` recovery."""
+    """What every unit's key holds; the re-training schedule is part of it only for ``sgd`` recovery, the
+    config's ``mask_options`` only when it sets one (so keys of runs without them do not change)."""
     return {"heads": config_key(ctx.heads_key), "source": source, "score": score, "sparsity": sparsity,
             "recovery": recovery, "score_options": score_options(ctx, score),
             "finetune": ctx.config.finetune if recovery == "sgd" else None,
-            "score_batch_size": ctx.config.score_batch_size, "seed": ctx.seed, **revision(score)}
+            "score_batch_size": ctx.config.score_batch_size, "seed": ctx.seed, **revision(score),
+            **({"mask_options": ctx.config.mask_options} if ctx.config.mask_options else {})}
 
 
 def unit_key(ctx: Context, source: str, score: str, sparsity: float, recovery: str = "sgd") -> dict[str, Any]:
@@ -328,7 +331,7 @@ def recover_unit(
         return [], mask
     ctx.reset_weights()
     return [], recover(model, mask, recovery, calib, ctx.normalize, ctx.device,
-                       batch_size=ctx.config.score_batch_size, seed=ctx.seed)
+                       batch_size=ctx.config.score_batch_size, seed=ctx.seed, nm=nm_pattern(ctx.config))
 
 
 def units_stage(ctx: Context, source: str, score: str, sparsities: list[float]) -> list[dict[str, Any]]:
@@ -363,10 +366,18 @@ def unit_metrics(ctx: Context, key: dict[str, Any]) -> dict[str, Any]:
     return json.loads((ctx.store.path("unit", key) / "metrics.json").read_text())
 
 
+def nm_pattern(config: ExperimentConfig) -> tuple[int, int] | None:
+    """(N, M) of the config's ``mask_options.nm``, or None for global masks."""
+    nm = config.mask_options.get("nm")
+    return parse_nm(nm) if nm is not None else None
+
+
 def unit_mask(ctx: Context, source: str, score: str, sparsity: float) -> dict[str, Tensor]:
-    """The global mask of one unit, from its (cached) scores."""
+    """The mask of one unit from its (cached) scores: global top-k at ``sparsity``, or the config's N:M pattern
+    (whose sparsity the config check fixed at 1 - N/M)."""
     scores = scores_stage(ctx, source, score, sparsity if score_is_per_sparsity(score) else None)
-    return global_mask(scores, sparsity)
+    nm = nm_pattern(ctx.config)
+    return nm_mask(scores, *nm)[0] if nm is not None else global_mask(scores, sparsity)
 
 
 def evaluate_pruned(ctx: Context, holder: MaskHolder) -> dict[str, tuple[float, float]]:

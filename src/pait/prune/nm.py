@@ -14,18 +14,9 @@ import torch
 from torch import Tensor
 
 from pait.errors import ConfigError
-from pait.masks import Mask
+from pait.masks import Mask, parse_nm
 
-
-def parse_nm(text: str) -> tuple[int, int]:
-    """``"2:4" -> (2, 4)``; a ConfigError unless 0 < n < m."""
-    try:
-        n, m = (int(v) for v in text.split(":"))
-    except ValueError:
-        raise ConfigError(f"N:M pattern must look like 2:4, got {text!r}") from None
-    if not 0 < n < m:
-        raise ConfigError(f"N:M pattern needs 0 < N < M, got {text!r}")
-    return n, m
+__all__ = ["nm_mask", "parse_nm"]
 
 
 def nm_mask(scores: Mapping[str, Tensor], n: int = 2, m: int = 4) -> tuple[Mask, list[str]]:
