@@ -130,10 +130,10 @@ def config_from_dict(data: dict[str, Any], where: str = "config") -> ExperimentC
     as ``sparsities`` (under ``structure: channels``, the channel ratios)."""
     if isinstance(data, dict) and RATIOS in data:
         label = _join(where, RATIOS)
-        if "sparsities" in data:
-            raise ConfigError(f"{label}: give one of ratios and sparsities (the same axis), not both")
         if data.get("structure", "weights") != "channels":
             raise ConfigError(f"{label}: channel ratios need structure: channels; weight masks take sparsities")
+        if "sparsities" in data:
+            raise ConfigError(f"{label}: give one of ratios and sparsities (the same axis), not both")
         data = {("sparsities" if k == RATIOS else k): v for k, v in data.items()}
     return _build(ExperimentConfig, data, where)
 

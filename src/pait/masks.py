@@ -54,8 +54,8 @@ def check_mask_options(options: Mapping[str, object], sparsities: tuple[float, .
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(MASK_OPTIONS)}")
     if "nm" in options:
-        if not isinstance(options["nm"], str):  # YAML reads an unquoted 2:4 as the base-60 number 124
-            raise ConfigError(f"{where}.nm must be a quoted pattern such as \"2:4\", got {options['nm']!r}")
+        if not isinstance(options["nm"], str):
+            raise ConfigError(f"{where}.nm must be a pattern such as \"2:4\" (a string), got {options['nm']!r}")
         n, m = parse_nm(options["nm"])
         if len(sparsities) != 1 or not math.isclose(sparsities[0], 1 - n / m):
             raise ConfigError(f"{where}.nm {options['nm']} prunes {1 - n / m} of the weights; set sparsities: "

@@ -276,6 +276,24 @@ CASES: dict[str, Case] = {
     "round_to=0": lambda e, m: (e.run("structure=channels", "round_to=0"), "round_to must be at least 1, got 0"),
     "round_to with weights": lambda e, m: (e.run("round_to=8"), "round_to: 8 needs structure: channels"),
     "round_to not an integer": lambda e, m: (e.run("structure=channels", "round_to=2.5"), "round_to: expected int, got 2.5"),
+    "mask_options unknown key": lambda e, m: (e.run("mask_options={foo: 1}"),
+                                              "mask_options: unknown key(s) foo; known keys: nm"),
+    "mask_options.nm a number": lambda e, m: (e.run("mask_options={nm: 24}", "sparsities=[0.5]"),
+                                              'mask_options.nm must be a pattern such as "2:4" (a string), got 24'),
+    "mask_options.nm bad pattern": lambda e, m: (e.run("mask_options={nm: '4:2'}", "sparsities=[0.5]"),
+                                                 "N:M pattern needs 0 < N < M, got '4:2'"),
+    "mask_options.nm with other sparsities": lambda e, m: (
+        e.run("mask_options={nm: '2:4'}", "sparsities=[0.3]"),
+        "mask_options.nm 2:4 prunes 0.5 of the weights; set sparsities: [0.5], got [0.3]"),
+    "mask_options with channels": lambda e, m: (
+        e.run("structure=channels", "mask_options={nm: '2:4'}", "sparsities=[0.5]"), "mask_options: nm choose weight masks"),
+    "ratios with weights": lambda e, m: (e.run("ratios=[0.5]"), "ratios: channel ratios need structure: channels"),
+    "ratios and sparsities": lambda e, m: (e.run("structure=channels", "ratios=[0.5]"),
+                                           "ratios: give one of ratios and sparsities"),
+    "ratios out of range": lambda e, m: (
+        e.run(config=write_config(e.tmp / "r.yaml", {**without_key(small_config(), "sparsities"), "ratios": [1.5],
+                                                     "structure": "channels"})),
+        "ratios: channel ratio must lie in [0, 1), got 1.5"),
     "channels without a classifier": lambda e, m: (
         e.run("structure=channels"), "structure: channels with encoder 'tiny_cnn': structured pruning of a conv net needs"),
     # names
@@ -364,6 +382,12 @@ CASES: dict[str, Case] = {
     "emoji10 style-disjoint on the tiny suite": lambda e, m: (e.run("suite.protocol=style-disjoint"),
                                                               "the style-disjoint protocol needs images in at least 2 styles"),
     # --- outputs, run folders, checkpoints, commands ---
+    "prune --cache is a file": lambda e, m: (prune_argv(e, "--cache", str(write_text(e.tmp / "c", "x"))),
+                                             f"--cache folder {e.tmp / 'c'} cannot be a folder"),
+    "prune --cache inside --data": lambda e, m: (prune_argv(e, "--cache", str(e.images / "cache")),
+                                                 f"--cache {e.images / 'cache'} lies inside --data"),
+    "prune --onnx without --structure": lambda e, m: (prune_argv(e, "--onnx"),
+                                                      "--onnx does not combine with unstructured pruning"),
     "prune --out holds other files": lambda e, m: (
         prune_into(e, out=write_text(mkdir(e.tmp / "o") / "notes.txt", "mine").parent),
         "holds notes.txt, which this command does not write"),
@@ -596,6 +620,10 @@ def alias_bomb() -> str:
     for prev, name in zip("abcdefgh", "bcdefghi"):
         lines.append(f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]")
     return "\n".join([*lines, "name: *i"]) + "\n"
+
+
+def without_key(mapping: dict, key: str) -> dict:
+    return {k: v for k, v in mapping.items() if k != key}
 
 
 def write_text(path: Path, text: str) -> Path:

@@ -38,7 +38,6 @@ class Structure:
     name: ClassVar[str]
     axis: ClassVar[str]  # one value of the grid's axis, as printed: "sparsity" or "channel ratio"
     axis_key: ClassVar[str]  # the config key listing them
-    default_recovery: ClassVar[str]  # of `pait prune`, which recovers one way
     keeps_shapes: ClassVar[bool]  # pruned weights keep the unpruned shapes (what `pait landscape` interpolates)
 
     def scores(self) -> tuple[str, ...]:
@@ -96,7 +95,7 @@ class Structure:
 class Weights(Structure):
     """Unstructured: a global (or N:M) mask over the prunable weights at each sparsity."""
 
-    name, axis, axis_key, default_recovery, keeps_shapes = WEIGHTS, "sparsity", "sparsities", "obs", True
+    name, axis, axis_key, keeps_shapes = WEIGHTS, "sparsity", "sparsities", True
 
     def scores(self) -> tuple[str, ...]:
         return tuple(SCORES)
@@ -141,7 +140,7 @@ class Weights(Structure):
 class Channels(Structure):
     """Structured: whole conv channels, attention heads and MLP neurons removed at each channel ratio."""
 
-    name, axis, axis_key, default_recovery, keeps_shapes = CHANNELS, "channel ratio", "ratios", "sgd", False
+    name, axis, axis_key, keeps_shapes = CHANNELS, "channel ratio", "ratios", False
 
     def scores(self) -> tuple[str, ...]:
         return STRUCTURED_SCORES
