@@ -386,6 +386,8 @@ CASES: dict[str, Case] = {
                                              f"--cache folder {e.tmp / 'c'} cannot be a folder"),
     "prune --cache inside --data": lambda e, m: (prune_argv(e, "--cache", str(e.images / "cache")),
                                                  f"--cache {e.images / 'cache'} lies inside --data"),
+    "prune --cache inside --out": lambda e, m: (prune_argv(e, "--cache", str(e.tmp / "p" / "cache")),
+                                                f"--cache {e.tmp / 'p' / 'cache'} lies inside --out {e.tmp / 'p'}"),
     "prune --onnx without --structure": lambda e, m: (prune_argv(e, "--onnx"),
                                                       "--onnx does not combine with unstructured pruning"),
     "prune --out holds other files": lambda e, m: (

@@ -83,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from pait.encoders import ENCODERS
+    from pait.errors import ConfigError
     from pait.executors.local import run_grid_local
     from pait.grid.practitioner import cache_root, finished, prune_config
     from pait.outputs import check_output_folder, check_writable_folder
@@ -95,6 +96,10 @@ def run(args: argparse.Namespace) -> int:
     check_apart(out, data)
     cache = cache_root(options.cache)
     check_outside(cache, data, "--cache")
+    real_out, real_cache = Path(os.path.realpath(out)), Path(os.path.realpath(cache))
+    if real_out == real_cache or real_out in real_cache.parents:
+        raise ConfigError(f"--cache {cache} lies inside --out {out}, which pait prune replaces whole; "
+                          "keep the cache elsewhere")
     # before any work: not a file, not read-only, not full, nothing foreign in it; leftovers of killed runs go
     check_output_folder(out, OUTPUT_FILES, "--out folder")
     check_writable_folder(cache, "--cache folder")
