@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from pait.errors import ConfigError
     from pait.executors.local import run_grid_local
     from pait.grid.practitioner import cache_root, finished, prune_config
-    from pait.outputs import check_output_folder, check_writable_folder
+    from pait.outputs import check_output_folder, check_writable_folder, replace_folder
     from pait.prune.data import check_folder, check_outside
     from pait.prune.report import OUTPUT_FILES
 
@@ -109,35 +109,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     run_grid_local(config, cache, show_progress=console.is_terminal)
     pruned = finished(config, cache, options, task)
-    write_output(pruned, out, options.onnx)
-    acc, report = pruned.report["accuracy"], pruned.report
-    if "size" in report:
-        size = report["size"]
-        console.print(f"held-out accuracy {acc['before']:.4f} -> {acc['after']:.4f} (refit head "
-                      f"{acc['after_refit_head']:.4f}); parameters {size['params_before']:,} -> "
-                      f"{size['params_after']:,}; MACs {size['macs_before']:,} -> {size['macs_after']:,}; wrote {out}")
-    else:
-        console.print(f"held-out accuracy {acc['before']:.4f} -> {acc['after']:.4f} (refit head "
-                      f"{acc['after_refit_head']:.4f}); sparsity {report['sparsity']:.4f}; wrote {out}")
-    return 0
-
-
-def write_output(pruned: Any, out: Path, onnx: bool) -> None:
-    """Replace ``out`` whole with the pruned checkpoint (masked weights and mask, or the smaller module and its
-    structure, and with ``onnx`` its ONNX graph) and the report."""
-    from pait.export import save_pruned
-    from pait.export.structured import ONNX_FILE, export_onnx, save_structured
-    from pait.outputs import replace_folder
-    from pait.prune.report import OUTPUT_FILES, write_report
-    from pait.prune.structured.report import markdown
-
     with replace_folder(out, OUTPUT_FILES, "--out folder") as new:  # whole, never mixed with a previous run
-        if pruned.mask is not None:
-            save_pruned(pruned.encoder.model, pruned.mask, new)
-            write_report(new, pruned.report)
-            return
-        record = pruned.structure
-        save_structured(pruned.encoder.model, record, new, record["timm"]["architecture"], record["timm"]["kwargs"])
-        if onnx:
-            export_onnx(pruned.encoder.model, new / ONNX_FILE, pruned.encoder.preprocess.input_size)
-        write_report(new, pruned.report, markdown)
+        pruned.write(new, options.onnx)
+    console.print(f"{pruned.summary()}; wrote {out}")
+    return 0

@@ -22,8 +22,8 @@ import torch
 from pait.cache import config_key
 from pait.config import EncoderConfig, ExperimentConfig, SuiteConfig
 from pait.encoders import Encoder
-from pait.export import storage_bytes
-from pait.export.structured import STRUCTURE_FILE, load_structured
+from pait.export import save_pruned, storage_bytes
+from pait.export.structured import ONNX_FILE, STRUCTURE_FILE, export_onnx, load_structured, save_structured
 from pait.grid.plan import Unit, stage_store
 from pait.grid.stages import Context, prepare
 from pait.grid.structure import WEIGHTS, structure_of
@@ -31,8 +31,11 @@ from pait.grid.structured import CHANNELS, CHANNELS_FILE
 from pait.masks import Mask, density_report, mask_sparsity, parse_nm
 from pait.prune.data import accuracy, fit_head
 from pait.prune.options import PruneOptions
+from pait.prune.nm import left_dense
+from pait.prune import report as prune_report
 from pait.prune.report import CPU_NOTE
 from pait.prune.structured.report import NOTE
+from pait.prune.structured.report import markdown as structured_markdown
 from pait.tasks import Task
 from pait.tensorfiles import read_safetensors
 
@@ -63,12 +66,53 @@ def prune_config(options: PruneOptions, task: Task) -> ExperimentConfig:
 
 @dataclass
 class Pruned:
-    """The pruned encoder of a finished one-unit grid, what exporting it needs, and its report."""
+    """The pruned encoder of a finished one-unit grid and the report of ``pait prune``."""
 
     encoder: Encoder
     report: dict[str, Any]
-    mask: Mask | None = None  # weights
-    structure: dict[str, Any] | None = None  # channels: the structure.json record
+
+    def write(self, folder: Path, onnx: bool) -> None:
+        """Write the pruned checkpoint and the report into the new, empty ``folder``."""
+        raise NotImplementedError
+
+    def summary(self) -> str:
+        """One line for the terminal: accuracy before and after, and what got smaller."""
+        acc = self.report["accuracy"]
+        return (f"held-out accuracy {acc['before']:.4f} -> {acc['after']:.4f} (refit head "
+                f"{acc['after_refit_head']:.4f})")
+
+
+@dataclass
+class PrunedWeights(Pruned):
+    """Weights pruned by a mask: the stock module with zeros, and its mask."""
+
+    mask: Mask
+
+    def write(self, folder: Path, onnx: bool) -> None:
+        save_pruned(self.encoder.model, self.mask, folder)
+        prune_report.write_report(folder, self.report)
+
+    def summary(self) -> str:
+        return f"{super().summary()}; sparsity {self.report['sparsity']:.4f}"
+
+
+@dataclass
+class PrunedChannels(Pruned):
+    """Channels removed: the smaller module and its ``structure.json`` record."""
+
+    structure: dict[str, Any]
+
+    def write(self, folder: Path, onnx: bool) -> None:
+        spec = self.structure["timm"]
+        save_structured(self.encoder.model, self.structure, folder, spec["architecture"], spec["kwargs"])
+        if onnx:
+            export_onnx(self.encoder.model, folder / ONNX_FILE, self.encoder.preprocess.input_size)
+        prune_report.write_report(folder, self.report, structured_markdown)
+
+    def summary(self) -> str:
+        size = self.report["size"]
+        return (f"{super().summary()}; parameters {size['params_before']:,} -> {size['params_after']:,}; MACs "
+                f"{size['macs_before']:,} -> {size['macs_after']:,}")
 
 
 def unit_of(config: ExperimentConfig) -> Unit:
@@ -114,16 +158,16 @@ def _weights(ctx: Context, directory: Path, report: dict[str, Any], options: Pru
     mask = {k: v.bool() for k, v in read_safetensors(directory / "mask.safetensors").items()}
     source = next(iter(ctx.splits))
     report["accuracy"]["after_refit_head"] = _refit(encoder, ctx, source, options.batch_size)
-    m = parse_nm(options.nm)[1] if options.nm is not None else None
+    m = parse_nm(options.nm)[1] if options.nm is not None else None  # N:M: the layers it leaves dense
     report |= {
         "parameters": {"before": before, "after": _counts(encoder)},
         "sparsity": mask_sparsity(mask),
         "density": [dataclasses.asdict(r) for r in density_report(mask)],
-        "nm_dense_layers": [n for n, k in mask.items() if m is not None and (k[0].numel() if k.ndim > 1 else k.numel()) % m],
+        "nm_dense_layers": [n for n, k in mask.items() if m is not None and left_dense(k.shape, m)],
         "storage_bytes": storage_bytes(encoder.model.state_dict(), mask),
         "note": CPU_NOTE,
     }
-    return Pruned(encoder, report, mask=mask)
+    return PrunedWeights(encoder, report, mask)
 
 
 def _channels(ctx: Context, directory: Path, report: dict[str, Any], options: PruneOptions) -> Pruned:
@@ -138,7 +182,7 @@ def _channels(ctx: Context, directory: Path, report: dict[str, Any], options: Pr
         "groups": record["groups"],
         "note": NOTE,
     }
-    return Pruned(encoder, report, structure=json.loads((directory / STRUCTURE_FILE).read_text()))
+    return PrunedChannels(encoder, report, json.loads((directory / STRUCTURE_FILE).read_text()))
 
 
 READERS = {WEIGHTS: _weights, CHANNELS: _channels}  # by structure: what a finished unit of it leaves

@@ -8,6 +8,7 @@ A weight whose row length is not divisible by ``m`` is left dense and reported.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import torch
@@ -16,7 +17,12 @@ from torch import Tensor
 from pait.errors import ConfigError
 from pait.masks import Mask, parse_nm
 
-__all__ = ["nm_mask", "parse_nm"]
+__all__ = ["left_dense", "nm_mask", "parse_nm"]
+
+
+def left_dense(shape: torch.Size | tuple[int, ...], m: int) -> bool:
+    """Whether a weight of ``shape`` is left dense by an N:M mask: its rows' length is not divisible by ``m``."""
+    return (math.prod(shape[1:]) if len(shape) > 1 else math.prod(shape)) % m != 0
 
 
 def nm_mask(scores: Mapping[str, Tensor], n: int = 2, m: int = 4) -> tuple[Mask, list[str]]:
@@ -26,7 +32,7 @@ def nm_mask(scores: Mapping[str, Tensor], n: int = 2, m: int = 4) -> tuple[Mask,
     mask, dense = {}, []
     for name, s in scores.items():
         rows = s.detach().reshape(s.shape[0], -1) if s.ndim > 1 else s.detach().reshape(1, -1)
-        if rows.shape[1] % m:
+        if left_dense(s.shape, m):
             mask[name] = torch.ones(s.shape, dtype=torch.bool, device=s.device)
             dense.append(name)
             continue
