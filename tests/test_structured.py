@@ -178,8 +178,12 @@ def test_pruned_module_rebuilds_from_the_stock_module_and_equals_the_pruned_one(
     rebuilt = load_structured(tmp_path, CASES[case][0]())
     assert torch.equal(_features(rebuilt, x), _features(model, x))
     assert next(rebuilt.parameters()).dtype == torch.float64
-    if case == "vit":  # by the recorded timm name, no module given
+    if case == "vit":  # by the recorded timm name, no module given, or given and the same
         assert torch.equal(_features(load_structured(tmp_path), x), _features(model, x))
+        assert torch.equal(_features(load_structured(tmp_path, "vit_small_patch14_dinov2"), x), _features(model, x))
+        with pytest.raises(ConfigError, match=r"structure\.json records the architecture 'vit_small_patch14_dinov2', "
+                                              r"not 'resnet18'"):
+            load_structured(tmp_path, "resnet18")
     onnx_path = export_onnx(model, tmp_path / "pruned.onnx", x.shape[-1])
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"images": x.float().numpy()})[0]
