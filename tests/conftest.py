@@ -81,3 +81,9 @@ def tiny_run(tmp_path_factory) -> Path:
     config = tiny_config(["task-0", "task-1"])
     run_grid(config, out, show_progress=False)
     return run_dir(config, out)
+
+
+@pytest.fixture(autouse=True)
+def _prune_cache(tmp_path_factory, monkeypatch):
+    """Every test's `pait prune` keeps its stage cache in a fresh temporary folder, never in ~/.cache/pait."""
+    monkeypatch.setenv("PAIT_CACHE", str(tmp_path_factory.mktemp("pait-cache")))

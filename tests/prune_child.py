@@ -1,5 +1,6 @@
 """Run ``pait prune`` in a child process on the tiny encoder of test_prune_output; with ``--kill-after-first-file``
-the process kills itself (SIGKILL: no clean-up runs) right after the first output file is written."""
+the process kills itself (SIGKILL: no clean-up runs) right after the first output file is written, with
+``--kill-after-scores`` right after the scores stage is in the stage cache. Other flags go to ``pait prune``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import torch
 from torch import nn
 
+import pait.cache
 import pait.export
 from pait.cli import main
 from pait.encoders import Encoder, Preprocessing, register_encoder
@@ -46,4 +48,13 @@ if __name__ == "__main__":
             os.kill(os.getpid(), signal.SIGKILL)
 
         pait.export.save_tensors = save_then_die
-    sys.exit(main(argv(data, out, sparsity)))
+    if "--kill-after-scores" in flags:
+        log = pait.cache.StageStore._log
+
+        def log_then_die(self, stage, key):
+            log(self, stage, key)
+            if stage == "scores":
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        pait.cache.StageStore._log = log_then_die
+    sys.exit(main(argv(data, out, sparsity) + [f for f in flags if not f.startswith("--kill-")]))

@@ -11,7 +11,7 @@ from pait.cli import main
 from pait.encoders import Encoder, Preprocessing, register_encoder
 from pait.export import load_into, load_mask, save_pruned
 from pait.prune.options import RECOVERIES
-from pait.prune.run import PruneOptions, prune
+from pait.prune.options import PruneOptions
 
 ENCODER = "tiny-prune-test"
 
@@ -33,11 +33,20 @@ def folder(tmp_path_factory):
     return write_colour_folder(tmp_path_factory.mktemp("images"), 16)
 
 
+def prune(folder, out, *flags: str) -> dict:
+    """`pait prune` of the tiny encoder on ``folder`` into ``out``; its report."""
+    assert main(["prune", "--encoder", ENCODER, "--data", str(folder), "--calib-per-class", "5", "--eval-per-class",
+                 "3", "--device", "cpu", "--out", str(out), *flags]) == 0
+    return json.loads((out / "report.json").read_text())
+
+
 @pytest.mark.parametrize("recovery", ["none", "obs", "sgd", "bn", "sequential", "sequential-adaptive", "bn+sequential"])
 def test_pruned_checkpoint_reloads_into_a_fresh_stock_module_with_exact_sparsity(folder, tmp_path, recovery):
-    options = PruneOptions(ENCODER, score="kfac", sparsity=0.6, recovery=recovery, retrain_epochs=2,
-                           calib_per_class=5, eval_per_class=3, batch_size=8, device="cpu")
-    encoder, mask, report = prune(options, folder)
+    report = prune(folder, tmp_path / "out", "--score", "kfac", "--sparsity", "0.6", "--recovery", recovery,
+                   "--retrain-epochs", "2", "--batch-size", "8")
+    encoder = _tiny(None)
+    encoder.model.load_state_dict(safetensors.torch.load_file(str(tmp_path / "out" / "pruned.safetensors")))
+    mask = load_mask(tmp_path / "out")
     save_pruned(encoder.model, mask, tmp_path)
     fresh = _stock()
     fresh.load_state_dict(safetensors.torch.load_file(str(tmp_path / "pruned.safetensors")))  # plain torch
@@ -126,13 +135,13 @@ def test_an_unknown_score_is_rejected():
         PruneOptions(ENCODER, score="nope").validate()
 
 
-def test_score_options_reach_the_score(folder):
-    def mask(**score_options):
-        options = PruneOptions(ENCODER, score="random", sparsity=0.5, recovery="none", calib_per_class=5,
-                               eval_per_class=3, device="cpu", score_options=score_options)
-        return prune(options, folder)[1]
+def test_score_options_reach_the_score(folder, tmp_path):
+    def mask(seed):
+        prune(folder, tmp_path / str(seed), "--score", "random", "--sparsity", "0.5", "--recovery", "none",
+              "--score-option", f"seed={seed}")
+        return load_mask(tmp_path / str(seed))
 
-    first, again, other = mask(seed=1), mask(seed=1), mask(seed=2)
+    first, again, other = mask(1), mask(1), mask(2)
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert any(not torch.equal(first[k], other[k]) for k in first)
 

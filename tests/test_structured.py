@@ -175,11 +175,15 @@ def test_pruned_module_rebuilds_from_the_stock_module_and_equals_the_pruned_one(
     record = remove_units(model, graph, groups, choose_removals(groups, scores, 0.5))
     kwargs = VIT_KWARGS if case == "vit" else None
     save_structured(model, record, tmp_path, "vit_small_patch14_dinov2" if case == "vit" else None, kwargs)
-    rebuilt = load_structured(CASES[case][0](), tmp_path)
+    rebuilt = load_structured(tmp_path, CASES[case][0]())
     assert torch.equal(_features(rebuilt, x), _features(model, x))
     assert next(rebuilt.parameters()).dtype == torch.float64
-    if case == "vit":  # by the recorded timm name, no module given
-        assert torch.equal(_features(load_structured(None, tmp_path), x), _features(model, x))
+    if case == "vit":  # by the recorded timm name, no module given, or given and the same
+        assert torch.equal(_features(load_structured(tmp_path), x), _features(model, x))
+        assert torch.equal(_features(load_structured(tmp_path, "vit_small_patch14_dinov2"), x), _features(model, x))
+        with pytest.raises(ConfigError, match=r"structure\.json records the architecture 'vit_small_patch14_dinov2', "
+                                              r"not 'resnet18'"):
+            load_structured(tmp_path, "resnet18")
     onnx_path = export_onnx(model, tmp_path / "pruned.onnx", x.shape[-1])
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"images": x.float().numpy()})[0]
@@ -254,7 +258,7 @@ def test_a_save_killed_midway_leaves_the_previous_files_whole(tmp_path, monkeypa
                 save_structured(model, record, tmp_path)
         assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     save_structured(model, record, tmp_path)
-    assert torch.equal(_features(load_structured(tiny_efficientnet(), tmp_path), x), _features(model, x))
+    assert torch.equal(_features(load_structured(tmp_path, tiny_efficientnet()), x), _features(model, x))
 
 
 def test_group_mean_normalisation_equals_torch_pruning_mean_normalizer():

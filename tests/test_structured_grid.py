@@ -82,7 +82,7 @@ def test_channel_counts_fall_as_the_ratio_grows_and_the_saved_module_is_that_sma
         assert record["removed_fraction"]["channels"] == pytest.approx(u["sparsity"], abs=0.02)
         assert record["params"][1] < record["params"][0] and record["macs"][1] < record["macs"][0]
         assert all(g["kept"] >= 1 for g in record["groups"])
-        model = load_structured(tiny_efficientnet().float(), unit_dir)
+        model = load_structured(unit_dir, tiny_efficientnet().float())
         assert sum(p.numel() for p in model.parameters()) == record["params"][1]
         mask = load_file(str(unit_dir / "mask.safetensors"))
         assert {g["name"]: g["kept"] for g in record["groups"]} == {k: int(v.sum()) for k, v in mask.items()}

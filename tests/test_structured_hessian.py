@@ -119,7 +119,8 @@ def test_the_hessian_stage_keys_changed_and_no_other_did():
     from pait.grid.stages import scores_key, unit_key
     from pait.grid.structured import channels_unit_key, group_scores_key
 
-    config = SimpleNamespace(score_options={}, score_batch_size=8, round_to=1, finetune=FinetuneConfig())
+    config = SimpleNamespace(score_options={}, score_batch_size=8, round_to=1, finetune=FinetuneConfig(),
+                             mask_options={})
     ctx = SimpleNamespace(config=config, seed=0, heads_key={"encoder": "e"})
     for score in ("magnitude", "fisher_diag", "kfac", "taylor", "hessian"):
         before = ({**scores_key(ctx, "s", score, None), "structure": "channels"},

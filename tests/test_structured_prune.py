@@ -40,7 +40,7 @@ def test_structured_prune_command_writes_a_smaller_module_that_reloads(folder, t
     assert report["size"]["macs_after"] < report["size"]["macs_before"]
     assert report["removed_fraction"]["channels"] == pytest.approx(0.5, abs=0.01)
     assert (out / "pruned.onnx").is_file() and "Structurally pruned" in (out / "report.md").read_text()
-    model = load_structured(tiny_efficientnet().float(), out)
+    model = load_structured(out, tiny_efficientnet().float())
     assert sum(p.numel() for p in model.parameters()) == report["size"]["params_after"]
     assert features_module(model)(torch.zeros(2, 3, 32, 32)).shape == (2, 24)
 
@@ -55,7 +55,7 @@ def test_round_to_keeps_a_multiple_of_n_channels_in_every_pruned_layer(folder, t
     assert all(g["kept"] % round_to == 0 or g["kept"] == g["units"] for g in report["groups"])
     assert any(g["kept"] < g["units"] for g in report["groups"])
     assert f"multiple of {round_to} channels" in (out / "report.md").read_text()
-    model = load_structured(tiny_efficientnet().float(), out)
+    model = load_structured(out, tiny_efficientnet().float())
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     stock = [m for m in tiny_efficientnet().modules() if isinstance(m, torch.nn.Conv2d)]
     assert all(c.out_channels % round_to == 0 or c.out_channels == s.out_channels for c, s in zip(convs, stock))
@@ -116,7 +116,7 @@ def test_evaluate_names_a_damaged_structure_file(folder, tmp_path, capsys, damag
 
 
 def test_score_options_reach_the_structured_score(folder, tmp_path, monkeypatch):
-    import pait.prune.structured.prune as structured
+    import pait.grid.structured as structured
 
     seen, original = [], structured.group_scores
 

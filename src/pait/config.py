@@ -70,13 +70,16 @@ class ExperimentConfig:
     seeds: tuple[int, ...] = (0,)  # replicates: each seed sets the split (suite.split_seed + seed), the scores' RNG and the re-training order
     recoveries: tuple[str, ...] = ("sgd",)  # after pruning: none, bn, obs, sequential, bn+sequential, sgd (masked re-training)
     score_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # score -> options: {kfac: {damping: 1e-2}}
-    mask_options: dict[str, Any] = field(default_factory=dict)  # densities_from: kfac adds magnitude at kfac's densities
     device: str = "auto"
     precision: str = "auto"
     save_weights: bool = False  # keep each unit's re-trained weights (needed by `pait landscape`)
     plugins: tuple[str, ...] = ()  # modules imported first (by every worker too): they register encoders, suites, scores
     structure: str = "weights"  # weights: masks at each sparsity; channels: whole channels removed, sparsity = channel ratio
     round_to: int = 1  # structure: channels only: each channel group keeps a multiple of this many channels (or all)
+    mask_options: dict[str, Any] = field(default_factory=dict)  # how masks are chosen (pait.masks): {nm: "2:4"}; {densities_from: kfac} adds magnitude units at kfac's per-layer densities
+
+
+RATIOS = "ratios"  # the spelling of ``sparsities`` for channel studies (structure: channels): channel ratios
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
@@ -123,7 +126,15 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
 
 
 def config_from_dict(data: dict[str, Any], where: str = "config") -> ExperimentConfig:
-    """An ExperimentConfig from plain data; unknown keys and wrong types raise ConfigError."""
+    """An ExperimentConfig from plain data; unknown keys and wrong types raise ConfigError. ``ratios`` is read
+    as ``sparsities`` (under ``structure: channels``, the channel ratios)."""
+    if isinstance(data, dict) and RATIOS in data:
+        label = _join(where, RATIOS)
+        if data.get("structure", "weights") != "channels":
+            raise ConfigError(f"{label}: channel ratios need structure: channels; weight masks take sparsities")
+        if "sparsities" in data:
+            raise ConfigError(f"{label}: give one of ratios and sparsities (the same axis), not both")
+        data = {("sparsities" if k == RATIOS else k): v for k, v in data.items()}
     return _build(ExperimentConfig, data, where)
 
 

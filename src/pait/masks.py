@@ -33,6 +33,41 @@ def check_sparsity(sparsity: float) -> None:
         raise ConfigError(f"sparsity must lie in [0, 1), got {sparsity}")
 
 
+def parse_nm(text: str) -> tuple[int, int]:
+    """``"2:4" -> (2, 4)``; a ConfigError unless 0 < n < m."""
+    try:
+        n, m = (int(v) for v in text.split(":"))
+    except (ValueError, AttributeError):
+        raise ConfigError(f"N:M pattern must look like 2:4, got {text!r}") from None
+    if not 0 < n < m:
+        raise ConfigError(f"N:M pattern needs 0 < N < M, got {text!r}")
+    return n, m
+
+
+MASK_OPTIONS = ("nm", "densities_from")  # the keys of a grid's ``mask_options`` (densities_from: check_densities_from)
+
+
+def check_mask_options(options: Mapping[str, object], sparsities: tuple[float, ...],
+                       where: str = "mask_options") -> None:
+    """A grid's ``mask_options`` (how a unit's mask is chosen from its scores), or a ConfigError naming the
+    key: ``nm: "N:M"`` keeps N of every M consecutive weights per row (pait.prune.nm) instead of a global
+    top-k, which fixes the sparsity at 1 - N/M, so ``sparsities`` must be exactly that one value; it does not
+    combine with ``densities_from`` (per-layer densities of a global mask)."""
+    unknown = sorted(str(k) for k in options if k not in MASK_OPTIONS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(MASK_OPTIONS)}")
+    if "nm" in options and DENSITIES_FROM in options:
+        raise ConfigError(f"{where}: nm and {DENSITIES_FROM} do not combine (an N:M mask sets every layer's density "
+                          "to 1 - N/M)")
+    if "nm" in options:
+        if not isinstance(options["nm"], str):
+            raise ConfigError(f"{where}.nm must be a pattern such as \"2:4\" (a string), got {options['nm']!r}")
+        n, m = parse_nm(options["nm"])
+        if len(sparsities) != 1 or not math.isclose(sparsities[0], 1 - n / m):
+            raise ConfigError(f"{where}.nm {options['nm']} prunes {1 - n / m} of the weights; set sparsities: "
+                              f"[{1 - n / m}], got {list(sparsities)}")
+
+
 def global_mask(scores: Mapping[str, Tensor], sparsity: float, min_density: float = 0.0) -> Mask:
     """Keep the highest-scoring weights across all tensors, pruning exactly round(sparsity * total).
 
@@ -169,7 +204,6 @@ def uniform_pruned_counts(sizes: Mapping[str, int], sparsity: float) -> dict[str
 
 DENSITIES_FROM = "densities_from"  # mask option: control units, magnitude at another score's per-layer densities
 TRANSPLANT_SCORE = "magnitude"  # the score that ranks weights within each layer of those units
-MASK_OPTION_KEYS = (DENSITIES_FROM,)
 
 
 def densities_sources(mask_options: Mapping[str, Any]) -> tuple[str, ...]:

@@ -282,8 +282,28 @@ CASES: dict[str, Case] = {
         e.run("mask_options.densities_from=magnitude"), "mask_options.densities_from: 'magnitude' would transplant"),
     "densities_from with channels": lambda e, m: (
         e.run("structure=channels", "mask_options.densities_from=kfac"),
-        "mask_options.densities_from needs structure: weights"),
-    "mask_options unknown key": lambda e, m: (e.run("mask_options.density=kfac"), "mask_options: unknown key(s) 'density'"),
+        "mask_options: densities_from choose weight masks; structure: channels"),
+    "mask_options unknown key": lambda e, m: (e.run("mask_options={foo: 1}"),
+                                              "mask_options: unknown key(s) foo; known keys: nm, densities_from"),
+    "mask_options.nm a number": lambda e, m: (e.run("mask_options={nm: 24}", "sparsities=[0.5]"),
+                                              'mask_options.nm must be a pattern such as "2:4" (a string), got 24'),
+    "mask_options.nm bad pattern": lambda e, m: (e.run("mask_options={nm: '4:2'}", "sparsities=[0.5]"),
+                                                 "N:M pattern needs 0 < N < M, got '4:2'"),
+    "mask_options.nm with other sparsities": lambda e, m: (
+        e.run("mask_options={nm: '2:4'}", "sparsities=[0.3]"),
+        "mask_options.nm 2:4 prunes 0.5 of the weights; set sparsities: [0.5], got [0.3]"),
+    "mask_options with channels": lambda e, m: (
+        e.run("structure=channels", "mask_options={nm: '2:4'}", "sparsities=[0.5]"), "mask_options: nm choose weight masks"),
+    "ratios with weights": lambda e, m: (e.run("ratios=[0.5]"), "ratios: channel ratios need structure: channels"),
+    "ratios and sparsities": lambda e, m: (e.run("structure=channels", "ratios=[0.5]"),
+                                           "ratios: give one of ratios and sparsities"),
+    "ratios out of range": lambda e, m: (
+        e.run(config=write_config(e.tmp / "r.yaml", {**without_key(small_config(), "sparsities"), "ratios": [1.5],
+                                                     "structure": "channels"})),
+        "ratios: channel ratio must lie in [0, 1), got 1.5"),
+    "mask_options nm with densities_from": lambda e, m: (
+        e.run("mask_options={nm: '2:4', densities_from: kfac}", "sparsities=[0.5]"),
+        "mask_options: nm and densities_from do not combine"),
     "channels without a classifier": lambda e, m: (
         e.run("structure=channels"), "structure: channels with encoder 'tiny_cnn': structured pruning of a conv net needs"),
     # names
@@ -372,6 +392,14 @@ CASES: dict[str, Case] = {
     "emoji10 style-disjoint on the tiny suite": lambda e, m: (e.run("suite.protocol=style-disjoint"),
                                                               "the style-disjoint protocol needs images in at least 2 styles"),
     # --- outputs, run folders, checkpoints, commands ---
+    "prune --cache is a file": lambda e, m: (prune_argv(e, "--cache", str(write_text(e.tmp / "c", "x"))),
+                                             f"--cache folder {e.tmp / 'c'} cannot be a folder"),
+    "prune --cache inside --data": lambda e, m: (prune_argv(e, "--cache", str(e.images / "cache")),
+                                                 f"--cache {e.images / 'cache'} lies inside --data"),
+    "prune --cache inside --out": lambda e, m: (prune_argv(e, "--cache", str(e.tmp / "p" / "cache")),
+                                                f"--cache {e.tmp / 'p' / 'cache'} lies inside --out {e.tmp / 'p'}"),
+    "prune --onnx without --structure": lambda e, m: (prune_argv(e, "--onnx"),
+                                                      "--onnx does not combine with unstructured pruning"),
     "prune --out holds other files": lambda e, m: (
         prune_into(e, out=write_text(mkdir(e.tmp / "o") / "notes.txt", "mine").parent),
         "holds notes.txt, which this command does not write"),
@@ -604,6 +632,10 @@ def alias_bomb() -> str:
     for prev, name in zip("abcdefgh", "bcdefghi"):
         lines.append(f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]")
     return "\n".join([*lines, "name: *i"]) + "\n"
+
+
+def without_key(mapping: dict, key: str) -> dict:
+    return {k: v for k, v in mapping.items() if k != key}
 
 
 def write_text(path: Path, text: str) -> Path:

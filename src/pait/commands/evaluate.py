@@ -18,6 +18,7 @@ from pait.errors import CheckpointError
 from pait.prune.options import PruneOptions
 from pait.prune.report import REPORT_JSON
 
+RETIRED_OPTIONS = ("damping",)  # the recoveries' damping, fixed at its default (1e-3) in every report
 HELP = "accuracy of a pruned checkpoint (from pait prune) on a folder of images"
 
 
@@ -50,6 +51,8 @@ def prune_options(report: dict, checkpoint: Path) -> PruneOptions:
     a damaged one) is a CheckpointError naming the first wrong field."""
     where = checkpoint / REPORT_JSON
     options = report.get("options") if isinstance(report, dict) else None
+    if isinstance(options, dict):  # options of earlier versions that no flag sets any more
+        options = {k: v for k, v in options.items() if k not in RETIRED_OPTIONS}
     hints = typing.get_type_hints(PruneOptions)
     if not isinstance(options, dict) or "encoder" not in options or set(options) - set(hints):
         raise CheckpointError(f"{where} does not hold the options of a pait prune run")
@@ -65,12 +68,13 @@ def run(args: argparse.Namespace) -> int:
     """Load, check the mask holds, fit the head, evaluate."""
     from rich.console import Console
 
+    from pait.config import EncoderConfig
     from pait.device import resolve_device
     from pait.export.checked import load_structured_checked
     from pait.masks import mask_sparsity
     from pait.prune.data import accuracy, check_outside, fit_head, folder_splits
     from pait.prune.report import read_report
-    from pait.prune.run import build_encoder
+    from pait.encoders import build_encoder as build_configured_encoder
 
     console = Console(stderr=True)
     check_outside(args.checkpoint, args.data, "--checkpoint")
@@ -82,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     options.validate()  # and the flags given here by their names
     device = resolve_device(args.device)
     with console.status("loading the pruned encoder"):
-        encoder = build_encoder(options)
+        encoder = build_configured_encoder(EncoderConfig(options.encoder, options.weights, options.input_size))
         if options.structure is not None:
             load_structured_checked(encoder.model, args.checkpoint, f"structurally pruned {options.encoder}")
             mask = None

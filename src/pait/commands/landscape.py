@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from pait.grid.plan import import_plugins
     from pait.grid.landscape import compute_surface, surface_key
     from pait.grid.stages import prepare, unit_key
+    from pait.grid.structure import structure_of
     from pait.report.fig4 import plot_fig4
     from pait.report.run_folder import check_run_dir, read_results, read_run_config
 
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if not config.save_weights:
         raise ConfigError(f"{run_dir} was run without save_weights: run the grid with save_weights: true "
                           "to keep the re-trained weights the loss surface needs")
-    if config.structure != "weights":
+    if not structure_of(config.structure).keeps_shapes:
         raise ConfigError(f"{run_dir} was run with structure: {config.structure}; loss surfaces need weight-pruned "
                           "units (structure: weights), whose re-trained weights keep the unpruned shapes")
     import_plugins(config)  # the run's encoders, suites or scores may come from them

@@ -4,55 +4,66 @@ checkpoint: ``pruned.safetensors`` (the full state dict of the stock module), ``
 the folder, parameters, per-layer density, storage sizes). The ``--out`` folder is replaced whole, never
 mixed with the files of an earlier run (``pait.outputs.replace_folder``).
 
+The pruning itself is a grid of one unit (:mod:`pait.grid.practitioner`) whose stages live in the
+``--cache`` folder: a rerun, killed or not, reuses every stage it finished.
+
 Load the result without pait: ``model.load_state_dict(safetensors.torch.load_file("DIR/pruned.safetensors"))``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import types
+import typing
 from pathlib import Path
+from typing import Any
 
 from pait.config import key_values
-from pait.prune.options import RECOVERIES, STRUCTURED_RECOVERIES, STRUCTURES, PruneOptions
+from pait.prune.options import GROUPS, Flag, PruneOptions, flag
 
 HELP = "prune one encoder on a folder of images; write the pruned checkpoint, its mask and a report"
 
 
+def flags() -> dict[str, Flag]:
+    """The :class:`Flag` of every PruneOptions field, by field name."""
+    return {f.name: f.metadata["flag"] for f in dataclasses.fields(PruneOptions)}
+
+
+def _value_type(hint: Any) -> type:
+    """The type a flag's text is parsed as: the field's type without ``None`` and ranges (checked later)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Annotated else hint
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``pait prune``."""
-    d = PruneOptions("")
-    parser.add_argument("--encoder", required=True, help="registered encoder name")
-    parser.add_argument("--weights", help="checkpoint file, for encoders that need one")
-    parser.add_argument("--input-size", type=int, help="input resolution (default: the encoder's)")
-    parser.add_argument("--data", type=Path, required=True, help="folder of class sub-folders of images")
-    parser.add_argument("--score", default=d.score, help="pruning score (`pait score --help`; an unknown name lists them)")
-    parser.add_argument("--score-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="option of the score function, e.g. damping=1e-2 for kfac (repeatable)")
-    target = parser.add_mutually_exclusive_group()
-    target.add_argument("--sparsity", type=float, help=f"global fraction of prunable weights removed (default {d.sparsity})")
-    target.add_argument("--nm", help="N:M semi-structured pattern instead of a global sparsity, e.g. 2:4")
-    parser.add_argument("--structure", choices=STRUCTURES,
-                        help="structured pruning: remove conv channels / ViT attention heads and MLP neurons; "
-                             "writes a physically smaller module (pruned.safetensors + structure.json)")
-    parser.add_argument("--ratio", type=float,
-                        help="with --structure: global fraction of prunable channels (and heads) removed, in [0, 1)")
-    parser.add_argument("--round-to", type=int, default=d.round_to, metavar="N",
-                        help="with --structure: every pruned layer keeps a multiple of N channels (or all of them; "
-                             "rounding up, so fewer channels than --ratio may go); heads are not rounded (default 1)")
-    parser.add_argument("--onnx", action="store_true", help="with --structure: also write pruned.onnx (features)")
-    parser.add_argument("--recovery", default=None, choices=RECOVERIES,
-                        help=f"after pruning: nothing, SGD re-training (masks held), one-shot OBS (K-FAC; the default), "
-                             f"BatchNorm re-calibration, sequential layer-wise OBS (mask held, or -adaptive), or "
-                             f"bn+sequential; with --structure one of {', '.join(STRUCTURED_RECOVERIES)} (default sgd)")
-    parser.add_argument("--retrain-epochs", type=int, default=d.retrain_epochs, help="epochs of sgd recovery")
-    parser.add_argument("--lr", type=float, default=d.lr, help="learning rate of sgd recovery")
-    parser.add_argument("--calib-per-class", type=int, default=d.calib_per_class)
-    parser.add_argument("--eval-per-class", type=int, default=d.eval_per_class)
-    parser.add_argument("--seed", type=int, default=d.seed, help="seed of the calibration/evaluation split")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size)
-    parser.add_argument("--device", default=d.device, help="auto, cpu or cuda")
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    """Arguments of ``pait prune``: one flag per PruneOptions field, in the groups of :data:`GROUPS`."""
+    groups = {key: parser.add_argument_group(title) for key, title in GROUPS.items()}
+    hints = typing.get_type_hints(PruneOptions, include_extras=True)
+    for f in dataclasses.fields(PruneOptions):
+        meta: Flag = f.metadata["flag"]
+        # the field's default is the flag's; a flag not given is left out (--help then shows no "None")
+        kwargs: dict[str, Any] = {"dest": f.name, "help": meta.help, "required": meta.required,
+                                  "default": f.default if f.default not in (None, dataclasses.MISSING) else
+                                  argparse.SUPPRESS}
+        kind = _value_type(hints[f.name])
+        if kind is bool:
+            kwargs["action"] = "store_true"
+        elif meta.repeat:
+            kwargs |= {"action": "append", "metavar": meta.metavar}
+        else:
+            kwargs |= {"type": kind, "metavar": meta.metavar, "choices": meta.choices}
+        groups[meta.group].add_argument(flag(f.name), **{k: v for k, v in kwargs.items() if v is not None})
+
+
+def options_from_args(args: argparse.Namespace) -> PruneOptions:
+    """The PruneOptions of parsed arguments (``KEY=VALUE`` items read as YAML), with :meth:`resolved` defaults."""
+    values = {name: getattr(args, name) for name in flags() if hasattr(args, name)}
+    values |= {name: key_values(values[name], flag(name)) for name, meta in flags().items()
+               if meta.repeat and name in values}
+    return PruneOptions(**values).resolved()
 
 
 def check_apart(out: Path, data: Path) -> None:
@@ -70,68 +81,35 @@ def check_apart(out: Path, data: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     """Prune, save and report; bad input raises a PaitError (``pait: error: ...``, exit 2) before any work."""
     from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from pait.encoders import ENCODERS
     from pait.errors import ConfigError
-    from pait.export import save_pruned
-    from pait.outputs import check_output_folder, replace_folder
-    from pait.prune.run import prune
-    from pait.prune.report import OUTPUT_FILES, write_report
+    from pait.executors.local import run_grid_local
+    from pait.grid.practitioner import cache_root, finished, prune_config
+    from pait.outputs import check_output_folder, check_writable_folder, replace_folder
+    from pait.prune.data import check_folder, check_outside
+    from pait.prune.report import OUTPUT_FILES
 
-    structured = args.structure is not None or args.ratio is not None
-    mixed = "--sparsity" if args.sparsity is not None else "--nm" if args.nm else None
-    clash = (f"{mixed} does not combine with --structure/--ratio" if structured and mixed else
-             "--onnx does not combine with unstructured pruning; add --structure channels --ratio R"
-             if args.onnx and not structured else None)
-    if clash:
-        raise ConfigError(clash)
-    if structured:
-        sparsity, recovery = None, args.recovery or "sgd"
-    else:
-        sparsity = args.sparsity if args.sparsity is not None or args.nm else PruneOptions("").sparsity
-        recovery = args.recovery or PruneOptions("").recovery
-    options = PruneOptions(args.encoder, args.weights, args.input_size, args.score, sparsity, args.nm, recovery,
-                           args.retrain_epochs, args.lr, args.calib_per_class, args.eval_per_class, args.seed,
-                           args.batch_size, device=args.device,
-                           score_options=key_values(args.score_option, "--score-option"), structure=args.structure,
-                           ratio=args.ratio, round_to=args.round_to)
+    options = options_from_args(args)
     options.validate()
-    check_apart(args.out, args.data)
+    out, data = Path(options.out), Path(options.data)
+    check_apart(out, data)
+    cache = cache_root(options.cache)
+    check_outside(cache, data, "--cache")
+    real_out, real_cache = Path(os.path.realpath(out)), Path(os.path.realpath(cache))
+    if real_out == real_cache or real_out in real_cache.parents:
+        raise ConfigError(f"--cache {cache} lies inside --out {out}, which pait prune replaces whole; "
+                          "keep the cache elsewhere")
     # before any work: not a file, not read-only, not full, nothing foreign in it; leftovers of killed runs go
-    check_output_folder(args.out, OUTPUT_FILES, "--out folder")
+    check_output_folder(out, OUTPUT_FILES, "--out folder")
+    check_writable_folder(cache, "--cache folder")
+    ENCODERS.get(options.encoder)  # an unknown name fails before the images are listed
+    task = check_folder(os.path.realpath(data), options.calib_per_class, options.eval_per_class)
+    config = prune_config(options, task)
     console = Console(stderr=True)
-    # on a terminal the steps show while they run and vanish at the end (or before an error's one line)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-                  transient=True, disable=not console.is_terminal) as bar:
-        steps: list[int] = []
-
-        def on_step(text: str) -> None:
-            if steps:
-                bar.update(steps[-1], completed=1)
-            steps.append(bar.add_task(text, total=1))
-
-        def on_epoch(epoch: int, loss: float) -> None:
-            bar.update(steps[-1], description=f"recovery (sgd): epoch {epoch + 1}/{args.retrain_epochs}, loss {loss:.4f}")
-
-        if structured:
-            from pait.prune.structured.command import prune_and_save
-
-            report = prune_and_save(options, args.data, args.out, args.onnx, on_step, on_epoch)
-        else:
-            encoder, mask, report = prune(options, args.data, on_step, on_epoch)
-            on_step("writing")
-            with replace_folder(args.out, OUTPUT_FILES, "--out folder") as new:  # whole, never mixed with a previous run
-                save_pruned(encoder.model, mask, new)
-                write_report(new, report)
-        bar.update(steps[-1], completed=1)
-    if structured:
-        size = report["size"]
-        console.print(f"held-out accuracy {report['accuracy']['before']:.4f} -> {report['accuracy']['after']:.4f} "
-                      f"(refit head {report['accuracy']['after_refit_head']:.4f}); parameters "
-                      f"{size['params_before']:,} -> {size['params_after']:,}; MACs {size['macs_before']:,} -> "
-                      f"{size['macs_after']:,}; wrote {args.out}")
-        return 0
-    acc = report["accuracy"]
-    console.print(f"held-out accuracy {acc['before']:.4f} -> {acc['after']:.4f} (refit head {acc['after_refit_head']:.4f}); "
-                  f"sparsity {report['sparsity']:.4f}; wrote {args.out}")
+    run_grid_local(config, cache, show_progress=console.is_terminal)
+    pruned = finished(config, cache, options, task)
+    with replace_folder(out, OUTPUT_FILES, "--out folder") as new:  # whole, never mixed with a previous run
+        pruned.write(new, options.onnx)
+    console.print(f"{pruned.summary()}; wrote {out}")
     return 0

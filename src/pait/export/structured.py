@@ -5,7 +5,7 @@ Rebuilding needs only torch, timm and safetensors (no pait classes, nothing unpi
 stock module, ``index_select`` every cut module's tensors on the recorded indices, load the weights::
 
     from pait.export.structured import load_structured
-    model = load_structured("tf_efficientnet_lite0", "OUT_DIR")   # or a fresh stock module
+    model = load_structured("OUT_DIR")   # the recorded timm architecture, or pass a fresh stock module
 
 The functions below use nothing else, so they can be copied into a deployment without pait.
 """
@@ -115,24 +115,31 @@ def apply_structure(model: nn.Module, structure: dict[str, Any]) -> nn.Module:
     return model
 
 
-def load_structured(model_or_name: nn.Module | str | Any, out_dir: str | Path) -> nn.Module:
-    """The pruned module of ``out_dir``: a fresh stock module (given, an object with ``.model`` such as
-    a pait Encoder, or a timm name; ``None``/``""`` = the recorded architecture), cut and loaded strictly."""
+def load_structured(out_dir: str | Path, model: nn.Module | str | Any = None) -> nn.Module:
+    """The pruned module of ``out_dir``, rebuilt as ``structure.json`` records it: the stock timm architecture
+    it names, or the fresh stock ``model`` given (a module, an object with ``.model`` such as a pait Encoder,
+    or a timm name, which must be the recorded one), cut and loaded strictly."""
     out = Path(out_dir)
     record = json.loads((out / STRUCTURE_FILE).read_text())
     if record.get("format") != FORMAT:
         raise ValueError(f"{out / STRUCTURE_FILE} is not a {FORMAT} file")
-    model = getattr(model_or_name, "model", model_or_name)
-    if not isinstance(model, nn.Module):
+    recorded = record["timm"]["architecture"]
+    module = getattr(model, "model", model)
+    if not isinstance(module, nn.Module):
         import timm
 
-        model = timm.create_model(model_or_name or record["timm"]["architecture"], pretrained=False,
-                                  **record["timm"]["kwargs"])
-    apply_structure(model, record)
+        if model and recorded and model != recorded:
+            from pait.errors import ConfigError  # the one pait import: a copy without pait may raise ValueError
+
+            raise ConfigError(f"{out / STRUCTURE_FILE} records the architecture {recorded!r}, not {model!r}")
+        if not (model or recorded):
+            raise ValueError(f"{out / STRUCTURE_FILE} records no timm architecture; pass the stock module")
+        module = timm.create_model(model or recorded, pretrained=False, **record["timm"]["kwargs"])
+    apply_structure(module, record)
     state = load_file(str(out / PRUNED_FILE))
     dtype = next(v.dtype for v in state.values() if v.is_floating_point())
-    model.to(dtype).load_state_dict(state)
-    return model.eval()
+    module.to(dtype).load_state_dict(state)
+    return module.eval()
 
 
 class _Features(nn.Module):

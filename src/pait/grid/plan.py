@@ -16,26 +16,10 @@ from pait.cache import StageStore, config_key, to_jsonable, write_if_changed
 from pait.config import EncoderConfig, ExperimentConfig
 from pait.errors import ConfigError
 from pait.masks import DENSITIES_FROM, TRANSPLANT_SCORE, densities_sources
-from pait.grid.stages import (
-    Context,
-    load_tasks,
-    prepare,
-    score_is_per_sparsity,
-    scores_key,
-    scores_stage,
-    unit_key,
-    unit_stage,
-    units_stage,
-)
+from pait.grid.stages import Context, load_tasks, prepare
+from pait.grid.structure import WEIGHTS, structure_of
 from pait.tasks import Task
 from pait.typed import brief
-from pait.grid.structured import (
-    CHANNELS,
-    channels_unit_key,
-    channels_unit_stage,
-    group_scores_key,
-    group_scores_stage,
-)
 from pait.grid.validation import check_encoders, check_output_root, no_repeats, validate_config
 
 RESULT_COLUMNS = ["encoder", "score", "mask", "sparsity", "source", "recovery", "structure", "seed", "target",
@@ -56,19 +40,17 @@ class Unit:
     source: str
     seed: int = 0
     recovery: str = "sgd"
-    structure: str = "weights"
-    densities_from: str | None = None
+    structure: str = WEIGHTS
+    densities_from: str | None = None  # a transplant unit: magnitude at this score's per-layer densities
 
 
 def unit_id(unit: Unit) -> str:
     """The unit's key in the results table and ``units.json``; a ``weights`` unit keeps the key it had
     before units had a structure, a plain mask the key it had before units had mask options."""
-    fields = to_jsonable(unit)
-    if unit.structure == "weights":
-        del fields["structure"]
+    fields = {k: v for k, v in to_jsonable(unit).items() if k != "structure"}
     if unit.densities_from is None:
         del fields["densities_from"]
-    return config_key(fields)
+    return config_key({**fields, **structure_of(unit.structure).index_fields()})
 
 
 def mask_label(unit: Unit) -> str:
@@ -92,8 +74,8 @@ def expand(config: ExperimentConfig, tasks: list[str]) -> list[Unit]:
 
 
 def packs(units: list[Unit], size: int) -> list[list[Unit]]:
-    """Consecutive ``sgd`` units of the same encoder, seed, source and score, in groups of at most ``size``
-    (units of other recoveries, and channel-pruning units, whose models differ in shape, stay alone)."""
+    """Consecutive units of the same encoder, seed, source, score and recovery that their structure lets re-train
+    together (``weights``, ``sgd``), in groups of at most ``size``; other units stay alone."""
     groups: list[list[Unit]] = []
 
     def group_of(u: Unit) -> tuple:
@@ -101,7 +83,7 @@ def packs(units: list[Unit], size: int) -> list[list[Unit]]:
 
     for unit in units:
         last = groups[-1] if groups else None
-        packable = unit.recovery == "sgd" and unit.structure == "weights"
+        packable = structure_of(unit.structure).packs(unit)
         if last and packable and len(last) < size and group_of(last[0]) == group_of(unit):
             last.append(unit)
         else:
@@ -127,30 +109,22 @@ def unit_rows(ctx: Context, unit: Unit, metrics: dict) -> list[dict]:
 def scores_sparsity(unit: Unit) -> float | None:
     """The sparsity a unit's scores are computed at: its own for per-sparsity weight scores, else None (one
     scores stage shared by every sparsity or channel ratio of the unit's source and score)."""
-    return unit.sparsity if unit.structure != CHANNELS and score_is_per_sparsity(unit.score) else None
+    return structure_of(unit.structure).scores_sparsity(unit)
 
 
 def unit_scores_stage(ctx: Context, unit: Unit) -> None:
     """Compute, or find cached, the scores stage that ``unit`` reads."""
-    if unit.structure == CHANNELS:
-        group_scores_stage(ctx, unit.source, unit.score)
-    else:
-        scores_stage(ctx, unit.source, unit.score, scores_sparsity(unit))
+    structure_of(unit.structure).scores_stage(ctx, unit)
 
 
 def unit_index_entry(ctx: Context, unit: Unit, directory: Path) -> dict:
     """Where a unit's stage outputs lie (relative to the run directory), for reports that read masks and scores."""
-    if unit.structure == CHANNELS:
-        keys = (channels_unit_key(ctx, unit.source, unit.score, unit.sparsity, unit.recovery),
-                group_scores_key(ctx, unit.source, unit.score))
-    else:
-        keys = (unit_key(ctx, unit.source, unit.score, unit.sparsity, unit.recovery, unit.densities_from),
-                scores_key(ctx, unit.source, unit.score, scores_sparsity(unit)))
-    stages = {"unit_dir": ctx.store.path("unit", keys[0]), "scores_dir": ctx.store.path("scores", keys[1])}
-    structure = {"structure": unit.structure} if unit.structure != "weights" else {}
-    mask = {"mask": mask_label(unit)} if unit.densities_from is not None else {}
+    structure = structure_of(unit.structure)
+    stages = {"unit_dir": ctx.store.path("unit", structure.unit_key(ctx, unit)),
+              "scores_dir": ctx.store.path("scores", structure.scores_key(ctx, unit))}
     return {"unit": unit_id(unit), "encoder": unit.encoder.name, "score": unit.score, "sparsity": unit.sparsity,
-            "source": unit.source, "seed": unit.seed, "recovery": unit.recovery, **structure, **mask,
+            "source": unit.source, "seed": unit.seed, "recovery": unit.recovery, **structure.index_fields(),
+            **({"mask": mask_label(unit)} if unit.densities_from is not None else {}),
             **{k: os.path.relpath(v, directory) for k, v in stages.items()}}
 
 
@@ -216,13 +190,7 @@ def plan(config: ExperimentConfig, out_root: str | Path) -> tuple[list[Task], li
 
 def group_metrics(ctx: Context, group: list[Unit], on_epoch: Callable[[int, float], None] | None = None) -> list[dict]:
     """Metrics of a group from ``packs``: one unit re-trained alone, several re-trained together."""
-    first = group[0]
-    if first.structure == CHANNELS:
-        return [channels_unit_stage(ctx, first.source, first.score, first.sparsity, first.recovery, on_epoch=on_epoch)]
-    if len(group) == 1:
-        return [unit_stage(ctx, first.source, first.score, first.sparsity, first.recovery, on_epoch=on_epoch,
-                           densities_from=first.densities_from)]
-    return units_stage(ctx, first.source, first.score, [u.sparsity for u in group], first.densities_from)
+    return structure_of(group[0].structure).group_metrics(ctx, group, on_epoch)
 
 
 def run_group(config: ExperimentConfig, group: list[Unit], out_root: str | Path,

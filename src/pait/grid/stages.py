@@ -36,7 +36,8 @@ from pait.errors import DataError
 from pait.fingerprints import ContentDigests, state_sha256
 from pait.heads import HeadedModel, SplitBatches, evaluate_head, extract_features, fit_ridge
 from pait.train.finetune import MaskHolder, finetune
-from pait.masks import global_mask, layer_counts, mask_with_counts
+from pait.masks import global_mask, layer_counts, mask_with_counts, parse_nm
+from pait.prune.nm import nm_mask
 from pait.prune.options import RECOVERY_REVISIONS
 from pait.prune.recovery import recover
 from pait.train.packed import finetune_many, load_copy
@@ -281,22 +282,24 @@ def write_scores(ctx: Context, key: dict[str, Any], source: str, score: str, spa
 
 def base_unit_key(ctx: Context, source: str, score: str, sparsity: float, recovery: str = "sgd",
                   densities_from: str | None = None) -> dict[str, Any]:
-    """What every unit's key holds; the re-training schedule is part of it only for ``sgd`` recovery. A unit
-    whose per-layer densities come from another score also holds that score's scores key (and only then,
-    so plain units keep their keys)."""
+    """What every unit's key holds; the re-training schedule is part of it only for ``sgd`` recovery, the mask
+    options only when a unit has one (the config's N:M pattern, or the score whose per-layer densities it
+    takes, with that score's scores key), so keys of plain units do not change."""
     return {"heads": config_key(ctx.heads_key), "source": source, "score": score, "sparsity": sparsity,
             "recovery": recovery, "score_options": score_options(ctx, score),
             "finetune": ctx.config.finetune if recovery == "sgd" else None,
             "score_batch_size": ctx.config.score_batch_size, "seed": ctx.seed, **revision(score),
-            **densities_key(ctx, source, sparsity, densities_from)}
+            **mask_key(ctx, source, sparsity, densities_from)}
 
 
-def densities_key(ctx: Context, source: str, sparsity: float, densities_from: str | None) -> dict[str, Any]:
-    """``mask_options`` and the key of the scores stage whose mask sets the per-layer densities; {} if none."""
+def mask_key(ctx: Context, source: str, sparsity: float, densities_from: str | None) -> dict[str, Any]:
+    """A unit's ``mask_options`` (the config's ``nm``; its own ``densities_from``, with the key of the scores
+    stage whose mask sets the per-layer densities); {} for a plain global mask."""
+    nm = {"nm": ctx.config.mask_options["nm"]} if "nm" in ctx.config.mask_options else {}
     if densities_from is None:
-        return {}
+        return {"mask_options": nm} if nm else {}
     per_sparsity = sparsity if score_is_per_sparsity(densities_from) else None
-    return {"mask_options": {"densities_from": densities_from},
+    return {"mask_options": {**nm, "densities_from": densities_from},
             "densities_scores": config_key(scores_key(ctx, source, densities_from, per_sparsity))}
 
 
@@ -343,7 +346,7 @@ def recover_unit(
         return [], mask
     ctx.reset_weights()
     return [], recover(model, mask, recovery, calib, ctx.normalize, ctx.device,
-                       batch_size=ctx.config.score_batch_size, seed=ctx.seed)
+                       batch_size=ctx.config.score_batch_size, seed=ctx.seed, nm=nm_pattern(ctx.config))
 
 
 def units_stage(ctx: Context, source: str, score: str, sparsities: list[float],
@@ -384,13 +387,23 @@ def unit_metrics(ctx: Context, key: dict[str, Any]) -> dict[str, Any]:
     return json.loads((ctx.store.path("unit", key) / "metrics.json").read_text())
 
 
+def nm_pattern(config: ExperimentConfig) -> tuple[int, int] | None:
+    """(N, M) of the config's ``mask_options.nm``, or None for global masks."""
+    nm = config.mask_options.get("nm")
+    return parse_nm(nm) if nm is not None else None
+
+
 def unit_mask(ctx: Context, source: str, score: str, sparsity: float,
               densities_from: str | None = None) -> dict[str, Tensor]:
-    """The global mask of one unit, from its (cached) scores; with ``densities_from`` = S, the top scores of
-    each layer at exactly the per-layer kept counts of S's global mask at this sparsity."""
+    """The mask of one unit from its (cached) scores: global top-k at ``sparsity``, or the config's N:M pattern
+    (whose sparsity the config check fixed at 1 - N/M); with ``densities_from`` = S, the top scores of each
+    layer at exactly the per-layer kept counts of S's global mask at this sparsity."""
     def scores(name: str) -> dict[str, Tensor]:
         return scores_stage(ctx, source, name, sparsity if score_is_per_sparsity(name) else None)
 
+    nm = nm_pattern(ctx.config)
+    if nm is not None:
+        return nm_mask(scores(score), *nm)[0]
     if densities_from is None:
         return global_mask(scores(score), sparsity)
     return mask_with_counts(scores(score), layer_counts(global_mask(scores(densities_from), sparsity)))

@@ -9,10 +9,10 @@ from pathlib import Path
 from pait.config import ExperimentConfig
 from pait.device import resolve_device
 from pait.errors import ConfigError
-from pait.masks import MASK_OPTION_KEYS, check_densities_from
+from pait.masks import check_densities_from
 from pait.outputs import check_utf8, check_writable_folder
-from pait.prune.options import (MAX_INPUT_SIZE, RECOVERIES, STRUCTURED_RECOVERIES, STRUCTURED_SCORES, STRUCTURES,
-                                check_group_score_options)
+from pait.grid.structure import structure_of
+from pait.prune.options import MAX_INPUT_SIZE
 from pait.tasks import PROTOCOLS, SUITES, check_suite_options
 from pait.typed import INT64_MAX, brief
 
@@ -20,7 +20,6 @@ PRECISIONS = ("auto", "fp32", "bf16")
 CHANNELS_LAST = ("auto", "on", "off")
 MAX_NAME_BYTES = 200  # a run's folder name: below the file systems' 255, with room for a temporary prefix
 RESERVED_NAMES = ("stages",)  # the stage cache's folder under --out
-GRID_STRUCTURES = ("weights", *STRUCTURES)  # weights: unstructured masks; channels: structured pruning
 
 
 def validate_config(config: ExperimentConfig) -> None:
@@ -36,10 +35,13 @@ def validate_config(config: ExperimentConfig) -> None:
     no_repeats("encoders", config.encoders)
     no_repeats("scores", config.scores)
     no_repeats("sparsities", config.sparsities)
+    structure = structure_of(config.structure)
     for s in config.sparsities:
         if not 0.0 <= s < 1.0:
-            raise ConfigError(f"sparsity must lie in [0, 1), got {s} (a fraction: 0.36 means 36%)")
-    check_structure(config)
+            raise ConfigError(f"{structure.axis_key}: {structure.axis} must lie in [0, 1), got {s} "
+                              "(a fraction: 0.36 means 36%)")
+    at_least("round_to", config.round_to, 1)
+    structure.check(config)
     for i, encoder in enumerate(config.encoders):
         if encoder.input_size is not None and not 1 <= encoder.input_size <= MAX_INPUT_SIZE:
             raise ConfigError(f"encoders.{i}.input_size must lie in [1, {MAX_INPUT_SIZE}] pixels, got {encoder.input_size}")
@@ -57,9 +59,10 @@ def validate_config(config: ExperimentConfig) -> None:
     if suite.split_seed + max(config.seeds) > INT64_MAX:  # each replicate's split is drawn with split_seed + seed
         raise ConfigError(f"suite.split_seed + seeds must stay <= 2**63 - 1 = {INT64_MAX} (torch's and numpy's "
                           f"largest seed), got {suite.split_seed} + {max(config.seeds)}")
-    unknown = [r for r in config.recoveries if r not in RECOVERIES]
+    unknown = [r for r in config.recoveries if r not in structure.recoveries()]
     if unknown or not config.recoveries or len(set(config.recoveries)) != len(config.recoveries):
-        raise ConfigError(f"recoveries must be a non-empty list of distinct names among {', '.join(RECOVERIES)}, "
+        raise ConfigError(f"recoveries must be a non-empty list of distinct names among "
+                          f"{', '.join(structure.recoveries())}, "
                           f"got {brief(list(config.recoveries))}")
     if config.precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}")
@@ -70,23 +73,6 @@ def validate_config(config: ExperimentConfig) -> None:
     validate_finetune(config)
     resolve_device(config.device)
     check_names(config)
-
-
-def check_structure(config: ExperimentConfig) -> None:
-    """``structure`` is known; under ``channels`` every score and recovery is one structured pruning has."""
-    if config.structure not in GRID_STRUCTURES:
-        raise ConfigError(f"structure must be one of {', '.join(GRID_STRUCTURES)}, got {config.structure!r}")
-    at_least("round_to", config.round_to, 1)
-    if config.structure == "weights":
-        if config.round_to != 1:
-            raise ConfigError(f"round_to: {config.round_to} needs structure: channels (weights are pruned one by one)")
-        return
-    for key, names, allowed in (("scores", config.scores, STRUCTURED_SCORES),
-                                ("recoveries", config.recoveries, STRUCTURED_RECOVERIES)):
-        bad = [n for n in names if n not in allowed]
-        if bad:
-            raise ConfigError(f"{key}: {', '.join(map(repr, bad))} not available with structure: {config.structure}; "
-                              f"choose among {', '.join(allowed)}")
 
 
 def validate_finetune(config: ExperimentConfig) -> None:
@@ -140,12 +126,12 @@ def check_names(config: ExperimentConfig) -> None:
     """Every encoder, score and suite name of ``config`` is registered, else a ConfigError lists the known
     ones; every entry of ``score_options`` names a score and options it takes."""
     from pait.encoders import ENCODERS
-    from pait.scores import SCORES, check_score_options
+    from pait.scores import SCORES
 
     known = {"encoder": ENCODERS, "score": SCORES, "suite": SUITES}
     used = {
         "encoder": [e.name for e in config.encoders],
-        "score": list(config.scores) if config.structure == "weights" else [],  # else checked by check_structure
+        "score": [s for s in config.scores if s not in structure_of(config.structure).scores()],
         "suite": [config.suite.name],
     }
     problems = []
@@ -156,34 +142,19 @@ def check_names(config: ExperimentConfig) -> None:
     if problems:
         raise ConfigError("; ".join(problems))
     check_suite_options(config.suite.name, config.suite.options)
-    check_mask_option_keys(config.mask_options)
     check_densities_from(config.mask_options, SCORES.names(), config.structure)
-    if config.structure == "weights":
-        check_score_options(config.score_options)
-    else:
-        check_group_score_options(config.score_options)
-
-
-def check_mask_option_keys(mask_options: dict) -> None:
-    """Every key of ``mask_options`` is one of :data:`pait.masks.MASK_OPTION_KEYS`."""
-    unknown = [k for k in mask_options if k not in MASK_OPTION_KEYS]
-    if unknown:
-        raise ConfigError(f"mask_options: unknown key(s) {', '.join(map(brief, unknown))}; known keys: "
-                          f"{', '.join(MASK_OPTION_KEYS)}")
+    structure_of(config.structure).check_score_options(config)
 
 
 def check_encoders(config: ExperimentConfig) -> None:
     """Build every encoder once, reading its weights file: a missing, unreadable or mismatched file (or one
-    holding NaN/Inf) is a CheckpointError naming it, before any image is read. Under ``structure: channels``
-    each is traced as structured pruning will: a layer it cannot cut is a ConfigError naming the encoder."""
+    holding NaN/Inf) is a CheckpointError naming it, before any image is read; then the config's structure
+    checks it (``channels``: traced as structured pruning will, a layer it cannot cut is a ConfigError)."""
     from pait.encoders import build_encoder
 
+    structure = structure_of(config.structure)
     for encoder_config in dict.fromkeys(config.encoders):
-        encoder = build_encoder(encoder_config)
-        if config.structure != "weights":
-            from pait.grid.structured import check_channel_pruning
-
-            check_channel_pruning(encoder)
+        structure.check_encoder(build_encoder(encoder_config))
 
 
 def check_output_root(out_root: str | Path, name: str) -> None:

@@ -42,9 +42,8 @@ def folder_task(folder: str | Path) -> Task:
     return class_folder_task(folder.name, folder, classes)
 
 
-def folder_splits(folder: str | Path, encoder: Encoder, calib_per_class: int, eval_per_class: int,
-                  seed: int) -> tuple[Task, TaskData, TaskData]:
-    """The task and its decoded calibration and held-out evaluation splits (seeded, class-balanced)."""
+def check_folder(folder: str | Path, calib_per_class: int, eval_per_class: int) -> Task:
+    """The folder's task, once it is known to hold enough images per class for the held-out split."""
     if calib_per_class < 1 or eval_per_class < 1:
         raise ConfigError(f"calib_per_class and eval_per_class must be at least 1, got {calib_per_class} and {eval_per_class}")
     task = folder_task(folder)
@@ -54,6 +53,13 @@ def folder_splits(folder: str | Path, encoder: Encoder, calib_per_class: int, ev
     if short:
         raise DataError(f"data folder {folder}: the held-out split needs {need} images per class ({calib_per_class} calibration + "
                          f"{eval_per_class} evaluation); too few in: {', '.join(short)}")
+    return task
+
+
+def folder_splits(folder: str | Path, encoder: Encoder, calib_per_class: int, eval_per_class: int,
+                  seed: int) -> tuple[Task, TaskData, TaskData]:
+    """The task and its decoded calibration and held-out evaluation splits (seeded, class-balanced)."""
+    task = check_folder(folder, calib_per_class, eval_per_class)
     calib_idx, eval_idx = split_indices(task.labels, "heldout", calib_per_class, eval_per_class, seed)
     pixels = encoder.preprocess.pixels
     return task, decode(task, calib_idx, pixels), decode(task, eval_idx, pixels)

@@ -8,24 +8,21 @@ A weight whose row length is not divisible by ``m`` is left dense and reported.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import torch
 from torch import Tensor
 
 from pait.errors import ConfigError
-from pait.masks import Mask
+from pait.masks import Mask, parse_nm
+
+__all__ = ["left_dense", "nm_mask", "parse_nm"]
 
 
-def parse_nm(text: str) -> tuple[int, int]:
-    """``"2:4" -> (2, 4)``; a ConfigError unless 0 < n < m."""
-    try:
-        n, m = (int(v) for v in text.split(":"))
-    except ValueError:
-        raise ConfigError(f"N:M pattern must look like 2:4, got {text!r}") from None
-    if not 0 < n < m:
-        raise ConfigError(f"N:M pattern needs 0 < N < M, got {text!r}")
-    return n, m
+def left_dense(shape: torch.Size | tuple[int, ...], m: int) -> bool:
+    """Whether a weight of ``shape`` is left dense by an N:M mask: its rows' length is not divisible by ``m``."""
+    return (math.prod(shape[1:]) if len(shape) > 1 else math.prod(shape)) % m != 0
 
 
 def nm_mask(scores: Mapping[str, Tensor], n: int = 2, m: int = 4) -> tuple[Mask, list[str]]:
@@ -35,7 +32,7 @@ def nm_mask(scores: Mapping[str, Tensor], n: int = 2, m: int = 4) -> tuple[Mask,
     mask, dense = {}, []
     for name, s in scores.items():
         rows = s.detach().reshape(s.shape[0], -1) if s.ndim > 1 else s.detach().reshape(1, -1)
-        if rows.shape[1] % m:
+        if left_dense(s.shape, m):
             mask[name] = torch.ones(s.shape, dtype=torch.bool, device=s.device)
             dense.append(name)
             continue

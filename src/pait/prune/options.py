@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from pait.config import FinetuneConfig
 from pait.errors import ConfigError
-from pait.typed import Count, NonNegative, Positive, Range, Seed, brief, check_value
+from pait.typed import Count, NonNegative, Range, Seed, brief, check_value
 
 # What follows pruning: nothing, SGD with masks held, one-shot OBS, BatchNorm re-calibration, sequential
 # (layer-wise) OBS with the mask held or re-selected per block at each layer's density, and the compositions.
@@ -25,57 +25,113 @@ STRUCTURED_SCORES = ("magnitude", "fisher_diag", "kfac", "taylor", "hessian")  #
 STRUCTURED_RECOVERIES = ("none", "bn", "sgd", "sequential")
 MAX_INPUT_SIZE = 1024  # pixels, for `pait prune` and the grid: --input-size 100000 asked for 133 GB at once
 InputSize = Annotated[int, Range(ge=1, le=MAX_INPUT_SIZE)]
-FLAGS = {"score_options": "--score-option"}  # the fields whose flag is not --<field with dashes>
+DEFAULT_SPARSITY = 0.6  # of global masks, when neither --nm nor --structure is given
+DEFAULT_RECOVERY = {None: "obs", "channels": "sgd"}  # by structure (None: unstructured masks)
+GROUPS = {"data": "data and encoder", "score": "score", "mask": "mask or structure", "recovery": "recovery",
+          "output": "output"}  # the --help groups of `pait prune`, in order
+
+
+@dataclass(frozen=True)
+class Flag:
+    """How a PruneOptions field is set on the command line: its ``--help`` group (a key of :data:`GROUPS`) and
+    text, and, where they differ from the defaults, its spelling (``--<field with dashes>``), metavar,
+    choices, whether it is required, and ``repeat`` (given as KEY=VALUE, once per entry of a mapping)."""
+
+    group: str
+    help: str
+    spelling: str | None = None
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+    required: bool = False
+    repeat: bool = False
+
+
+def option(default: Any, group: str, help: str, **flag: Any) -> Any:
+    """A dataclass field with ``default`` and its command-line :class:`Flag` (a mapping default is a factory)."""
+    meta = {"flag": Flag(group, help, **flag)}
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 def flag(field_name: str) -> str:
     """The ``pait prune`` flag that sets the PruneOptions field ``field_name``."""
-    return FLAGS.get(field_name, f"--{field_name.replace('_', '-')}")
+    meta = {f.name: f.metadata["flag"] for f in dataclasses.fields(PruneOptions)}[field_name]
+    return meta.spelling or f"--{field_name.replace('_', '-')}"
 
 
 @dataclass(frozen=True)
 class PruneOptions:
-    """Everything ``pait prune`` needs besides the data folder; stored in the report for ``pait evaluate``.
-    Each field's annotation is its type and range, checked first by ``validate``."""
+    """Everything ``pait prune`` takes, one field per flag (:func:`flag`), stored in its report for ``pait
+    evaluate``. Each field's annotation is its type and range, checked first by ``validate``; its default is
+    the flag's, except for two that follow from others by one rule each (:meth:`resolved`): ``sparsity``
+    (:data:`DEFAULT_SPARSITY` for global masks) and ``recovery`` (:data:`DEFAULT_RECOVERY`, by structure)."""
 
-    encoder: str
-    weights: str | None = None
-    input_size: InputSize | None = None
-    score: str = "kfac"
-    sparsity: float | None = 0.6
-    nm: str | None = None
-    recovery: str = "obs"
-    retrain_epochs: Annotated[int, Range(ge=0)] = 4
-    lr: NonNegative = 0.01
-    calib_per_class: Count = 20
-    eval_per_class: Count = 10
-    seed: Seed = 0
-    batch_size: Count = 32
-    damping: Positive = 1e-3  # of the obs and sequential recoveries, relative to mean(diag) of their factor
-    device: str = "auto"
-    score_options: dict[str, Any] = field(default_factory=dict)  # keyword options of the score function
-    structure: str | None = None  # None: unstructured (sparsity or N:M); "channels": structured, with ``ratio``
-    ratio: float | None = None  # fraction of prunable channels (and heads) removed by structured pruning
-    round_to: int = 1  # structured: every pruned channel group keeps a multiple of this many channels (or all)
+    encoder: str = option(None, "data", "registered encoder name", required=True)
+    weights: str | None = option(None, "data", "checkpoint file, for encoders that need one")
+    input_size: InputSize | None = option(None, "data", "input resolution (default: the encoder's)")
+    data: str | None = option(None, "data", "folder of class sub-folders of images", required=True)
+    calib_per_class: Count = option(20, "data", "calibration images per class (head, scores, recovery)")
+    eval_per_class: Count = option(10, "data", "held-out evaluation images per class")
+    seed: Seed = option(0, "data", "seed of the calibration/evaluation split, the scores and the re-training")
+    batch_size: Count = option(32, "data", "batch size of features, scores and recovery")
+    device: str = option("auto", "data", "auto, cpu or cuda")
+    score: str = option("kfac", "score", "pruning score (`pait score --help`; an unknown name lists them)")
+    score_options: dict[str, Any] = option({}, "score", "option of the score function, e.g. damping=1e-2 for "
+                                           "kfac (repeatable)", spelling="--score-option", metavar="KEY=VALUE",
+                                           repeat=True)
+    sparsity: float | None = option(None, "mask", f"global fraction of prunable weights removed (default "
+                                    f"{DEFAULT_SPARSITY}, unless --nm or --structure)")
+    nm: str | None = option(None, "mask", "N:M semi-structured pattern instead of a global sparsity, e.g. 2:4")
+    structure: str | None = option(None, "mask", "structured pruning: remove conv channels / ViT attention heads "
+                                   "and MLP neurons; writes a physically smaller module (pruned.safetensors + "
+                                   "structure.json)", choices=STRUCTURES)
+    ratio: float | None = option(None, "mask", "with --structure: global fraction of prunable channels (and "
+                                 "heads) removed, in [0, 1)")
+    round_to: int = option(1, "mask", "with --structure: every pruned layer keeps a multiple of N channels (or all "
+                           "of them; rounding up, so fewer channels than --ratio may go); heads are not rounded",
+                           metavar="N")
+    recovery: str | None = option(None, "recovery", "after pruning: nothing, SGD re-training (masks held), one-shot "
+                                  "OBS (K-FAC), BatchNorm re-calibration, sequential layer-wise OBS (mask held, or "
+                                  "-adaptive), or bn+sequential; with --structure one of "
+                                  f"{', '.join(STRUCTURED_RECOVERIES)} (default: "
+                                  f"{DEFAULT_RECOVERY[None]}, with --structure {DEFAULT_RECOVERY['channels']})",
+                                  choices=RECOVERIES)
+    retrain_epochs: Annotated[int, Range(ge=0)] = option(4, "recovery", "epochs of sgd recovery")
+    lr: NonNegative = option(0.01, "recovery", "learning rate of sgd recovery")
+    out: str | None = option(None, "output", "output directory (replaced whole)", required=True)
+    cache: str | None = option(None, "output", "stage cache (decoded images, heads, scores, units), reused by "
+                               "reruns and by `pait run`; default $PAIT_CACHE, else ~/.cache/pait", metavar="DIR")
+    onnx: bool = option(False, "output", "with --structure: also write pruned.onnx (features)")
+
+    def resolved(self) -> PruneOptions:
+        """These options with the two defaults that follow from others: ``sparsity`` is
+        :data:`DEFAULT_SPARSITY` when no sparsity, N:M pattern, structure or ratio is given; ``recovery`` is
+        the structure's :data:`DEFAULT_RECOVERY` when none is given."""
+        structured = self.structure is not None or self.ratio is not None
+        sparsity = DEFAULT_SPARSITY if self.sparsity is None and self.nm is None and not structured else self.sparsity
+        recovery = self.recovery if self.recovery is not None else DEFAULT_RECOVERY.get(self.structure)
+        return dataclasses.replace(self, sparsity=sparsity, recovery=recovery)
 
     def validate(self, where: str | None = None) -> None:
         """Raise a ConfigError naming the first bad option: a value of the wrong type, a count, rate, seed,
         damping or input size out of range, an unknown score, score option or recovery, a bad sparsity or
-        N:M pattern, a device this machine lacks. Structured and unstructured pruning check the same.
+        N:M pattern, flags that do not combine, a device this machine lacks (the defaults of :meth:`resolved`
+        filled in first). Structured and unstructured pruning check the same.
         Options are named by their ``pait prune`` flags, or, for options read from the file ``where`` (a
         report.json), by that file and their keys there (``options.score_options``)."""
         if where is None:
-            self._validate(flag)
+            self.resolved()._validate(flag)
             return
         try:
-            self._validate(lambda name: f"options.{name}")
+            self.resolved()._validate(lambda name: f"options.{name}")
         except ConfigError as err:
             raise ConfigError(f"{where}: {err}") from None
 
     def _validate(self, name: Callable[[str], str]) -> None:
         from pait.device import resolve_device
         from pait.masks import check_sparsity
-        from pait.prune.nm import parse_nm
+        from pait.masks import parse_nm
         from pait.scores import SCORES, check_score_options
 
         hints = typing.get_type_hints(PruneOptions, include_extras=True)
@@ -83,7 +139,14 @@ class PruneOptions:
             check_value(hints[f.name], getattr(self, f.name), name(f.name))
         if self.recovery == "sgd" and self.retrain_epochs < 1:
             raise ConfigError(f"sgd recovery needs at least 1 re-training epoch ({name('retrain_epochs')})")
-        if self.structure is not None or self.ratio is not None:
+        structured = self.structure is not None or self.ratio is not None
+        mixed = name("sparsity") if self.sparsity is not None else name("nm") if self.nm is not None else None
+        if structured and mixed:
+            raise ConfigError(f"{mixed} does not combine with {name('structure')}/{name('ratio')}")
+        if self.onnx and not structured:
+            raise ConfigError(f"{name('onnx')} does not combine with unstructured pruning; add {name('structure')} "
+                              f"channels {name('ratio')} R")
+        if structured:
             self._validate_structured(name)
             resolve_device(self.device)
             return

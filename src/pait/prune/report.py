@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ from pait.errors import CheckpointError
 from pait.export import MASK_FILE, PRUNED_FILE
 from pait.export.structured import ONNX_FILE, STRUCTURE_FILE
 
+CPU_NOTE = ("Unstructured masks save storage, not time: dense CPU (and GPU) kernels still multiply the zeros. "
+            "Only N:M (2:4) masks run faster, with semi-structured sparse kernels on NVIDIA GPUs.")
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 OUTPUT_FILES = (PRUNED_FILE, MASK_FILE, STRUCTURE_FILE, ONNX_FILE, REPORT_JSON, REPORT_MD)
@@ -54,10 +57,11 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(out_dir: Path, report: dict[str, Any]) -> None:
-    """``report.json`` and ``report.md`` in ``out_dir``."""
+def write_report(out_dir: Path, report: dict[str, Any],
+                 render: Callable[[dict[str, Any]], str] | None = None) -> None:
+    """``report.json`` and ``report.md`` in ``out_dir`` (rendered by ``render``, default :func:`markdown`)."""
     write_atomic(out_dir / REPORT_JSON, json.dumps(report, indent=1).encode())
-    write_atomic(out_dir / REPORT_MD, markdown(report).encode())
+    write_atomic(out_dir / REPORT_MD, (render or markdown)(report).encode())
 
 
 def read_report(out_dir: Path) -> dict[str, Any]:

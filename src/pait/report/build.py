@@ -31,6 +31,15 @@ from pait.report.toy import plot_fig1, plot_fig2
 from pait.report.transfer import plot_transfer
 
 
+AXIS_LABELS = {"weights": "sparsity", "channels": "channel ratio"}  # what the sparsity column holds, by structure
+
+
+def axis_label(results: pd.DataFrame) -> str:
+    """The label of the results' sparsity column: ``sparsity`` (weight masks) or ``channel ratio``."""
+    structures = sorted(set(results.structure)) if "structure" in results else ["weights"]
+    return " / ".join(AXIS_LABELS.get(s, s) for s in structures)
+
+
 def results_table(results: pd.DataFrame) -> Table:
     """Source and mean transfer accuracy per setting and stage: mean [95% CI] over (source x seed), and n.
     Recovery ``none`` has no row of its own: its accuracy is the zero-shot row's by construction."""
@@ -46,8 +55,8 @@ def results_table(results: pd.DataFrame) -> Table:
         src, tr = accuracy_ci(g.source_acc, g.source, g.seed), accuracy_ci(g.transfer_acc, g.source, g.seed)
         rows.append([enc, "—", "0%", "unpruned", fmt_ci(src.mean, src.low, src.high),
                      fmt_ci(tr.mean, tr.low, tr.high), str(src.n)])
-    return Table(["encoder", "score", "sparsity", "stage", "source acc.", "mean transfer acc.", "n (source x seed)"],
-                 rows)
+    return Table(["encoder", "score", axis_label(results), "stage", "source acc.", "mean transfer acc.",
+                  "n (source x seed)"], rows)
 
 
 def replicates_caption(results: pd.DataFrame) -> str:
@@ -60,9 +69,9 @@ def replicates_caption(results: pd.DataFrame) -> str:
 def what_is_cut(config: dict) -> str:
     """The sparsities and what they mean: global weight masks, or (``structure: channels``) channel ratios."""
     levels = ", ".join(f"{s:.2%}" for s in config["sparsities"])
-    if config.get("structure", "weights") == "weights":
+    if AXIS_LABELS.get(config.get("structure", "weights")) == "sparsity":
         return f"sparsities: {levels} (global masks over the encoder's conv and linear weights)."
-    return (f"channel ratios: {levels} (the sparsity column below: whole conv channels, attention heads and MLP "
+    return (f"channel ratios: {levels} (the channel ratio column below: whole conv channels, attention heads and MLP "
             f"neurons removed, ranked globally with a 10% floor per group; widths kept at multiples of "
             f"{config.get('round_to', 1)}).")
 
@@ -115,7 +124,7 @@ def p1_blocks(results: pd.DataFrame, pairwise: pd.DataFrame, run_dir: Path, figu
         Heading("P1: does pruning on the source preserve transfer?"),
         Text("Relative accuracy change of the zero-shot pruned encoder against the unpruned one (pruned / unpruned − 1), "
              "on the source task and on the mean over transfer tasks: mean [95% CI] over (source x seed)."),
-        Table(["encoder", "score", "sparsity", "source change", "transfer change", "n"], rows),
+        Table(["encoder", "score", axis_label(results), "source change", "transfer change", "n"], rows),
         Text(verdict),
     ]
     pairs = mask_agreement(run_dir)
