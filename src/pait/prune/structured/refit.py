@@ -22,8 +22,9 @@ import torch
 from torch import Tensor, nn
 
 from pait.prune.structured.groups import UnsupportedLayerError
-from pait.scores._common import eval_mode
-from pait.scores._layers import conv_unfold
+from pait.layers.conv import conv_unfold
+from pait.layers.inverses import ridge_amount
+from pait.layers.modes import eval_mode
 
 FeatureFn = Callable[[nn.Module, Tensor], Tensor]
 CHUNK_ELEMENTS = 1 << 24  # rows x columns per float64 block of the Gram accumulation (128 MiB)
@@ -102,7 +103,7 @@ def refit_layer(weight: Tensor, bias: Tensor | None, targets: Iterable[Tensor], 
             gram += xp.T @ xp
             cross += y.double().T @ xp
     start = torch.cat([w0, bias.double()[:, None]], 1) if bias is not None else w0
-    lam = damping * gram.diagonal().mean().clamp_min(torch.finfo(torch.float64).tiny)
+    lam = ridge_amount(gram, damping)
     solved = torch.linalg.solve(gram + lam * torch.eye(k, dtype=torch.float64, device=w0.device),
                                 (cross + lam * start).T).T
     new_weight = solved[:, : w0.shape[1]].reshape(weight.shape).to(weight.dtype)
