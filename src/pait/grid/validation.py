@@ -10,8 +10,8 @@ from pait.config import ExperimentConfig
 from pait.device import resolve_device
 from pait.errors import ConfigError
 from pait.outputs import check_utf8, check_writable_folder
-from pait.prune.options import (MAX_INPUT_SIZE, RECOVERIES, STRUCTURED_RECOVERIES, STRUCTURED_SCORES, STRUCTURES,
-                                check_group_score_options)
+from pait.prune.options import MAX_INPUT_SIZE, STRUCTURED_SCORES, STRUCTURES, check_group_score_options
+from pait.prune.recoveries import check_recovery_options, recovery_names
 from pait.tasks import PROTOCOLS, SUITES, check_suite_options
 from pait.typed import INT64_MAX, brief
 
@@ -56,9 +56,10 @@ def validate_config(config: ExperimentConfig) -> None:
     if suite.split_seed + max(config.seeds) > INT64_MAX:  # each replicate's split is drawn with split_seed + seed
         raise ConfigError(f"suite.split_seed + seeds must stay <= 2**63 - 1 = {INT64_MAX} (torch's and numpy's "
                           f"largest seed), got {suite.split_seed} + {max(config.seeds)}")
-    unknown = [r for r in config.recoveries if r not in RECOVERIES]
+    recoveries = recovery_names("weights")
+    unknown = [r for r in config.recoveries if r not in recoveries]
     if unknown or not config.recoveries or len(set(config.recoveries)) != len(config.recoveries):
-        raise ConfigError(f"recoveries must be a non-empty list of distinct names among {', '.join(RECOVERIES)}, "
+        raise ConfigError(f"recoveries must be a non-empty list of distinct names among {', '.join(recoveries)}, "
                           f"got {brief(list(config.recoveries))}")
     if config.precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}")
@@ -81,7 +82,7 @@ def check_structure(config: ExperimentConfig) -> None:
             raise ConfigError(f"round_to: {config.round_to} needs structure: channels (weights are pruned one by one)")
         return
     for key, names, allowed in (("scores", config.scores, STRUCTURED_SCORES),
-                                ("recoveries", config.recoveries, STRUCTURED_RECOVERIES)):
+                                ("recoveries", config.recoveries, recovery_names("channels"))):
         bad = [n for n in names if n not in allowed]
         if bad:
             raise ConfigError(f"{key}: {', '.join(map(repr, bad))} not available with structure: {config.structure}; "
@@ -137,7 +138,8 @@ def check_run_name(name: str) -> None:
 
 def check_names(config: ExperimentConfig) -> None:
     """Every encoder, score and suite name of ``config`` is registered, else a ConfigError lists the known
-    ones; every entry of ``score_options`` names a score and options it takes."""
+    ones; every entry of ``score_options`` (``recovery_options``) names a score (a recovery of the config's
+    structure) and options it takes."""
     from pait.encoders import ENCODERS
     from pait.scores import SCORES, check_score_options
 
@@ -159,6 +161,7 @@ def check_names(config: ExperimentConfig) -> None:
         check_score_options(config.score_options)
     else:
         check_group_score_options(config.score_options)
+    check_recovery_options(config.recovery_options, structure=config.structure)
 
 
 def check_encoders(config: ExperimentConfig) -> None:

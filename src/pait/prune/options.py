@@ -10,19 +10,14 @@ from typing import Annotated, Any
 
 from pait.config import FinetuneConfig
 from pait.errors import ConfigError
+from pait.prune.recoveries import recovery_names, recovery_options
 from pait.typed import Count, NonNegative, Positive, Range, Seed, brief, check_value
 
-# What follows pruning: nothing, SGD with masks held, one-shot OBS, BatchNorm re-calibration, sequential
-# (layer-wise) OBS with the mask held or re-selected per block at each layer's density, and the compositions.
-RECOVERIES = ("none", "sgd", "obs", "bn", "sequential", "sequential-adaptive", "bn+sequential",
-              "bn+sequential-adaptive")
-# Raised whenever a change makes a recovery return other weights or masks, so that cached grid units of the
-# old definition are no longer reused; a recovery absent here never changed since caching began.
-# 1: the sequential sweeps zero dead inputs' weights before choosing and damp independently of H's scale.
-RECOVERY_REVISIONS = {"sequential": 1, "sequential-adaptive": 1, "bn+sequential": 1, "bn+sequential-adaptive": 1}
+# The command line's choices: the registered recoveries (pait.prune.recoveries), without and with --structure.
+RECOVERIES = recovery_names("weights")
+STRUCTURED_RECOVERIES = recovery_names("channels")
 STRUCTURES = ("channels",)  # structured pruning: conv channels / ViT heads and MLP neurons
 STRUCTURED_SCORES = ("magnitude", "fisher_diag", "kfac", "taylor", "hessian")  # group scores (prune.structured)
-STRUCTURED_RECOVERIES = ("none", "bn", "sgd", "sequential")
 MAX_INPUT_SIZE = 1024  # pixels, for `pait prune` and the grid: --input-size 100000 asked for 133 GB at once
 InputSize = Annotated[int, Range(ge=1, le=MAX_INPUT_SIZE)]
 FLAGS = {"score_options": "--score-option"}  # the fields whose flag is not --<field with dashes>
@@ -93,8 +88,8 @@ class PruneOptions:
         if self.score not in SCORES:
             raise ConfigError(f"unknown score {self.score!r}; choose one of {', '.join(SCORES)}")
         check_score_options({self.score: self.score_options}, where=name("score_options"))
-        if self.recovery not in RECOVERIES:
-            raise ConfigError(f"unknown recovery {self.recovery!r}; choose one of {', '.join(RECOVERIES)}")
+        if self.recovery not in recovery_names("weights"):
+            raise ConfigError(f"unknown recovery {self.recovery!r}; choose one of {', '.join(recovery_names('weights'))}")
         if (self.sparsity is None) == (self.nm is None):
             raise ConfigError("give exactly one of a sparsity and an N:M pattern")
         if self.nm is not None:
@@ -117,10 +112,17 @@ class PruneOptions:
             raise ConfigError(f"{name('round_to')} must be an integer >= 1, got {self.round_to!r}")
         if self.score not in STRUCTURED_SCORES:
             raise ConfigError(f"unknown structured score {self.score!r}; choose one of {', '.join(STRUCTURED_SCORES)}")
-        if self.recovery not in STRUCTURED_RECOVERIES:
+        if self.recovery not in recovery_names("channels"):
             raise ConfigError(f"unknown structured recovery {self.recovery!r}; choose one of "
-                              f"{', '.join(STRUCTURED_RECOVERIES)}")
+                              f"{', '.join(recovery_names('channels'))}")
         check_group_score_options({self.score: self.score_options}, where=name("score_options"))
+
+    def recovery_options(self) -> dict[str, Any]:
+        """The options set for the recovery: ``damping`` for a weight recovery that takes one; the
+        structured refit keeps its own default."""
+        if self.structure is not None or "damping" not in recovery_options(self.recovery):
+            return {}
+        return {"damping": self.damping}
 
     def finetune_config(self) -> FinetuneConfig:
         """The demo's short schedule: SGD momentum 0.9, lr x0.1 for the last quarter of the epochs."""

@@ -28,7 +28,7 @@ from pait.masks import Mask, density_report, global_mask, mask_sparsity
 from pait.prune.nm import nm_mask, parse_nm
 from pait.prune.data import accuracy, fit_head, folder_splits
 from pait.prune.options import PruneOptions
-from pait.prune.recovery import recover
+from pait.prune.recoveries import RecoveryInputs, run_recovery
 from pait.scores import get_score, score_call_options, score_is_per_sparsity
 
 CPU_NOTE = ("Unstructured masks save storage, not time: dense CPU (and GPU) kernels still multiply the zeros. "
@@ -107,9 +107,10 @@ def prune(options: PruneOptions, data: str | Path, on_step: Callable[[str], None
     scores = get_score(options.score)(model, batches, encoder.prunable_parameters(), **kwargs)
     mask, dense = make_mask(scores, options.sparsity, options.nm)
     on_step(f"recovery ({options.recovery})")
-    mask = recover(model, mask, options.recovery, calib, encoder.preprocess.normalize, device, options.finetune_config(),
-            batch_size=bs, damping=options.damping, seed=options.seed, on_epoch=on_epoch,
-            nm=parse_nm(options.nm) if options.nm is not None else None)
+    inputs = RecoveryInputs(model, mask, calib, encoder.preprocess.normalize, device, batch_size=bs, seed=options.seed,
+                            finetune=options.finetune_config(), on_epoch=on_epoch,
+                            nm=parse_nm(options.nm) if options.nm is not None else None)
+    mask = run_recovery(options.recovery, inputs, options.recovery_options())
     on_step("evaluating")
     after = accuracy(encoder, head, evaluation, bs, device)
     refit = accuracy(encoder, fit_head(encoder, calib, task.num_classes, bs, device), evaluation, bs, device)

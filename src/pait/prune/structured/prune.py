@@ -23,7 +23,7 @@ from pait.prune.data import accuracy, fit_head
 from pait.prune.run import set_up
 from pait.prune.options import PruneOptions
 from pait.prune.structured.groups import build_graph, find_groups, remove_units
-from pait.prune.structured.recovery import recover_structured
+from pait.prune.recoveries import ChannelInputs, run_recovery
 from pait.prune.structured.report import NOTE
 from pait.prune.structured.scores import group_scores
 from pait.prune.structured.selection import choose_removals, removed_fraction
@@ -57,9 +57,9 @@ def prune_structured(options: PruneOptions, data: str | Path, on_step: Callable[
     dense = copy.deepcopy(encoder.model) if options.recovery == "sequential" else None  # the refit's targets
     structure = remove_units(encoder.model, graph, groups, removed)
     on_step(f"recovery ({options.recovery})")
-    recover_structured(model, options.recovery, calib, batches, encoder.preprocess.normalize, device,
-                       options.finetune_config(), seed=options.seed, on_epoch=on_epoch, dense=dense,
-                       structure=structure)
+    inputs = ChannelInputs(model, {}, calib, encoder.preprocess.normalize, device, batch_size=bs, seed=options.seed,
+                           finetune=options.finetune_config(), on_epoch=on_epoch, dense=dense, structure=structure)
+    run_recovery(options.recovery, inputs, options.recovery_options(), "channels")
     del dense
     on_step("evaluating")
     after = accuracy(encoder, head, evaluation, bs, device)

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from pait.prune.structured.groups import UnsupportedLayerError
+from pait.errors import UnsupportedLayerError
 from pait.layers.conv import conv_unfold
 from pait.layers.inverses import ridge_amount
 from pait.layers.modes import eval_mode
