@@ -10,8 +10,10 @@ from pait.config import ExperimentConfig
 from pait.device import resolve_device
 from pait.errors import ConfigError
 from pait.outputs import check_utf8, check_writable_folder
-from pait.prune.options import MAX_INPUT_SIZE, STRUCTURED_SCORES, STRUCTURES, check_group_score_options
+from pait.prune.group_score_names import GROUP_SCORES, check_group_score_options
+from pait.prune.options import MAX_INPUT_SIZE
 from pait.prune.recoveries import check_recovery_options, recovery_names
+from pait.prune.recoveries.registry import STRUCTURES as GRID_STRUCTURES  # weights: masks; channels: structured
 from pait.tasks import PROTOCOLS, SUITES, check_suite_options
 from pait.typed import INT64_MAX, brief
 
@@ -19,7 +21,6 @@ PRECISIONS = ("auto", "fp32", "bf16")
 CHANNELS_LAST = ("auto", "on", "off")
 MAX_NAME_BYTES = 200  # a run's folder name: below the file systems' 255, with room for a temporary prefix
 RESERVED_NAMES = ("stages",)  # the stage cache's folder under --out
-GRID_STRUCTURES = ("weights", *STRUCTURES)  # weights: unstructured masks; channels: structured pruning
 
 
 def validate_config(config: ExperimentConfig) -> None:
@@ -81,7 +82,7 @@ def check_structure(config: ExperimentConfig) -> None:
         if config.round_to != 1:
             raise ConfigError(f"round_to: {config.round_to} needs structure: channels (weights are pruned one by one)")
         return
-    for key, names, allowed in (("scores", config.scores, STRUCTURED_SCORES),
+    for key, names, allowed in (("scores", config.scores, GROUP_SCORES),
                                 ("recoveries", config.recoveries, recovery_names("channels"))):
         bad = [n for n in names if n not in allowed]
         if bad:

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from pait.config import FinetuneConfig
 from pait.errors import ConfigError
+from pait.prune.group_score_names import GROUP_SCORES as STRUCTURED_SCORES
+from pait.prune.group_score_names import check_group_score_options
 from pait.prune.recoveries import recovery_names, recovery_options
-from pait.typed import Count, NonNegative, Positive, Range, Seed, brief, check_value
+from pait.typed import Count, NonNegative, Positive, Range, Seed, check_value
 
 # The command line's choices: the registered recoveries (pait.prune.recoveries), without and with --structure.
 RECOVERIES = recovery_names("weights")
 STRUCTURED_RECOVERIES = recovery_names("channels")
 STRUCTURES = ("channels",)  # structured pruning: conv channels / ViT heads and MLP neurons
-STRUCTURED_SCORES = ("magnitude", "fisher_diag", "kfac", "taylor", "hessian")  # group scores (prune.structured)
 MAX_INPUT_SIZE = 1024  # pixels, for `pait prune` and the grid: --input-size 100000 asked for 133 GB at once
 InputSize = Annotated[int, Range(ge=1, le=MAX_INPUT_SIZE)]
 FLAGS = {"score_options": "--score-option"}  # the fields whose flag is not --<field with dashes>
@@ -128,17 +129,6 @@ class PruneOptions:
         """The demo's short schedule: SGD momentum 0.9, lr x0.1 for the last quarter of the epochs."""
         last = max(1, (3 * self.retrain_epochs) // 4)
         return FinetuneConfig(epochs=self.retrain_epochs, lr=self.lr, milestones=(last,), batch_size=self.batch_size)
-
-
-def check_group_score_options(score_options: Mapping[str, Any], where: str = "score_options") -> None:
-    """``score_options`` of structured pruning: Torch-Pruning's group scores (``taylor``, ``hessian``) take
-    none; pait's per-weight scores take theirs, checked as ``check_score_options`` does."""
-    from pait.scores import SCORES, check_score_options
-
-    for name, options in score_options.items():
-        if name in STRUCTURED_SCORES and name not in SCORES and options != {}:
-            raise ConfigError(f"{where}: structured score {name!r} takes no options, got {brief(options)}")
-    check_score_options({k: v for k, v in score_options.items() if k in SCORES or k not in STRUCTURED_SCORES}, where)
 
 
 def check_ratio(ratio: float, where: str = "--ratio") -> float:

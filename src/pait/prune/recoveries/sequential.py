@@ -10,6 +10,7 @@ Revision 1: the sweeps zero dead inputs' weights before choosing and damp indepe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pait.prune.recoveries.basic import hold_mask
@@ -37,25 +38,20 @@ def reconstruct(inputs: RecoveryInputs, adaptive: bool, damping: float, then_bn:
     return mask
 
 
-@register_recovery("sequential", revision=1, damping=1e-3)
-def sequential(inputs: RecoveryInputs, *, damping: Positive) -> Mask:
-    """Layer-wise OBS with the mask held; ``damping`` relative to ``mean(diag H)`` of each layer's inputs."""
-    return reconstruct(inputs, adaptive=False, damping=damping, then_bn=False)
+VARIANTS = {  # name: (adaptive, then BatchNorm re-estimation)
+    "sequential": (False, False), "sequential-adaptive": (True, False),
+    "bn+sequential": (False, True), "bn+sequential-adaptive": (True, True),
+}
 
 
-@register_recovery("sequential-adaptive", revision=1, damping=1e-3)
-def sequential_adaptive(inputs: RecoveryInputs, *, damping: Positive) -> Mask:
-    """Layer-wise OBS choosing each layer's mask at its density (SparseGPT's selection); returns the new mask."""
-    return reconstruct(inputs, adaptive=True, damping=damping, then_bn=False)
+def variant(adaptive: bool, then_bn: bool) -> Callable[..., Mask]:
+    """The recovery ``fn(inputs, *, damping)`` of one variant; ``damping`` relative to ``mean(diag H)``."""
+
+    def recover(inputs: RecoveryInputs, *, damping: Positive) -> Mask:
+        return reconstruct(inputs, adaptive=adaptive, damping=damping, then_bn=then_bn)
+
+    return recover
 
 
-@register_recovery("bn+sequential", revision=1, damping=1e-3)
-def bn_sequential(inputs: RecoveryInputs, *, damping: Positive) -> Mask:
-    """``sequential``, then BatchNorm re-estimation on the reconstructed weights."""
-    return reconstruct(inputs, adaptive=False, damping=damping, then_bn=True)
-
-
-@register_recovery("bn+sequential-adaptive", revision=1, damping=1e-3)
-def bn_sequential_adaptive(inputs: RecoveryInputs, *, damping: Positive) -> Mask:
-    """``sequential-adaptive``, then BatchNorm re-estimation on the reconstructed weights."""
-    return reconstruct(inputs, adaptive=True, damping=damping, then_bn=True)
+for _name, (_adaptive, _then_bn) in VARIANTS.items():
+    register_recovery(_name, revision=1, damping=1e-3)(variant(_adaptive, _then_bn))

@@ -25,7 +25,7 @@ import torch_pruning as tp
 from timm.layers import Attention
 from torch import Tensor, nn
 
-from pait.errors import ConfigError, UnsupportedLayerError
+from pait.errors import UnsupportedLayerError
 
 # Module types whose parameters the recorded surgery (and the loader) can slice.
 SLICEABLE = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.LayerNorm)

@@ -21,10 +21,9 @@ from pait.errors import ConfigError
 from pait.heads import mse_to_one_hot
 from pait.scores import get_score
 from pait.scores.registry import Batches
-from pait.prune.options import STRUCTURED_SCORES
+from pait.prune.group_score_names import GROUP_SCORES
 from pait.prune.structured.groups import Group
 
-GROUP_SCORES = STRUCTURED_SCORES  # the names live with the options, which check them before any work
 PAIT_SCORES = ("magnitude", "fisher_diag", "kfac")  # sums of pait's per-weight scores
 TP_SCORES = tuple(s for s in GROUP_SCORES if s not in PAIT_SCORES)  # Torch-Pruning's own importances
 # Raised whenever a change makes a group score other (cached stages are then not reused): Torch-Pruning's
