@@ -32,13 +32,18 @@ def conv_unfold(conv: nn.Conv2d, x: Tensor) -> Tensor:
     return F.unfold(x, conv.kernel_size, dilation=conv.dilation, padding=padding, stride=conv.stride)
 
 
+def patch_rows(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """Rows of unfolded input patches, (N * positions, C * kh * kw), in the column order of ``conv.weight``."""
+    patches = conv_unfold(conv, x)
+    return patches.transpose(1, 2).reshape(-1, patches.shape[1])
+
+
 def averaged_group_patches(conv: nn.Conv2d, x: Tensor) -> Tensor:
-    """Rows of unfolded input patches, (N * positions, in/groups * kh * kw), channel groups averaged
+    """:func:`patch_rows` with channel groups averaged first, (N * positions, in/groups * kh * kw)
     (curvlinops' choice for the K-FAC factor of a grouped conv)."""
     if conv.groups > 1:
         x = x.unflatten(1, (conv.groups, -1)).mean(1)
-    patches = conv_unfold(conv, x)
-    return patches.transpose(1, 2).reshape(-1, patches.shape[1])
+    return patch_rows(conv, x)
 
 
 def grouped_patches(conv: nn.Conv2d, x: Tensor) -> Tensor:

@@ -90,7 +90,7 @@ class PruneOptions:
             raise ConfigError(f"unknown score {self.score!r}; choose one of {', '.join(SCORES)}")
         check_score_options({self.score: self.score_options}, where=name("score_options"))
         if self.recovery not in recovery_names("weights"):
-            raise ConfigError(f"unknown recovery {self.recovery!r}; choose one of {', '.join(recovery_names('weights'))}")
+            raise ConfigError(f"unknown recovery {self.recovery!r}; choose one of {', '.join(recovery_names())}")
         if (self.sparsity is None) == (self.nm is None):
             raise ConfigError("give exactly one of a sparsity and an N:M pattern")
         if self.nm is not None:

@@ -217,7 +217,8 @@ def _prune_layer(layer: _Layer, hessian: Tensor, keep: Tensor, mode: str, dampin
         w = torch.cat([w, layer.bias.detach().reshape(g, -1, 1)], 2)
         keep3 = torch.cat([keep3, keep3.new_ones(*keep3.shape[:2], 1)], 2)
     if mode == "fixed":
-        rows = obs_rows(w.reshape(-1, w.shape[-1]), keep3.reshape(-1, w.shape[-1]), gram_damped_inverse(hessian, damping))
+        inverse = gram_damped_inverse(hessian, damping)
+        rows = obs_rows(w.reshape(-1, w.shape[-1]), keep3.reshape(-1, w.shape[-1]), inverse)
         new, kept = rows.view(w.shape), keep3
     else:
         count = {"nm": nm} if nm is not None else {"n_pruned": int((~keep3).sum())}

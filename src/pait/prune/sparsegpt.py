@@ -56,7 +56,8 @@ def dead_inputs(hessian: Tensor) -> Tensor:
 
 
 def damped_upper_inverse(hessian: Tensor, damping: float) -> Tensor:
-    """Upper Cholesky factor ``U`` of the damped inverse (:func:`pait.layers.inverses.gram_damped_inverse`), ``H^-1 = U^T U``."""
+    """Upper Cholesky factor ``U`` of the damped inverse, ``H^-1 = U^T U``
+    (:func:`pait.layers.inverses.gram_damped_inverse`)."""
     return torch.linalg.cholesky(gram_damped_inverse(hessian, damping), upper=True)
 
 

@@ -22,9 +22,10 @@ import torch
 from torch import Tensor, nn
 
 from pait.errors import UnsupportedLayerError
-from pait.layers.conv import conv_unfold
+from pait.layers.conv import patch_rows
 from pait.layers.inverses import ridge_amount
 from pait.layers.modes import eval_mode
+from pait.layers.taps import tapping_layers
 
 FeatureFn = Callable[[nn.Module, Tensor], Tensor]
 CHUNK_ELEMENTS = 1 << 24  # rows x columns per float64 block of the Gram accumulation (128 MiB)
@@ -41,13 +42,9 @@ def consumers(pruned: nn.Module, structure: Mapping[str, Any], images: Tensor, f
             raise UnsupportedLayerError(f"sequential recovery cannot refit layer {name!r}: a grouped or "
                                         f"{module.padding_mode!r}-padded conv lost input channels")
     order: list[str] = []
-    handles = [m.register_forward_hook(lambda *_, name=name: order.append(name)) for name, m in layers.items()]
-    try:
-        with eval_mode(pruned):
-            feature_fn(pruned, images)
-    finally:
-        for handle in handles:
-            handle.remove()
+    owners = {n: (m, _role(m)) for n, m in layers.items()}
+    with eval_mode(pruned), tapping_layers(owners, lambda key, *_: order.append(key)):
+        feature_fn(pruned, images)
     wrong = sorted(n for n in layers if order.count(n) != 1)
     if wrong:
         raise UnsupportedLayerError("sequential recovery needs each refit layer applied once per forward: "
@@ -55,13 +52,9 @@ def consumers(pruned: nn.Module, structure: Mapping[str, Any], images: Tensor, f
     return order
 
 
-def _rows(module: nn.Module, x: Tensor) -> Tensor:
-    """The layer's inputs as rows of its weight's columns: conv patches (the conv's own padding, timm's
-    run-time 'same' included) or tokens."""
-    if isinstance(module, nn.Conv2d):
-        patches = conv_unfold(module, x)
-        return patches.transpose(1, 2).reshape(-1, patches.shape[1])
-    return x.reshape(-1, x.shape[-1])
+def _role(module: nn.Module) -> str:
+    """The role of a refit layer in :func:`pait.layers.taps.tapping_layers`."""
+    return "conv" if isinstance(module, nn.Conv2d) else "linear"
 
 
 def _layer_rows(model: nn.Module, name: str, images: Tensor, feature_fn: FeatureFn) -> tuple[Tensor, Tensor]:
@@ -70,15 +63,15 @@ def _layer_rows(model: nn.Module, name: str, images: Tensor, feature_fn: Feature
     module = model.get_submodule(name)
     seen: list[tuple[Tensor, Tensor]] = []
 
-    def hook(_m: nn.Module, args: tuple[Tensor, ...], out: Tensor) -> None:
-        out = out.detach().movedim(1, -1) if isinstance(module, nn.Conv2d) else out.detach()
-        seen.append((_rows(module, args[0].detach()), out.reshape(-1, out.shape[-1])))
+    def on_layer(_key: str, _module: nn.Module, role: str, x: Tensor, out: Tensor) -> None:
+        # the inputs as rows of the weight's columns: conv patches (the conv's own padding, timm's run-time
+        # 'same' included) or tokens
+        rows = patch_rows(module, x.detach()) if role == "conv" else x.detach().reshape(-1, x.shape[-1])
+        out = out.detach().movedim(1, -1) if role == "conv" else out.detach()
+        seen.append((rows, out.reshape(-1, out.shape[-1])))
 
-    handle = module.register_forward_hook(hook)
-    try:
+    with tapping_layers({name: (module, _role(module))}, on_layer):
         feature_fn(model, images)
-    finally:
-        handle.remove()
     return seen[0]  # applied once per forward: checked by consumers()
 
 

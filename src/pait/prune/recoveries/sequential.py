@@ -30,8 +30,9 @@ def reconstruct(inputs: RecoveryInputs, adaptive: bool, damping: float, then_bn:
     from pait.prune.sequential import sequential_prune
 
     batches = inputs.batches()
-    mask = sequential_prune(inputs.model, batches, inputs.params(), inputs.mask, mode="adaptive" if adaptive else "fixed",
-                            damping=damping, nm=inputs.nm if adaptive else None)
+    mode = "adaptive" if adaptive else "fixed"
+    mask = sequential_prune(inputs.model, batches, inputs.params(), inputs.mask, mode=mode, damping=damping,
+                            nm=inputs.nm if adaptive else None)
     hold_mask(inputs, mask)
     if then_bn:
         recalibrate_batchnorm(inputs.model, batches)
