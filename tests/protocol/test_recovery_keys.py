@@ -18,8 +18,10 @@ from pait.grid.validation import validate_config
 from pait.prune.recoveries import check_recovery_options, get_recovery, recovery_key, recovery_names
 from pait.prune.recoveries.registry import REGISTRIES
 
-DAMPINGS = {"obs": 1e-3, "sequential": 1e-3, "sequential-adaptive": 1e-3, "bn+sequential": 1e-3,
-            "bn+sequential-adaptive": 1e-3}  # the constants the recoveries used before they were options
+OPTIONS = {"obs": {"damping": 1e-3}, "sequential": {"damping": 1e-3},
+           "sequential-adaptive": {"damping": 1e-3, "blocksize": 128},
+           "bn+sequential": {"damping": 1e-3}, "bn+sequential-adaptive": {"damping": 1e-3, "blocksize": 128},
+           }  # the constants the recoveries used before they were options
 
 
 def _config(**changes):
@@ -34,12 +36,13 @@ def run(config: dict, out) -> Counter:
     return Counter(stage for stage, _ in logged_stages(out / "keys")[before:])
 
 
-def test_every_recovery_is_registered_with_its_former_dampings_and_revisions():
-    assert recovery_names() == ("none", "sgd", "bn", "obs", *[k for k in DAMPINGS if k != "obs"])
+def test_every_recovery_is_registered_with_its_former_constants_and_revisions():
+    assert recovery_names() == ("none", "sgd", "obs", "bn", "sequential", "sequential-adaptive", "bn+sequential",
+                                "bn+sequential-adaptive")  # the order of the former tuple, so messages list them as before
     assert recovery_names("channels") == ("none", "sgd", "bn", "sequential")
     for name in recovery_names():
         key = recovery_key(name)
-        assert key["recovery_options"] == ({"damping": DAMPINGS[name]} if name in DAMPINGS else {}), name
+        assert key["recovery_options"] == OPTIONS.get(name, {}), name
         assert key["recovery_revision"] == (1 if "sequential" in name else 0), name
     assert recovery_key("sequential", structure="channels") == {
         "recovery": "sequential", "recovery_options": {"damping": 1e-2}, "recovery_revision": 0}
@@ -75,7 +78,7 @@ def test_the_unit_key_holds_what_recovery_key_returns(tmp_path):
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"nope": {}}, "recovery_options: unknown recovery 'nope'; known: none, sgd, bn, obs"),
+    ({"nope": {}}, "recovery_options: unknown recovery 'nope'; known: none, sgd, obs, bn"),
     ({"obs": {"dampin": 1e-2}}, "recovery_options: recovery 'obs' has no option(s) dampin; its options: damping"),
     ({"sgd": {"lr": 0.1}}, "recovery_options: recovery 'sgd' has no option(s) lr; its options: none"),
     ({"obs": {"damping": 0}}, "recovery_options: obs.damping: expected a finite number > 0, got 0"),

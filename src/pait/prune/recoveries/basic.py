@@ -1,4 +1,4 @@
-"""``none`` (the mask only), ``sgd`` (re-training with the mask held) and ``bn`` (BatchNorm re-estimation).
+"""``none`` (the mask only) and ``sgd`` (re-training with the mask held), for both structures.
 
 Imports of torch-heavy modules stay in the function bodies: registering must not load torch.
 """
@@ -42,16 +42,4 @@ def sgd(inputs: RecoveryInputs) -> Mask:
     holder = hold_mask(inputs)
     finetune(inputs.model, inputs.calib, holder, inputs.finetune, inputs.normalize, inputs.device, seed=inputs.seed,
              autocast_dtype=inputs.autocast, on_epoch=inputs.on_epoch)
-    return dict(inputs.mask)
-
-
-@register_recovery("bn")
-def bn(inputs: RecoveryInputs) -> Mask:
-    """The mask applied, then every BatchNorm's running statistics re-estimated on the calibration split
-    (:mod:`pait.prune.bn_recalibration`); an encoder without BatchNorm is left as masked."""
-    from pait.prune.bn_recalibration import recalibrate_batchnorm
-
-    batches = inputs.batches()
-    hold_mask(inputs)
-    recalibrate_batchnorm(inputs.model, batches)
     return dict(inputs.mask)

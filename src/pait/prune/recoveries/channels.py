@@ -1,9 +1,5 @@
-"""Recoveries after structured pruning (``structure: channels``) besides ``none`` and ``sgd``
-(:mod:`pait.prune.recoveries.basic`, which serve both structures): ``bn`` and ``sequential``.
-
-No mask is needed after structured pruning (the removed channels are gone): ``bn`` re-estimates BatchNorm
-running statistics on the calibration images, a cheap fix for the shift that removed channels cause
-downstream; ``sequential`` refits, layer by layer, every layer that lost inputs to reproduce the dense
+"""``sequential`` after structured pruning (``structure: channels``): no mask is needed (the removed
+channels are gone); every layer that lost inputs is refit, layer by layer, to reproduce the dense
 encoder's outputs (:mod:`pait.prune.recoveries.refit`).
 """
 
@@ -18,16 +14,6 @@ from pait.typed import Positive
 
 if TYPE_CHECKING:
     from pait.masks import Mask
-
-
-@register_recovery("bn", structures=("channels",))
-def channels_bn(inputs: ChannelInputs) -> Mask:
-    """Re-estimate every BatchNorm's running statistics of the cut module; an encoder without is an error."""
-    from pait.prune.bn_recalibration import recalibrate_batchnorm
-
-    if not recalibrate_batchnorm(inputs.model.backbone, inputs.batches()):
-        raise ConfigError("bn recovery needs BatchNorm layers; this encoder has none (use none or sgd)")
-    return dict(inputs.mask)
 
 
 @register_recovery("sequential", structures=("channels",), damping=1e-2)

@@ -10,49 +10,54 @@ Revision 1: the sweeps zero dead inputs' weights before choosing and damp indepe
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pait.prune.recoveries.basic import hold_mask
 from pait.prune.recoveries.inputs import RecoveryInputs
 from pait.prune.recoveries.registry import register_recovery
-from pait.typed import Positive
+from pait.typed import Count, Positive
 
 if TYPE_CHECKING:
     from pait.masks import Mask
 
 
-def reconstruct(inputs: RecoveryInputs, adaptive: bool, damping: float, then_bn: bool) -> Mask:
+def reconstruct(inputs: RecoveryInputs, adaptive: bool, then_bn: bool, damping: float, blocksize: int = 128) -> Mask:
     """Reconstruct layer after layer on the current network's inputs, with the mask held (``fixed``) or
-    each layer's density only (``adaptive``; re-selected N:M when the mask is ``inputs.nm``); hold the
-    mask applied; re-estimate BatchNorm after when ``then_bn``."""
+    each layer's density only (``adaptive``, choosing per ``blocksize`` columns; re-selected N:M when the mask
+    is ``inputs.nm``); hold the mask applied; re-estimate BatchNorm after when ``then_bn``."""
     from pait.prune.bn_recalibration import recalibrate_batchnorm
     from pait.prune.sequential import sequential_prune
 
     batches = inputs.batches()
     mode = "adaptive" if adaptive else "fixed"
     mask = sequential_prune(inputs.model, batches, inputs.params(), inputs.mask, mode=mode, damping=damping,
-                            nm=inputs.nm if adaptive else None)
+                            blocksize=blocksize, nm=inputs.nm if adaptive else None)
     hold_mask(inputs, mask)
     if then_bn:
         recalibrate_batchnorm(inputs.model, batches)
     return mask
 
 
-VARIANTS = {  # name: (adaptive, then BatchNorm re-estimation)
-    "sequential": (False, False), "sequential-adaptive": (True, False),
-    "bn+sequential": (False, True), "bn+sequential-adaptive": (True, True),
-}
+@register_recovery("sequential", revision=1, damping=1e-3)
+def sequential(inputs: RecoveryInputs, *, damping: Positive) -> Mask:
+    """Layer-wise OBS with the mask held; ``damping`` relative to ``mean(diag H)`` of each layer's inputs."""
+    return reconstruct(inputs, adaptive=False, then_bn=False, damping=damping)
 
 
-def variant(adaptive: bool, then_bn: bool) -> Callable[..., Mask]:
-    """The recovery ``fn(inputs, *, damping)`` of one variant; ``damping`` relative to ``mean(diag H)``."""
-
-    def recover(inputs: RecoveryInputs, *, damping: Positive) -> Mask:
-        return reconstruct(inputs, adaptive=adaptive, damping=damping, then_bn=then_bn)
-
-    return recover
+@register_recovery("sequential-adaptive", revision=1, damping=1e-3, blocksize=128)
+def sequential_adaptive(inputs: RecoveryInputs, *, damping: Positive, blocksize: Count) -> Mask:
+    """Layer-wise OBS choosing each layer's mask at its density, ``blocksize`` columns at a time
+    (SparseGPT's selection and block-lazy sweep); returns the new mask."""
+    return reconstruct(inputs, adaptive=True, then_bn=False, damping=damping, blocksize=blocksize)
 
 
-for _name, (_adaptive, _then_bn) in VARIANTS.items():
-    register_recovery(_name, revision=1, damping=1e-3)(variant(_adaptive, _then_bn))
+@register_recovery("bn+sequential", revision=1, damping=1e-3)
+def bn_sequential(inputs: RecoveryInputs, *, damping: Positive) -> Mask:
+    """``sequential``, then BatchNorm re-estimation on the reconstructed weights."""
+    return reconstruct(inputs, adaptive=False, then_bn=True, damping=damping)
+
+
+@register_recovery("bn+sequential-adaptive", revision=1, damping=1e-3, blocksize=128)
+def bn_sequential_adaptive(inputs: RecoveryInputs, *, damping: Positive, blocksize: Count) -> Mask:
+    """``sequential-adaptive``, then BatchNorm re-estimation on the reconstructed weights."""
+    return reconstruct(inputs, adaptive=True, then_bn=True, damping=damping, blocksize=blocksize)
