@@ -27,7 +27,7 @@ from pait.config import EncoderConfig, ExperimentConfig, FinetuneConfig, SuiteCo
 from pait.heads import HeadedModel
 from pait.masks import global_mask
 from pait.grid.stages import prepare, scores_stage
-from pait.prune.recovery import recover
+from pait.prune.recoveries import RecoveryInputs, run_recovery
 
 METHODS = ["none", "bn", "obs", "sequential", "bn+sequential", "sgd"]
 
@@ -63,8 +63,9 @@ def main() -> None:
                     ctx.reset_weights()
                     model = HeadedModel(ctx.encoder.model, ctx.encoder.feature_fn, ctx.heads[source])
                     start = time.perf_counter()
-                    recover(model, mask, method, ctx.splits[source][0], ctx.normalize, ctx.device, config.finetune,
-                            batch_size=config.score_batch_size, seed=config.seeds[0])
+                    run_recovery(method, RecoveryInputs(model, mask, ctx.splits[source][0], ctx.normalize, ctx.device,
+                                                        batch_size=config.score_batch_size, seed=config.seeds[0],
+                                                        finetune=config.finetune))
                     seconds = time.perf_counter() - start
                     accs = {t: ctx.evaluate(t)[0] for t in ctx.splits}
                     _add(result, args.out, _row(source, score, method, q, accs, transfer, seconds))

@@ -28,7 +28,7 @@ from pait.config import EncoderConfig, ExperimentConfig, FinetuneConfig, SuiteCo
 from pait.grid.stages import prepare
 from pait.heads import HeadedModel, SplitBatches
 from pait.prune.structured.groups import build_graph, find_groups
-from pait.prune.structured.recovery import recalibrate_batchnorm
+from pait.prune.bn_recalibration import recalibrate_batchnorm
 from pait.prune.structured.scores import group_scores
 from pait.train.finetune import MaskHolder, finetune
 

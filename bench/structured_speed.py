@@ -45,7 +45,7 @@ from pait.grid.stages import prepare
 from pait.heads import HeadedModel, SplitBatches
 from pait.prune.structured.groups import build_graph, find_groups, remove_units
 from pait.prune.structured.prune import size
-from pait.prune.structured.recovery import recalibrate_batchnorm
+from pait.prune.bn_recalibration import recalibrate_batchnorm
 from pait.prune.structured.scores import GROUP_SCORES, PAIT_SCORES, group_scores, normalized_by_group_mean
 from pait.prune.structured.selection import choose_removals, removed_fraction
 from pait.train.finetune import MaskHolder, finetune

@@ -63,7 +63,7 @@ def test_training_flags_are_restored_and_a_model_without_batchnorm_is_left_alone
 
 def test_bn_plus_sequential_is_sequential_then_recalibration():
     from pait.heads import HeadedModel
-    from pait.prune.recovery import recover
+    from pait.prune.recoveries import RecoveryInputs, run_recovery
     from pait.prune.sequential import sequential_prune
     from pait.tasks.base import TaskData
 
@@ -73,7 +73,7 @@ def test_bn_plus_sequential_is_sequential_then_recalibration():
     head = torch.randn(5, 3, dtype=torch.float64)
     mask = {n: torch.rand(p.shape, generator=gen) > 0.5 for n, p in _model().named_parameters() if p.ndim > 1}
     composed = HeadedModel(_model(), lambda m, x: m(x), head)
-    recover(composed, mask, "bn+sequential", calib, normalize, torch.device("cpu"), batch_size=4)
+    run_recovery("bn+sequential", RecoveryInputs(composed, mask, calib, normalize, torch.device("cpu"), batch_size=4))
     by_hand = HeadedModel(_model(), lambda m, x: m(x), head)
     batches = [(normalize(calib.pixels[i:i + 4]), calib.labels[i:i + 4]) for i in (0, 4)]
     params = dict(by_hand.backbone.named_parameters())

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from pait.prune.obs import bias_name, obs_prune, obs_rows
-from pait.scores.kfac import damped_inverse
+from pait.layers.inverses import kfac_damped_inverse as damped_inverse
 from pait.scores.kfac import kfac_factors
 from tests.scores import tiny
 

@@ -109,8 +109,8 @@ def test_the_report_reads_a_channels_run(channels_run):
 
 def test_weights_units_keep_their_keys(tmp_path, monkeypatch):
     """A config without ``structure`` gives the unit and stage keys computed before the field existed (the
-    unit ids of schema 2, under schema 2; the stage keys pinned at schema 3, whose heads key also holds the
-    random tiny encoder's weight hash)."""
+    unit ids of schema 2, under schema 2; the stage keys pinned at schema 4, whose heads key also holds the
+    random tiny encoder's weight hash and whose unit keys hold the recovery's options and revision)."""
     config = config_from_dict({
         "name": "keys", "encoders": [TINY_ENCODER], "suite": {"name": TINY_SUITE, "calib_per_class": 4, "eval_per_class": 4},
         "scores": ["magnitude"], "sparsities": [0.5], "sources": ["task-0"], "recoveries": ["none", "sgd"],
@@ -120,11 +120,11 @@ def test_weights_units_keep_their_keys(tmp_path, monkeypatch):
     assert set(table.structure) == {"weights"}
     units = json.loads((run_dir(config, tmp_path) / "units.json").read_text())
     assert [(u["recovery"], u["unit"], u["unit_dir"], u["scores_dir"]) for u in units] == [
-        ("none", "4a38b4684dbf10e2bf1a", "../stages/unit/8ac571c8fa1f4655fb8e", "../stages/scores/9fc9022d9b4cd723e46c"),
-        ("sgd", "a1ee8aaa2732fa780989", "../stages/unit/7b40fbdd06dfc580a26c", "../stages/scores/9fc9022d9b4cd723e46c"),
+        ("none", "c3e31da74125baa3b358", "../stages/unit/0879bb3b8e5e0c776674", "../stages/scores/e78f4f5db685958e90ec"),
+        ("sgd", "43d0356879399162ca40", "../stages/unit/39bb43f806f95b794e45", "../stages/scores/e78f4f5db685958e90ec"),
     ]
     assert all("structure" not in u for u in units)
-    assert sorted(set(table.unit)) == sorted(["4a38b4684dbf10e2bf1a", "a1ee8aaa2732fa780989"])
+    assert sorted(set(table.unit)) == sorted(["c3e31da74125baa3b358", "43d0356879399162ca40"])
     monkeypatch.setattr(pait.cache, "SCHEMA_VERSION", 2)
     assert [unit_id(u) for u in expand(config, ["task-0"])] == ["e1e43b99c4a2da047432", "87dae7e4f24f259f906c"]
 

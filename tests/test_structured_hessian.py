@@ -119,15 +119,15 @@ def test_the_hessian_stage_keys_changed_and_no_other_did():
     from pait.grid.stages import scores_key, unit_key
     from pait.grid.structured import channels_unit_key, group_scores_key
 
-    config = SimpleNamespace(score_options={}, score_batch_size=8, round_to=1, finetune=FinetuneConfig(),
-                             mask_options={})
+    config = SimpleNamespace(score_options={}, recovery_options={}, score_batch_size=8, round_to=1,
+                             finetune=FinetuneConfig(), structure="channels", mask_options={})
     ctx = SimpleNamespace(config=config, seed=0, heads_key={"encoder": "e"})
     for score in ("magnitude", "fisher_diag", "kfac", "taylor", "hessian"):
-        before = ({**scores_key(ctx, "s", score, None), "structure": "channels"},
-                  {**unit_key(ctx, "s", score, 0.5, "bn"), "structure": "channels"})
+        before = ({**scores_key(ctx, "s", score, None), "structure": "channels", "group_score_revision": 0},
+                  {**unit_key(ctx, "s", score, 0.5, "bn"), "structure": "channels", "group_score_revision": 0})
         after = (group_scores_key(ctx, "s", score), channels_unit_key(ctx, "s", score, 0.5, "bn"))
         if score == "hessian":  # the last example's g^2 before, the mean now: its cached stages are not reused
-            assert after == tuple({**k, "revision": 1} for k in before)
+            assert after == tuple({**k, "group_score_revision": 1} for k in before)
             assert all(config_key(a) != config_key(b) for a, b in zip(after, before))
         else:
             assert after == before

@@ -9,7 +9,7 @@ from test_structured import _features, _setup
 from torch import nn
 
 from pait.prune.structured.groups import UnsupportedLayerError, remove_units
-from pait.prune.structured.refit import consumers, refit_consumers, refit_layer
+from pait.prune.recoveries.refit import consumers, refit_consumers, refit_layer
 from pait.prune.structured.scores import summed_scores
 from pait.prune.structured.selection import choose_removals
 

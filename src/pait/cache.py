@@ -36,7 +36,10 @@ log = logging.getLogger(__name__)
 KEY_LENGTH = 20
 # 2: keys fingerprint the input files (weights content, image listings);
 # 3: image listings by content hash (not mtime), random weights by their built content, stages carry a manifest
-SCHEMA_VERSION = 3
+# 4: the calibration batch size is ``score_batch_size`` in the scores key too (was ``batch_size``); unit keys hold
+#    ``recovery_options`` (every default, dampings included) and ``recovery_revision`` (0 included); group score
+#    and channel unit keys hold ``group_score_revision`` (0 included; was ``revision`` when nonzero)
+SCHEMA_VERSION = 4
 WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG}  # "cannot write here"
 MANIFEST = "manifest.json"  # written last into a stage: {"files": {relative path: {"size", "sha256"}}}
 CHUNK = 1 << 20

@@ -70,6 +70,7 @@ class ExperimentConfig:
     seeds: tuple[int, ...] = (0,)  # replicates: each seed sets the split (suite.split_seed + seed), the scores' RNG and the re-training order
     recoveries: tuple[str, ...] = ("sgd",)  # after pruning: none, bn, obs, sequential, bn+sequential, sgd (masked re-training)
     score_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # score -> options: {kfac: {damping: 1e-2}}
+    recovery_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # recovery -> options: {obs: {damping: 1e-2}}
     device: str = "auto"
     precision: str = "auto"
     save_weights: bool = False  # keep each unit's re-trained weights (needed by `pait landscape`)

@@ -26,6 +26,11 @@ class UnknownNameError(ConfigError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class UnsupportedLayerError(ConfigError):
+    """A layer that structured pruning cannot cut or refit (the dependency graph, the loader or the refit
+    cannot handle it)."""
+
+
 class CheckpointError(PaitError, ValueError):
     """A checkpoint file that cannot be read safely, or whose keys do not fit the expected layout."""
 

@@ -272,7 +272,7 @@ CASES: dict[str, Case] = {
         "scores: 'random' not available with structure: channels; choose among magnitude, fisher_diag, kfac"),
     "channels with obs recovery": lambda e, m: (
         e.run("structure=channels", "recoveries=[obs]"),
-        "recoveries: 'obs' not available with structure: channels; choose among none, bn, sgd"),
+        "recoveries: 'obs' not available with structure: channels; choose among none, sgd, bn, sequential"),
     "round_to=0": lambda e, m: (e.run("structure=channels", "round_to=0"), "round_to must be at least 1, got 0"),
     "round_to with weights": lambda e, m: (e.run("round_to=8"), "round_to: 8 needs structure: channels"),
     "round_to not an integer": lambda e, m: (e.run("structure=channels", "round_to=2.5"), "round_to: expected int, got 2.5"),
@@ -518,6 +518,19 @@ CASES: dict[str, Case] = {
         "score_options: grasp.temperature: expected a finite number > 0, got 0"),
     "grasp temperature is a string": lambda e, m: (
         e.run("scores=[grasp]", "score_options={grasp: {temperature: '200'}}"), "grasp.temperature: expected a finite number > 0, got '200'"),
+    "recovery_options names an unknown recovery": lambda e, m: (
+        e.run("recovery_options={obx: {damping: 1e-2}}"), "recovery_options: unknown recovery 'obx'; known: none, sgd"),
+    "recovery_options names an unknown option": lambda e, m: (
+        e.run("recovery_options={obs: {dampin: 1e-2}}"),
+        "recovery_options: recovery 'obs' has no option(s) dampin; its options: damping"),
+    "recovery_options damping=0": lambda e, m: (
+        e.run("recovery_options={sequential: {damping: 0}}"), "recovery_options: sequential.damping: expected a finite number > 0, got 0"),
+    "recovery_options damping is a string": lambda e, m: (
+        e.run("recovery_options={obs: {damping: '1e-3'}}"), "recovery_options: obs.damping: expected a finite number > 0, got '1e-3'"),
+    "recovery_options of a recovery is not a mapping": lambda e, m: (
+        e.run("recovery_options={obs: 0.1}"), "recovery_options: the options of recovery 'obs' must be a mapping, got 0.1"),
+    "recovery_options with channels names a weight recovery": lambda e, m: (
+        e.run("structure=channels", "recovery_options={obs: {}}"), "recovery_options: unknown structured recovery 'obs'"),
     "px rounds=0": lambda e, m: (
         e.run("scores=[px]", "score_options={px: {rounds: 0}}", "suite.split_seed=5"), "px.rounds: expected int >= 1, got 0"),
     "px rounds=2.5": lambda e, m: (e.run("scores=[px]", "score_options={px: {rounds: 2.5}}"), "px.rounds: expected int >= 1, got 2.5"),

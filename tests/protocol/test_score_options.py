@@ -88,18 +88,16 @@ def test_valid_score_options_pass():
                                            "synflow": {"iterations": 10}}))
 
 
-def test_only_the_sequential_recoveries_carry_a_revision_into_the_unit_keys(ctx):
+def test_unit_keys_hold_the_score_and_the_recovery_with_their_options_and_revisions(ctx):
     from pait.grid.structured import channels_unit_key
-    from pait.prune.options import RECOVERIES
+    from pait.prune.recoveries import recovery_key, recovery_names
 
-    fields = {"heads", "source", "score", "sparsity", "recovery", "score_options", "finetune", "score_batch_size", "seed"}
-    for recovery in RECOVERIES:
+    fields = {"heads", "source", "score", "sparsity", "score_options", "finetune", "score_batch_size", "seed",
+              "recovery", "recovery_options", "recovery_revision"}
+    for recovery in recovery_names():
         key = unit_key(ctx, "t0", "magnitude", 0.5, recovery)
-        before = {k: v for k, v in key.items() if k != "recovery_revision"}
-        assert set(before) == fields, recovery  # the key as units were cached before any recovery revision
-        if "sequential" in recovery:  # their dead-input handling changed their results
-            assert key["recovery_revision"] == 1 and config_key(key) != config_key(before), recovery
-        else:
-            assert key == before, recovery
-    channels = channels_unit_key(ctx, "t0", "magnitude", 0.5, "sequential")  # the structured refit did not change
-    assert set(channels) == fields | {"structure"}
+        assert set(key) == fields, recovery
+        assert {k: key[k] for k in ("recovery", "recovery_options", "recovery_revision")} == recovery_key(recovery)
+    channels = channels_unit_key(with_config(ctx, structure="channels"), "t0", "magnitude", 0.5, "sequential")
+    assert set(channels) == fields | {"structure", "group_score_revision"}
+    assert channels["recovery_options"] == {"damping": 1e-2} and channels["recovery_revision"] == 0

@@ -5,7 +5,8 @@ from torch import nn
 
 from pait.errors import ConfigError
 from pait.scores import get_score
-from pait.scores.kfac import damped_inverse, kfac_factors
+from pait.layers.inverses import kfac_damped_inverse as damped_inverse
+from pait.scores.kfac import kfac_factors
 from tests.scores import tiny
 
 

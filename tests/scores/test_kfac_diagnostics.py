@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from pait.heads import HeadedModel
-from pait.scores.kfac import damping_amount, kfac_factors, kfac_scores
+from pait.layers.inverses import damping_amount
+from pait.scores.kfac import kfac_factors, kfac_scores
 from pait.scores.kfac_diagnostics import entry_damping_shares, factor_diagnostics, kfac_diagnostics, spectra
 from tests.scores import tiny
 

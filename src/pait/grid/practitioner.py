@@ -59,6 +59,7 @@ def prune_config(options: PruneOptions, task: Task) -> ExperimentConfig:
         sparsities=(o.ratio if o.structure is not None else 1 - nm[0] / nm[1] if nm else o.sparsity,),
         finetune=o.finetune_config(), score_batch_size=o.batch_size, eval_batch_size=o.batch_size, seeds=(o.seed,),
         recoveries=(o.recovery,), score_options={o.score: o.score_options} if o.score_options else {},
+        recovery_options={o.recovery: o.recovery_options} if o.recovery_options else {},
         device=o.device, precision="fp32", save_weights=True, structure=o.structure or WEIGHTS,
         round_to=o.round_to, mask_options={"nm": o.nm} if o.nm is not None else {})
     return dataclasses.replace(config, name=f"prune-{config_key(config)[:16]}")

@@ -9,6 +9,12 @@ heads stage (and through it every later one) by the content hash of the encoder'
 the built weights themselves when no file holds them (a random initialisation).
 Each stage is computed under its lock in the store (``StageStore.claim``), so runs sharing a store
 compute it once.
+
+Keys under schema 4 (:data:`pait.cache.SCHEMA_VERSION`): the calibration batch size is
+``score_batch_size`` in the scores and unit keys alike (the scores key called it ``batch_size``); a unit
+key holds :func:`pait.prune.recoveries.recovery_key` (``recovery``, ``recovery_options`` with every
+default, damping included, and ``recovery_revision``, 0 included) so that a change of a recovery's code
+or constants gives new units.
 """
 
 from __future__ import annotations
@@ -35,11 +41,10 @@ from pait.encoders import RANDOM, Encoder, build_encoder
 from pait.errors import DataError
 from pait.fingerprints import ContentDigests, state_sha256
 from pait.heads import HeadedModel, SplitBatches, evaluate_head, extract_features, fit_ridge
-from pait.train.finetune import MaskHolder, finetune
+from pait.train.finetune import MaskHolder
 from pait.masks import global_mask, layer_counts, mask_with_counts, parse_nm
 from pait.prune.nm import nm_mask
-from pait.prune.options import RECOVERY_REVISIONS
-from pait.prune.recovery import recover
+from pait.prune.recoveries import RecoveryInputs, recovery_key, run_recovery
 from pait.train.packed import finetune_many, load_copy
 from pait.scores import SCORES, get_score, score_call_options, score_is_per_sparsity, score_revision
 from pait.tasks import SKIP_BAD, Task, TaskData, decode, load_suite, split_indices
@@ -254,7 +259,7 @@ def revision(score: str) -> dict[str, int]:
 def scores_key(ctx: Context, source: str, score: str, sparsity: float | None) -> dict[str, Any]:
     """Key of the scores stage; ``sparsity`` is None for scores shared by every sparsity."""
     return {"heads": config_key(ctx.heads_key), "source": source, "score": score, "sparsity": sparsity,
-            "options": score_options(ctx, score), "batch_size": ctx.config.score_batch_size, "seed": ctx.seed,
+            "options": score_options(ctx, score), "score_batch_size": ctx.config.score_batch_size, "seed": ctx.seed,
             **revision(score)}
 
 
@@ -282,13 +287,14 @@ def write_scores(ctx: Context, key: dict[str, Any], source: str, score: str, spa
 
 def base_unit_key(ctx: Context, source: str, score: str, sparsity: float, recovery: str = "sgd",
                   densities_from: str | None = None) -> dict[str, Any]:
-    """What every unit's key holds; the re-training schedule is part of it only for ``sgd`` recovery, the mask
+    """What every unit's key holds: the score's, the recovery's (:func:`pait.prune.recoveries.recovery_key`:
+    name, options with their defaults, revision), for ``sgd`` only the re-training schedule, and the mask
     options only when a unit has one (the config's N:M pattern, or the score whose per-layer densities it
-    takes, with that score's scores key), so keys of plain units do not change."""
+    takes, with that score's scores key), so keys of plain units hold none."""
+    recovered = recovery_key(recovery, ctx.config.recovery_options.get(recovery), ctx.config.structure)
     return {"heads": config_key(ctx.heads_key), "source": source, "score": score, "sparsity": sparsity,
-            "recovery": recovery, "score_options": score_options(ctx, score),
-            "finetune": ctx.config.finetune if recovery == "sgd" else None,
-            "score_batch_size": ctx.config.score_batch_size, "seed": ctx.seed, **revision(score),
+            "score_options": score_options(ctx, score), "finetune": ctx.config.finetune if recovery == "sgd" else None,
+            "score_batch_size": ctx.config.score_batch_size, "seed": ctx.seed, **revision(score), **recovered,
             **mask_key(ctx, source, sparsity, densities_from)}
 
 
@@ -305,11 +311,8 @@ def mask_key(ctx: Context, source: str, sparsity: float, densities_from: str | N
 
 def unit_key(ctx: Context, source: str, score: str, sparsity: float, recovery: str = "sgd",
              densities_from: str | None = None) -> dict[str, Any]:
-    """Key of a weight-pruning unit: :func:`base_unit_key`, with ``recovery_revision`` for a recovery whose
-    definition changed since caching began (:data:`pait.prune.options.RECOVERY_REVISIONS`)."""
-    r = RECOVERY_REVISIONS.get(recovery, 0)
-    return {**base_unit_key(ctx, source, score, sparsity, recovery, densities_from),
-            **({"recovery_revision": r} if r else {})}
+    """Key of a weight-pruning unit: :func:`base_unit_key`."""
+    return base_unit_key(ctx, source, score, sparsity, recovery, densities_from)
 
 
 def unit_stage(
@@ -321,32 +324,41 @@ def unit_stage(
     with ctx.store.claim("unit", key) as todo:
         if todo:
             mask = unit_mask(ctx, source, score, sparsity, densities_from)
-            holder = MaskHolder(ctx.encoder.prunable_parameters(), mask)
-            pruned = evaluate_pruned(ctx, holder)
+            pruned = evaluate_pruned(ctx, MaskHolder(ctx.encoder.prunable_parameters(), mask))
             start = time.perf_counter()
-            losses, mask = recover_unit(ctx, source, mask, holder, recovery, on_epoch)
+            losses, mask = recover_unit(ctx, source, mask, recovery, on_epoch)
             write_unit(ctx, key, mask, pruned, losses, recovered=pruned if recovery == "none" else None,
                        recovery_seconds=time.perf_counter() - start)
     return unit_metrics(ctx, key)
 
 
+def recording_losses(on_epoch: Callable[[int, float], None] | None = None,
+                     ) -> tuple[list[float], Callable[[int, float], None]]:
+    """A list and an ``on_epoch`` callback that appends each epoch's loss to it, then calls ``on_epoch``."""
+    losses: list[float] = []
+
+    def epoch_done(epoch: int, loss: float) -> None:
+        losses.append(loss)
+        if on_epoch is not None:
+            on_epoch(epoch, loss)
+
+    return losses, epoch_done
+
+
 def recover_unit(
-    ctx: Context, source: str, mask: dict[str, Tensor], holder: MaskHolder, recovery: str,
+    ctx: Context, source: str, mask: dict[str, Tensor], recovery: str,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> tuple[list[float], dict[str, Tensor]]:
-    """Recover the pruned encoder (mask applied on entry) on the source's calibration split: masked SGD
-    re-training for ``sgd``, a one-shot method of :func:`pait.prune.recovery.recover` otherwise. Returns the
-    epoch losses (sgd; else []) and the mask now applied (``sequential-adaptive`` chooses its own)."""
-    model = HeadedModel(ctx.encoder.model, ctx.encoder.feature_fn, ctx.heads[source])
-    calib = ctx.splits[source][0]
-    if recovery == "sgd":
-        return finetune(model, calib, holder, ctx.config.finetune, ctx.normalize, ctx.device, seed=ctx.seed,
-                        autocast_dtype=ctx.autocast, on_epoch=on_epoch), mask
-    if recovery == "none":
-        return [], mask
+    """Reset the encoder to its unpruned weights and run the registered ``recovery`` on the source's
+    calibration split with this grid's options. Returns the re-training epoch losses (sgd; else []) and the
+    mask now applied (``sequential-adaptive`` chooses its own)."""
+    losses, epoch_done = recording_losses(on_epoch)
     ctx.reset_weights()
-    return [], recover(model, mask, recovery, calib, ctx.normalize, ctx.device,
-                       batch_size=ctx.config.score_batch_size, seed=ctx.seed, nm=nm_pattern(ctx.config))
+    model = HeadedModel(ctx.encoder.model, ctx.encoder.feature_fn, ctx.heads[source])
+    inputs = RecoveryInputs(model, mask, ctx.splits[source][0], ctx.normalize, ctx.device,
+                            batch_size=ctx.config.score_batch_size, seed=ctx.seed, finetune=ctx.config.finetune,
+                            autocast=ctx.autocast, on_epoch=epoch_done, nm=nm_pattern(ctx.config))
+    return losses, run_recovery(recovery, inputs, ctx.config.recovery_options.get(recovery))
 
 
 def units_stage(ctx: Context, source: str, score: str, sparsities: list[float],

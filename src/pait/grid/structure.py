@@ -24,7 +24,8 @@ from pait.grid.structured import (
     group_scores_stage,
 )
 from pait.masks import check_mask_options
-from pait.prune.options import RECOVERIES, STRUCTURED_RECOVERIES, STRUCTURED_SCORES, check_group_score_options
+from pait.prune.group_score_names import GROUP_SCORES, check_group_score_options
+from pait.prune.recoveries import recovery_names
 from pait.scores import SCORES, check_score_options, score_is_per_sparsity
 
 WEIGHTS = "weights"
@@ -101,7 +102,7 @@ class Weights(Structure):
         return tuple(SCORES)
 
     def recoveries(self) -> tuple[str, ...]:
-        return RECOVERIES
+        return recovery_names(WEIGHTS)
 
     def check(self, config: ExperimentConfig) -> None:
         if config.round_to != 1:
@@ -144,10 +145,10 @@ class Channels(Structure):
     name, axis, axis_key, keeps_shapes = CHANNELS, "channel ratio", "ratios", False
 
     def scores(self) -> tuple[str, ...]:
-        return STRUCTURED_SCORES
+        return GROUP_SCORES
 
     def recoveries(self) -> tuple[str, ...]:
-        return STRUCTURED_RECOVERIES
+        return recovery_names(CHANNELS)
 
     def check(self, config: ExperimentConfig) -> None:
         super().check(config)

@@ -27,12 +27,12 @@ from torch import Tensor, nn
 from pait.encoders import Encoder
 from pait.errors import ConfigError
 from pait.export.structured import save_structured
-from pait.grid.stages import Context, base_unit_key, score_options, scores_key, unit_metrics
+from pait.grid.stages import Context, base_unit_key, recording_losses, score_options, scores_key, unit_metrics
 from pait.heads import HeadedModel, SplitBatches
 from pait.prune.structured.groups import Group, build_graph, find_groups, remove_units
 from pait.prune.structured.prune import size, stock_spec
-from pait.prune.structured.recovery import recover_structured
-from pait.prune.structured.scores import group_scores, tp_score_revision
+from pait.prune.recoveries import ChannelInputs, run_recovery
+from pait.prune.structured.scores import group_score_revision, group_scores
 from pait.prune.structured.selection import choose_removals, removed_fraction
 
 CHANNELS = "channels"
@@ -61,16 +61,11 @@ def traced_groups(model: nn.Module, example: Tensor, encoder: Encoder) -> tuple[
     return graph, find_groups(model, graph, encoder.head_prefixes)
 
 
-def tp_revision(score: str) -> dict[str, int]:
-    """``{"revision": r}`` for a Torch-Pruning importance whose computation changed since caching began, else
-    nothing (pait's scores carry theirs in :func:`scores_key` and :func:`unit_key` already)."""
-    r = tp_score_revision(score)
-    return {"revision": r} if r else {}
-
-
 def group_scores_key(ctx: Context, source: str, score: str) -> dict[str, Any]:
-    """Key of the group scores stage: the weight scores' key (shared by all sparsities) plus the structure."""
-    return {**scores_key(ctx, source, score, None), "structure": CHANNELS, **tp_revision(score)}
+    """Key of the group scores stage: the weight scores' key (shared by all sparsities; its options and a pait
+    score's revision) plus the structure and the group score's revision (0 included)."""
+    return {**scores_key(ctx, source, score, None), "structure": CHANNELS,
+            "group_score_revision": group_score_revision(score)}
 
 
 def group_scores_stage(ctx: Context, source: str, score: str) -> dict[str, Tensor]:
@@ -97,11 +92,12 @@ def write_group_scores(ctx: Context, key: dict[str, Any], source: str, score: st
 
 
 def channels_unit_key(ctx: Context, source: str, score: str, ratio: float, recovery: str) -> dict[str, Any]:
-    """Key of a channel-pruning unit: a unit's base key plus the structure (and ``round_to`` only when set, so
-    keys of runs without it, under the current schema, do not change); the weight-pruning recoveries'
-    revisions are not part of it."""
+    """Key of a channel-pruning unit: a unit's base key (with the structured recovery's options and revision)
+    plus the structure (and ``round_to`` only when set, so keys of runs without it, under the current schema,
+    do not change)."""
     rounding = {"round_to": ctx.config.round_to} if ctx.config.round_to != 1 else {}
-    return {**base_unit_key(ctx, source, score, ratio, recovery), "structure": CHANNELS, **rounding, **tp_revision(score)}
+    return {**base_unit_key(ctx, source, score, ratio, recovery), "structure": CHANNELS, **rounding,
+            "group_score_revision": group_score_revision(score)}
 
 
 def channels_unit_stage(
@@ -137,9 +133,11 @@ def write_channels_unit(
     pruned = {task: pruned_ctx.evaluate(task) for task in ctx.splits}
     headed = HeadedModel(model, ctx.encoder.feature_fn, ctx.heads[source])
     start = time.perf_counter()
-    losses = recover_structured(headed, recovery, ctx.splits[source][0], batches, ctx.normalize, ctx.device,
-                                ctx.config.finetune, seed=ctx.seed, on_epoch=on_epoch, autocast_dtype=ctx.autocast,
-                                dense=ctx.encoder.model, structure=structure)
+    losses, epoch_done = recording_losses(on_epoch)
+    inputs = ChannelInputs(headed, {}, ctx.splits[source][0], ctx.normalize, ctx.device,
+                           batch_size=ctx.config.score_batch_size, seed=ctx.seed, finetune=ctx.config.finetune,
+                           autocast=ctx.autocast, on_epoch=epoch_done, dense=ctx.encoder.model, structure=structure)
+    run_recovery(recovery, inputs, ctx.config.recovery_options.get(recovery), CHANNELS)
     seconds = time.perf_counter() - start
     recovered = pruned if recovery == "none" else {task: pruned_ctx.evaluate(task) for task in ctx.splits}
     after = size(model, pixels, ctx.device)

@@ -13,6 +13,7 @@ from pait.masks import check_densities_from
 from pait.outputs import check_utf8, check_writable_folder
 from pait.grid.structure import structure_of
 from pait.prune.options import MAX_INPUT_SIZE
+from pait.prune.recoveries import check_recovery_options
 from pait.tasks import PROTOCOLS, SUITES, check_suite_options
 from pait.typed import INT64_MAX, brief
 
@@ -124,7 +125,8 @@ def check_run_name(name: str) -> None:
 
 def check_names(config: ExperimentConfig) -> None:
     """Every encoder, score and suite name of ``config`` is registered, else a ConfigError lists the known
-    ones; every entry of ``score_options`` names a score and options it takes."""
+    ones; every entry of ``score_options`` (``recovery_options``) names a score (a recovery of the config's
+    structure) and options it takes."""
     from pait.encoders import ENCODERS
     from pait.scores import SCORES
 
@@ -144,6 +146,7 @@ def check_names(config: ExperimentConfig) -> None:
     check_suite_options(config.suite.name, config.suite.options)
     check_densities_from(config.mask_options, SCORES.names(), config.structure)
     structure_of(config.structure).check_score_options(config)
+    check_recovery_options(config.recovery_options, structure=config.structure)
 
 
 def check_encoders(config: ExperimentConfig) -> None:

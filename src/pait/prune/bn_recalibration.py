@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from pait.scores._common import eval_mode
+from pait.layers.modes import eval_mode
 from pait.scores.registry import Batches
 
 

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from pait.scores.kfac import damped_inverse
+from pait.layers.inverses import kfac_damped_inverse
 
 MAX_ELEMENTS = 2**25  # float64 entries of the gathered [A^-1]_{P,:} blocks held at once
 
@@ -92,7 +92,7 @@ def obs_prune(
         if has_bias:
             w = torch.cat([w, bias.detach().reshape(-1, 1)], 1)
             keep2d = torch.cat([keep2d, keep2d.new_ones(w.shape[0], 1)], 1)
-        new = obs_rows(w, keep2d, damped_inverse(a.to(p.device), damping)).to(p.dtype)
+        new = obs_rows(w, keep2d, kfac_damped_inverse(a.to(p.device), damping)).to(p.dtype)
         if has_bias:
             bias.copy_(new[:, -1])
             new = new[:, :-1]

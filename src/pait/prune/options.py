@@ -4,25 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from pait.config import FinetuneConfig
 from pait.errors import ConfigError
+from pait.prune.group_score_names import GROUP_SCORES as STRUCTURED_SCORES
+from pait.prune.group_score_names import check_group_score_options
+from pait.prune.recoveries import check_recovery_options, recovery_names
 from pait.typed import Count, NonNegative, Range, Seed, brief, check_value
 
-# What follows pruning: nothing, SGD with masks held, one-shot OBS, BatchNorm re-calibration, sequential
-# (layer-wise) OBS with the mask held or re-selected per block at each layer's density, and the compositions.
-RECOVERIES = ("none", "sgd", "obs", "bn", "sequential", "sequential-adaptive", "bn+sequential",
-              "bn+sequential-adaptive")
-# Raised whenever a change makes a recovery return other weights or masks, so that cached grid units of the
-# old definition are no longer reused; a recovery absent here never changed since caching began.
-# 1: the sequential sweeps zero dead inputs' weights before choosing and damp independently of H's scale.
-RECOVERY_REVISIONS = {"sequential": 1, "sequential-adaptive": 1, "bn+sequential": 1, "bn+sequential-adaptive": 1}
+# The command line's choices: the registered recoveries (pait.prune.recoveries), without and with --structure.
+RECOVERIES = recovery_names("weights")
+STRUCTURED_RECOVERIES = recovery_names("channels")
 STRUCTURES = ("channels",)  # structured pruning: conv channels / ViT heads and MLP neurons
-STRUCTURED_SCORES = ("magnitude", "fisher_diag", "kfac", "taylor", "hessian")  # group scores (prune.structured)
-STRUCTURED_RECOVERIES = ("none", "bn", "sgd", "sequential")
 MAX_INPUT_SIZE = 1024  # pixels, for `pait prune` and the grid: --input-size 100000 asked for 133 GB at once
 InputSize = Annotated[int, Range(ge=1, le=MAX_INPUT_SIZE)]
 DEFAULT_SPARSITY = 0.6  # of global masks, when neither --nm nor --structure is given
@@ -97,6 +93,10 @@ class PruneOptions:
                                   f"{', '.join(STRUCTURED_RECOVERIES)} (default: "
                                   f"{DEFAULT_RECOVERY[None]}, with --structure {DEFAULT_RECOVERY['channels']})",
                                   choices=RECOVERIES)
+    recovery_options: dict[str, Any] = option({}, "recovery", "option of the recovery, e.g. damping=1e-2 for obs or "
+                                              "sequential (repeatable; `pait prune --help` lists none of their "
+                                              "defaults: an unknown key lists the recovery's options)",
+                                              spelling="--recovery-option", metavar="KEY=VALUE", repeat=True)
     retrain_epochs: Annotated[int, Range(ge=0)] = option(4, "recovery", "epochs of sgd recovery")
     lr: NonNegative = option(0.01, "recovery", "learning rate of sgd recovery")
     out: str | None = option(None, "output", "output directory (replaced whole)", required=True)
@@ -156,8 +156,9 @@ class PruneOptions:
         if self.score not in SCORES:
             raise ConfigError(f"unknown score {self.score!r}; choose one of {', '.join(SCORES)}")
         check_score_options({self.score: self.score_options}, where=name("score_options"))
-        if self.recovery not in RECOVERIES:
-            raise ConfigError(f"unknown recovery {self.recovery!r}; choose one of {', '.join(RECOVERIES)}")
+        if self.recovery not in recovery_names("weights"):
+            raise ConfigError(f"unknown recovery {self.recovery!r}; choose one of {', '.join(recovery_names())}")
+        check_recovery_options({self.recovery: self.recovery_options}, where=name("recovery_options"))
         if (self.sparsity is None) == (self.nm is None):
             raise ConfigError("give exactly one of a sparsity and an N:M pattern")
         if self.nm is not None:
@@ -180,26 +181,17 @@ class PruneOptions:
             raise ConfigError(f"{name('round_to')} must be an integer >= 1, got {self.round_to!r}")
         if self.score not in STRUCTURED_SCORES:
             raise ConfigError(f"unknown structured score {self.score!r}; choose one of {', '.join(STRUCTURED_SCORES)}")
-        if self.recovery not in STRUCTURED_RECOVERIES:
+        if self.recovery not in recovery_names("channels"):
             raise ConfigError(f"unknown structured recovery {self.recovery!r}; choose one of "
-                              f"{', '.join(STRUCTURED_RECOVERIES)}")
+                              f"{', '.join(recovery_names('channels'))}")
+        check_recovery_options({self.recovery: self.recovery_options}, where=name("recovery_options"),
+                               structure="channels")
         check_group_score_options({self.score: self.score_options}, where=name("score_options"))
 
     def finetune_config(self) -> FinetuneConfig:
         """The demo's short schedule: SGD momentum 0.9, lr x0.1 for the last quarter of the epochs."""
         last = max(1, (3 * self.retrain_epochs) // 4)
         return FinetuneConfig(epochs=self.retrain_epochs, lr=self.lr, milestones=(last,), batch_size=self.batch_size)
-
-
-def check_group_score_options(score_options: Mapping[str, Any], where: str = "score_options") -> None:
-    """``score_options`` of structured pruning: Torch-Pruning's group scores (``taylor``, ``hessian``) take
-    none; pait's per-weight scores take theirs, checked as ``check_score_options`` does."""
-    from pait.scores import SCORES, check_score_options
-
-    for name, options in score_options.items():
-        if name in STRUCTURED_SCORES and name not in SCORES and options != {}:
-            raise ConfigError(f"{where}: structured score {name!r} takes no options, got {brief(options)}")
-    check_score_options({k: v for k, v in score_options.items() if k in SCORES or k not in STRUCTURED_SCORES}, where)
 
 
 def check_ratio(ratio: float, where: str = "--ratio") -> float:

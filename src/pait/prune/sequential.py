@@ -8,7 +8,7 @@ by batch, never holding all of them), damped by ``damping * mean(diag H)``, and 
 are pruned and the kept ones updated to keep ``W X`` (the unpruned weights on the current inputs).
 
 Inputs per layer type: a Linear's rows are its input vectors (every token is a row); a conv's are
-its unfolded input patches (``F.unfold`` order, as in :mod:`pait.scores.kfac`); a grouped or
+its unfolded input patches (``F.unfold`` order, as in :mod:`pait.scores.kfac`; :mod:`pait.layers.conv`); a grouped or
 depthwise conv has one ``H`` per group, over that group's channels only; ``nn.MultiheadAttention``
 (self-attention) has ``in_proj`` over the tokens and ``out_proj`` over the attention outputs. A
 layer with a bias gets a trailing ones input: the bias is never pruned but absorbs part of the error.
@@ -41,18 +41,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pait.errors import ConfigError
+from pait.layers.conv import grouped_patches, patch_elements
+from pait.layers.inverses import gram_damped_inverse
+from pait.layers.modes import eval_mode
+from pait.layers.taps import covering_owners, tapping_layers
 from pait.masks import Mask
 from pait.prune.obs import obs_rows
-from pait.scores._attention import tapping
-from pait.scores._common import eval_mode
-from pait.scores._layers import conv_padding
-from pait.scores.kfac import _owners
+from pait.prune.sparsegpt import reconstruct
 from pait.scores.registry import Batches
-from pait.prune.sparsegpt import damped_inverse, reconstruct
 
 MASK_MODES = ("fixed", "adaptive")
 MAX_ELEMENTS = 2**24  # unfolded patch entries converted to float64 at once
@@ -95,9 +94,9 @@ class _Gram:
     def add(self, x: Tensor) -> None:
         """Add the inputs ``x`` the layer received (a conv's image batch, or token/vector rows)."""
         if self.layer.role == "conv":
-            step = max(1, MAX_ELEMENTS // max(1, _patch_elements(self.layer.module, x[:1])))
+            step = max(1, MAX_ELEMENTS // max(1, patch_elements(self.layer.module, x[:1])))
             for chunk in x.split(step):
-                self._add_rows(_grouped_patches(self.layer.module, chunk))
+                self._add_rows(grouped_patches(self.layer.module, chunk))
         else:
             self._add_rows(x.reshape(1, -1, x.shape[-1]))
 
@@ -121,51 +120,20 @@ class _Gram:
         return out
 
 
-def _patch_elements(conv: nn.Conv2d, x: Tensor) -> int:
-    x, padding = conv_padding(conv, x)
-    kh, kw = conv.kernel_size
-    positions = [(s + 2 * p - d * (k - 1) - 1) // st + 1 for s, p, d, k, st in
-                 zip(x.shape[-2:], _pair(padding), conv.dilation, conv.kernel_size, conv.stride)]
-    return x.shape[1] * kh * kw * positions[0] * positions[1]
-
-
-def _pair(padding: int | tuple[int, ...]) -> tuple[int, int]:
-    return (padding, padding) if isinstance(padding, int) else tuple(padding)
-
-
-def _grouped_patches(conv: nn.Conv2d, x: Tensor) -> Tensor:
-    """(G, N * positions, in/G * kh * kw): each group's unfolded input patches, in its weight's column order."""
-    x, padding = conv_padding(conv, x)
-    patches = F.unfold(x, conv.kernel_size, dilation=conv.dilation, padding=padding, stride=conv.stride)
-    n, cols, positions = patches.shape
-    g = conv.groups
-    return patches.view(n, g, cols // g, positions).permute(1, 0, 3, 2).reshape(g, n * positions, cols // g)
-
-
 class _Collector:
-    """Hooks on every layer: record the forward order, or collect the inputs of one target layer."""
+    """Called on every tapped layer call: records the forward order, or collects the inputs of one target layer."""
 
     def __init__(self, layers: list[_Layer]) -> None:
         self.layers = {layer.key: layer for layer in layers}
         self.order: list[str] = []
         self.target: _Gram | None = None
 
-    def seen(self, key: str, x: Tensor) -> None:
+    def __call__(self, key: str, _module: nn.Module, _role: str, x: Tensor, _output: Tensor) -> None:
         if self.target is None:
             self.order.append(key)
         elif self.target.layer.key == key:
             self.target.add(x.detach())
             raise _Reached
-
-    def module_hook(self, key: str) -> Callable[..., None]:
-        return lambda module, inputs: self.seen(key, inputs[0])
-
-    def mha_tap(self, keys: dict[str, str]) -> Callable[[str, Tensor, Tensor], None]:
-        def tap(role: str, x: Tensor, _: Tensor) -> None:
-            if role in keys:
-                self.seen(keys[role], x)
-
-        return tap
 
 
 def _run(model: nn.Module, images: Tensor) -> None:
@@ -201,37 +169,26 @@ def sequential_prune(
     if mode not in MASK_MODES:
         raise ConfigError(f"unknown sequential mask mode {mode!r}; choose one of {', '.join(MASK_MODES)}")
     try:
-        owners = _owners(model, {k: params[k] for k in mask})
+        owners = covering_owners(model, {k: params[k] for k in mask}, "sequential")
     except NotImplementedError as err:
         raise ConfigError(f"sequential recovery: {err}") from err
-    layers = [_layer(k, mod, role) for k, (mod, role) in owners.items()]
-    collector = _Collector(layers)
-    handles = [layer.module.register_forward_pre_hook(collector.module_hook(layer.key))
-               for layer in layers if layer.role in ("linear", "conv")]
-    taps: dict[nn.Module, dict[str, str]] = {}
-    for layer in layers:
-        if layer.role in ("in", "out"):
-            taps.setdefault(layer.module, {})[layer.role] = layer.key
+    collector = _Collector([_layer(k, mod, role) for k, (mod, role) in owners.items()])
     applied: Mask = {}
-    try:
-        with eval_mode(model), tapping({m: collector.mha_tap(k) for m, k in taps.items()}):
-            if not batches:
-                raise ConfigError("sequential recovery: the calibration batches are empty")
-            _run(model, batches[0][0])
-            _check_order(collector.order, list(mask))
-            for key in collector.order:
-                start = time.perf_counter()
-                layer = collector.layers[key]
-                collector.target = _Gram(layer)
-                for images, _ in batches:
-                    _run(model, images)
-                applied[key] = _prune_layer(layer, collector.target.hessian(), mask[key], mode, damping, blocksize, nm)
-                collector.target = None
-                if on_layer is not None:
-                    on_layer(key, layer.module, time.perf_counter() - start)
-    finally:
-        for h in handles:
-            h.remove()
+    with eval_mode(model), tapping_layers(owners, collector):
+        if not batches:
+            raise ConfigError("sequential recovery: the calibration batches are empty")
+        _run(model, batches[0][0])
+        _check_order(collector.order, list(mask))
+        for key in collector.order:
+            start = time.perf_counter()
+            layer = collector.layers[key]
+            collector.target = _Gram(layer)
+            for images, _ in batches:
+                _run(model, images)
+            applied[key] = _prune_layer(layer, collector.target.hessian(), mask[key], mode, damping, blocksize, nm)
+            collector.target = None
+            if on_layer is not None:
+                on_layer(key, layer.module, time.perf_counter() - start)
     return {k: applied[k] for k in mask}
 
 
@@ -260,7 +217,8 @@ def _prune_layer(layer: _Layer, hessian: Tensor, keep: Tensor, mode: str, dampin
         w = torch.cat([w, layer.bias.detach().reshape(g, -1, 1)], 2)
         keep3 = torch.cat([keep3, keep3.new_ones(*keep3.shape[:2], 1)], 2)
     if mode == "fixed":
-        rows = obs_rows(w.reshape(-1, w.shape[-1]), keep3.reshape(-1, w.shape[-1]), damped_inverse(hessian, damping))
+        inverse = gram_damped_inverse(hessian, damping)
+        rows = obs_rows(w.reshape(-1, w.shape[-1]), keep3.reshape(-1, w.shape[-1]), inverse)
         new, kept = rows.view(w.shape), keep3
     else:
         count = {"nm": nm} if nm is not None else {"n_pruned": int((~keep3).sum())}

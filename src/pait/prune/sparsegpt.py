@@ -47,28 +47,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from pait.layers.inverses import gram_damped_inverse
+
 
 def dead_inputs(hessian: Tensor) -> Tensor:
     """(G, d) True where an input is always zero (``diag H = 0``)."""
     return hessian.diagonal(dim1=-2, dim2=-1) == 0
 
 
-def damped_inverse(hessian: Tensor, damping: float) -> Tensor:
-    """``(H + damping * mean(diag H) * I)^-1`` for a batch (G, d, d), float64; a zero diagonal entry first becomes
-    the mean of the nonzero ones of its group (1 if there are none), so ``c H`` gives ``H^-1 / c``."""
-    h = hessian.double().clone()
-    diag = h.diagonal(dim1=-2, dim2=-1)
-    dead = diag == 0
-    live = (~dead).sum(-1, keepdim=True)
-    fill = torch.where(live > 0, diag.sum(-1, keepdim=True) / live.clamp(min=1), 1.0)
-    diag.copy_(torch.where(dead, fill, diag))  # dead inputs: decoupled from the others
-    diag += damping * diag.mean(-1, keepdim=True)
-    return torch.cholesky_inverse(torch.linalg.cholesky(h))
-
-
 def damped_upper_inverse(hessian: Tensor, damping: float) -> Tensor:
-    """Upper Cholesky factor ``U`` of the damped inverse (:func:`damped_inverse`), ``H^-1 = U^T U``."""
-    return torch.linalg.cholesky(damped_inverse(hessian, damping), upper=True)
+    """Upper Cholesky factor ``U`` of the damped inverse, ``H^-1 = U^T U``
+    (:func:`pait.layers.inverses.gram_damped_inverse`)."""
+    return torch.linalg.cholesky(gram_damped_inverse(hessian, damping), upper=True)
 
 
 def block_counts(n_pruned: int, width: int, blocksize: int) -> list[int]:

@@ -1,9 +1,6 @@
-"""Helpers shared by the data-driven scores: parameter naming, eval mode, loss over batches."""
+"""Helpers shared by the data-driven scores: parameter naming, the mean gradient over batches."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -19,31 +16,6 @@ def model_names(model: nn.Module, params: Params) -> dict[str, str]:
     if missing:
         raise KeyError(f"parameters not found in the model: {', '.join(missing)}")
     return {k: by_id[id(p)] for k, p in params.items()}
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put every module in eval mode (BN uses its running statistics) and restore the flags after."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, flag in flags:
-            m.training = flag
-
-
-@contextmanager
-def requiring_grad(params: Params) -> Iterator[None]:
-    """Make every parameter of ``params`` require grad; restore the flags after."""
-    flags = [(p, p.requires_grad) for p in params.values()]
-    for p, _ in flags:
-        p.requires_grad_(True)
-    try:
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
 
 
 def mean_gradient(model: nn.Module, batches: Batches, params: Params) -> list[Tensor]:

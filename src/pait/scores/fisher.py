@@ -6,7 +6,7 @@ Two ways to the same per-example gradients:
   example ``n``'s loss w.r.t. a layer's weight is ``sum_t g_nt a_nt^T``, ``g_nt`` the gradient of
   its loss w.r.t. the layer's output at position/token ``t`` and ``a_nt`` the layer's (unfolded)
   input there (Goodfellow 2015; what Opacus and BackPACK compute). One forward and one backward of
-  the chunk give every ``g``; the inputs come from the same taps as ``kfac`` (``scores._layers``).
+  the chunk give every ``g``; the inputs come from the same taps as ``kfac`` (:mod:`pait.layers.taps`).
   Written by hand (it is what Opacus and BackPACK do internally) to reuse the taps ``kfac`` already
   has, including timm's ``Conv2dSame`` and ``nn.MultiheadAttention`` projections, without a new
   dependency.
@@ -26,8 +26,10 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from pait.heads import mse_to_one_hot
-from pait.scores._common import eval_mode, model_names, requiring_grad
-from pait.scores._layers import Owners, conv_padding, layer_owners, tapping_layers
+from pait.layers.conv import conv_padding
+from pait.layers.modes import eval_mode, requiring_grad
+from pait.layers.taps import Owners, layer_owners, tapping_layers
+from pait.scores._common import model_names
 from pait.scores.registry import Batches, Params, register_score
 from pait.typed import Count
 

@@ -10,7 +10,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from pait.errors import ConfigError
 from pait.heads import mse_to_one_hot
-from pait.scores._common import eval_mode, mean_gradient, requiring_grad
+from pait.layers.modes import eval_mode, requiring_grad
+from pait.scores._common import mean_gradient
 from pait.scores.registry import Batches, Params, register_score
 from pait.typed import Positive
 

@@ -34,30 +34,14 @@ from torch import Tensor, nn
 
 from pait.errors import ConfigError
 from pait.heads import mse_to_one_hot
-from pait.scores._common import eval_mode, requiring_grad
-from pait.scores._layers import OnLayer, conv_unfold, layer_owners, tapping_layers
+from pait.layers.conv import averaged_group_patches
+from pait.layers.inverses import DampingMode, damping_amount, kfac_damped_inverse
+from pait.layers.modes import eval_mode, requiring_grad
+from pait.layers.taps import OnLayer, covering_owners, tapping_layers
 from pait.scores.registry import Batches, Params, register_score
 from pait.typed import Positive
 
 Factors = dict[str, tuple[Tensor, Tensor]]
-
-
-def _conv_patches(conv: nn.Conv2d, x: Tensor) -> Tensor:
-    """Rows of unfolded input patches, (N * positions, in/groups * kh * kw), groups averaged."""
-    if conv.groups > 1:
-        x = x.unflatten(1, (conv.groups, -1)).mean(1)
-    patches = conv_unfold(conv, x)
-    return patches.transpose(1, 2).reshape(-1, patches.shape[1])
-
-
-def _owners(model: nn.Module, params: Params) -> dict[str, tuple[nn.Module, str]]:
-    """For each key of ``params``: the module that applies it and its role (linear/conv/in/out)."""
-    owners = layer_owners(model, params)
-    unknown = [k for k in params if k not in owners]
-    if unknown:
-        raise NotImplementedError(
-            "kfac covers Linear/Conv2d weights and MultiheadAttention projections only; not: " + ", ".join(unknown))
-    return owners
 
 
 class _Accumulator:
@@ -98,7 +82,7 @@ def kfac_factors(model: nn.Module, batches: Batches, params: Params, include_bia
     scaling and the optional bias column of ``A``. One pass over ``batches``; the model runs in eval
     mode (BN statistics untouched) and its parameters are left unchanged.
     """
-    owners = _owners(model, params)
+    owners = covering_owners(model, params, "kfac")
     acc = _Accumulator(include_bias)
     count = 0
     with eval_mode(model), requiring_grad(params), tapping_layers(owners, _recorder(acc)):
@@ -116,39 +100,15 @@ def _recorder(acc: _Accumulator) -> OnLayer:
     """Records each tapped call of a layer: its input rows now, its output-gradient rows on backward."""
 
     def on_layer(key: str, mod: nn.Module, role: str, x: Tensor, s: Tensor) -> None:
-        a = _conv_patches(mod, x) if role == "conv" else x.reshape(-1, x.shape[-1])
+        a = averaged_group_patches(mod, x) if role == "conv" else x.reshape(-1, x.shape[-1])
         has_bias = (mod.in_proj_bias if role == "in" else mod.out_proj.bias if role == "out" else mod.bias) is not None
         acc.record(key, a, s, has_bias, channels_first=role == "conv")
 
     return on_layer
 
 
-DampingMode = Literal["relative", "absolute"]
 Normalization = Literal["none", "mean"]
-DAMPING_MODES = typing.get_args(DampingMode)
 NORMALIZATIONS = typing.get_args(Normalization)
-
-
-def damping_amount(factor: Tensor, damping: float, mode: str = "relative") -> Tensor:
-    """The multiple of the identity added to ``factor``: ``damping * mean(diag F)`` when ``mode`` is
-    "relative" (independent of the loss scale), ``damping`` itself when "absolute"."""
-    if mode not in DAMPING_MODES:
-        raise ConfigError(f"kfac: damping_mode {mode!r} is not one of {', '.join(DAMPING_MODES)}")
-    if mode == "absolute":
-        return torch.tensor(float(damping), dtype=torch.float64, device=factor.device)
-    return damping * factor.double().diagonal().mean().clamp_min(torch.finfo(torch.float64).eps)
-
-
-def damped_inverse(factor: Tensor, damping: float, mode: str = "relative") -> Tensor:
-    """(F + damping_amount(F, damping, mode) * I)^-1 via Cholesky, in float64 (the K-FAC score and OBS
-    recovery); a damping too small for the factor's round-off is a ConfigError naming it."""
-    f = factor.double()
-    delta = damping_amount(f, damping, mode)
-    chol, info = torch.linalg.cholesky_ex(f + delta * torch.eye(f.shape[0], dtype=f.dtype, device=f.device))
-    if info.item():
-        raise ConfigError(f"kfac: damping {damping:g} ({mode}) adds {float(delta):.3g}, too little to make a "
-                          f"{f.shape[0]}x{f.shape[0]} factor positive definite (its round-off); use a larger damping")
-    return torch.cholesky_inverse(chol)
 
 
 def kfac_scores(
@@ -164,8 +124,8 @@ def kfac_scores(
     scores = {}
     for key, p in params.items():
         a, b = factors[key]
-        inv_a = damped_inverse(a, damping, damping_mode).diagonal()
-        inv_b = damped_inverse(b, damping, damping_mode).diagonal()
+        inv_a = kfac_damped_inverse(a, damping, damping_mode).diagonal()
+        inv_b = kfac_damped_inverse(b, damping, damping_mode).diagonal()
         w = p.detach().reshape(p.shape[0], -1).double()
         s = w.pow(2) / (inv_b[:, None] * inv_a[None, :])
         if normalize == "mean":

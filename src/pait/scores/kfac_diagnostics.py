@@ -1,6 +1,6 @@
 r"""How much of the ``kfac`` score is set by the data and how much by the damping, per layer.
 
-For a factor ``F = U diag(lambda) U^T`` damped by ``delta`` (see ``kfac.damping_amount``),
+For a factor ``F = U diag(lambda) U^T`` damped by ``delta`` (see ``pait.layers.inverses.damping_amount``),
 
     [(F + delta I)^-1]_kk = sum_j U_kj^2 / (lambda_j + delta).
 
@@ -28,7 +28,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from pait.scores.kfac import Factors, damping_amount
+from pait.layers.inverses import damping_amount
+from pait.scores.kfac import Factors
 
 Spectra = dict[str, tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]]
 

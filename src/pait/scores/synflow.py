@@ -9,7 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from pait.masks import global_mask
-from pait.scores._common import eval_mode, model_names
+from pait.layers.modes import eval_mode
+from pait.scores._common import model_names
 from pait.scores.registry import Batches, Params, register_score
 from pait.typed import Count
 

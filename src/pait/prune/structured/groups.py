@@ -25,14 +25,10 @@ import torch_pruning as tp
 from timm.layers import Attention
 from torch import Tensor, nn
 
-from pait.errors import ConfigError
+from pait.errors import UnsupportedLayerError
 
 # Module types whose parameters the recorded surgery (and the loader) can slice.
 SLICEABLE = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.LayerNorm)
-
-
-class UnsupportedLayerError(ConfigError):
-    """A layer that structured pruning cannot cut (the dependency graph or the loader cannot handle it)."""
 
 
 @dataclass(frozen=True)

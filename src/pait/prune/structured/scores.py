@@ -21,20 +21,20 @@ from pait.errors import ConfigError
 from pait.heads import mse_to_one_hot
 from pait.scores import get_score
 from pait.scores.registry import Batches
-from pait.prune.options import STRUCTURED_SCORES
+from pait.prune.group_score_names import GROUP_SCORES
 from pait.prune.structured.groups import Group
 
-GROUP_SCORES = STRUCTURED_SCORES  # the names live with the options, which check them before any work
 PAIT_SCORES = ("magnitude", "fisher_diag", "kfac")  # sums of pait's per-weight scores
 TP_SCORES = tuple(s for s in GROUP_SCORES if s not in PAIT_SCORES)  # Torch-Pruning's own importances
-# Raised whenever a change makes a Torch-Pruning importance give other scores (cached stages are then not
-# reused); pait's scores carry their own (``register_score``). hessian 1: the mean of per-example g^2.
-TP_REVISIONS = {"hessian": 1}
+# Raised whenever a change makes a group score other (cached stages are then not reused): Torch-Pruning's
+# importances as pait computes them, and the sums of pait's per-weight scores (whose own revisions are
+# ``register_score``'s). hessian 1: the mean of per-example g^2.
+GROUP_SCORE_REVISIONS = {"hessian": 1}
 
 
-def tp_score_revision(name: str) -> int:
-    """The revision of Torch-Pruning importance ``name`` as pait computes it (0: unchanged, or not one)."""
-    return TP_REVISIONS.get(name, 0)
+def group_score_revision(name: str) -> int:
+    """The revision of group score ``name`` as pait computes it (0: never changed since caching began)."""
+    return GROUP_SCORE_REVISIONS.get(name, 0)
 
 
 def summed_scores(groups: Sequence[Group], per_weight: Mapping[str, Tensor]) -> list[Tensor]:

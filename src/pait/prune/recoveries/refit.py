@@ -21,9 +21,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from pait.prune.structured.groups import UnsupportedLayerError
-from pait.scores._common import eval_mode
-from pait.scores._layers import conv_unfold
+from pait.errors import UnsupportedLayerError
+from pait.layers.conv import patch_rows
+from pait.layers.inverses import ridge_amount
+from pait.layers.modes import eval_mode
+from pait.layers.taps import tapping_layers
 
 FeatureFn = Callable[[nn.Module, Tensor], Tensor]
 CHUNK_ELEMENTS = 1 << 24  # rows x columns per float64 block of the Gram accumulation (128 MiB)
@@ -40,13 +42,9 @@ def consumers(pruned: nn.Module, structure: Mapping[str, Any], images: Tensor, f
             raise UnsupportedLayerError(f"sequential recovery cannot refit layer {name!r}: a grouped or "
                                         f"{module.padding_mode!r}-padded conv lost input channels")
     order: list[str] = []
-    handles = [m.register_forward_hook(lambda *_, name=name: order.append(name)) for name, m in layers.items()]
-    try:
-        with eval_mode(pruned):
-            feature_fn(pruned, images)
-    finally:
-        for handle in handles:
-            handle.remove()
+    owners = {n: (m, _role(m)) for n, m in layers.items()}
+    with eval_mode(pruned), tapping_layers(owners, lambda key, *_: order.append(key)):
+        feature_fn(pruned, images)
     wrong = sorted(n for n in layers if order.count(n) != 1)
     if wrong:
         raise UnsupportedLayerError("sequential recovery needs each refit layer applied once per forward: "
@@ -54,13 +52,9 @@ def consumers(pruned: nn.Module, structure: Mapping[str, Any], images: Tensor, f
     return order
 
 
-def _rows(module: nn.Module, x: Tensor) -> Tensor:
-    """The layer's inputs as rows of its weight's columns: conv patches (the conv's own padding, timm's
-    run-time 'same' included) or tokens."""
-    if isinstance(module, nn.Conv2d):
-        patches = conv_unfold(module, x)
-        return patches.transpose(1, 2).reshape(-1, patches.shape[1])
-    return x.reshape(-1, x.shape[-1])
+def _role(module: nn.Module) -> str:
+    """The role of a refit layer in :func:`pait.layers.taps.tapping_layers`."""
+    return "conv" if isinstance(module, nn.Conv2d) else "linear"
 
 
 def _layer_rows(model: nn.Module, name: str, images: Tensor, feature_fn: FeatureFn) -> tuple[Tensor, Tensor]:
@@ -69,15 +63,15 @@ def _layer_rows(model: nn.Module, name: str, images: Tensor, feature_fn: Feature
     module = model.get_submodule(name)
     seen: list[tuple[Tensor, Tensor]] = []
 
-    def hook(_m: nn.Module, args: tuple[Tensor, ...], out: Tensor) -> None:
-        out = out.detach().movedim(1, -1) if isinstance(module, nn.Conv2d) else out.detach()
-        seen.append((_rows(module, args[0].detach()), out.reshape(-1, out.shape[-1])))
+    def on_layer(_key: str, _module: nn.Module, role: str, x: Tensor, out: Tensor) -> None:
+        # the inputs as rows of the weight's columns: conv patches (the conv's own padding, timm's run-time
+        # 'same' included) or tokens
+        rows = patch_rows(module, x.detach()) if role == "conv" else x.detach().reshape(-1, x.shape[-1])
+        out = out.detach().movedim(1, -1) if role == "conv" else out.detach()
+        seen.append((rows, out.reshape(-1, out.shape[-1])))
 
-    handle = module.register_forward_hook(hook)
-    try:
+    with tapping_layers({name: (module, _role(module))}, on_layer):
         feature_fn(model, images)
-    finally:
-        handle.remove()
     return seen[0]  # applied once per forward: checked by consumers()
 
 
@@ -102,7 +96,7 @@ def refit_layer(weight: Tensor, bias: Tensor | None, targets: Iterable[Tensor], 
             gram += xp.T @ xp
             cross += y.double().T @ xp
     start = torch.cat([w0, bias.double()[:, None]], 1) if bias is not None else w0
-    lam = damping * gram.diagonal().mean().clamp_min(torch.finfo(torch.float64).tiny)
+    lam = ridge_amount(gram, damping)
     solved = torch.linalg.solve(gram + lam * torch.eye(k, dtype=torch.float64, device=w0.device),
                                 (cross + lam * start).T).T
     new_weight = solved[:, : w0.shape[1]].reshape(weight.shape).to(weight.dtype)

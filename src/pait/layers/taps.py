@@ -1,23 +1,23 @@
-"""Taps on the layers that apply scored weights: each call's input and pre-activation output.
+"""Taps on the layers that apply prunable weights: each call's input and pre-activation output.
 
-Shared by ``kfac`` (Kronecker factors) and ``fisher_diag`` (per-example gradients from layer
-inputs and output gradients). A weight is *owned* by the module that applies it, with a role:
-``linear`` (``nn.Linear``), ``conv`` (``nn.Conv2d``, timm's ``Conv2dSame`` included), or ``in`` /
-``out`` for the two projections of ``nn.MultiheadAttention`` (seen through ``_attention.tapping``).
+The one tapping mechanism of pait: ``kfac`` (Kronecker factors), ``fisher_diag`` (per-example gradients
+from layer inputs and output gradients) and sequential OBS recovery (each layer's inputs, layer after
+layer) all read layers through :func:`tapping_layers`. A weight is *owned* by the module that applies
+it, with a role: ``linear`` (``nn.Linear``), ``conv`` (``nn.Conv2d``, timm's ``Conv2dSame`` included),
+or ``in`` / ``out`` for the two projections of ``nn.MultiheadAttention`` (seen through
+:func:`pait.layers.attention.tapping`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 
-import torch.nn.functional as F
-from timm.layers import Conv2dSame
-from timm.layers.padding import pad_same
 from torch import Tensor, nn
 
-from pait.scores._attention import tapping
-from pait.scores.registry import Params
+from pait.layers.attention import tapping
+
+Params = Mapping[str, nn.Parameter]
 
 Owners = dict[str, tuple[nn.Module, str]]
 OnLayer = Callable[[str, nn.Module, str, Tensor, Tensor], None]  # (key, module, role, input, output)
@@ -38,6 +38,17 @@ def layer_owners(model: nn.Module, params: Params) -> Owners:
         if isinstance(mod, (nn.Linear, nn.Conv2d)) and id(mod.weight) not in owner:
             owner[id(mod.weight)] = (mod, "conv" if isinstance(mod, nn.Conv2d) else "linear")
     return {k: owner[id(p)] for k, p in params.items() if id(p) in owner}
+
+
+def covering_owners(model: nn.Module, params: Params, who: str) -> Owners:
+    """:func:`layer_owners` of every key of ``params``; a key no Linear, Conv2d or attention projection
+    applies raises NotImplementedError naming it and ``who`` (the method that needs them all)."""
+    owners = layer_owners(model, params)
+    unknown = [k for k in params if k not in owners]
+    if unknown:
+        raise NotImplementedError(
+            f"{who} covers Linear/Conv2d weights and MultiheadAttention projections only; not: " + ", ".join(unknown))
+    return owners
 
 
 @contextmanager
@@ -64,26 +75,3 @@ def tapping_layers(owners: Owners, on_layer: OnLayer) -> Iterator[None]:
         stack.enter_context(tapping({m: mha_tap(m, k) for m, k in taps.items()}))
         yield
 
-
-def conv_padding(conv: nn.Conv2d, x: Tensor) -> tuple[Tensor, tuple[int, int] | int]:
-    """``x`` padded as the conv pads it when that is not symmetric (timm's ``Conv2dSame``), and the
-    symmetric zero padding left for the conv's kernel to apply."""
-    if conv.padding_mode != "zeros":
-        raise NotImplementedError(f"padding_mode {conv.padding_mode!r} is not supported")
-    padding = conv.padding
-    if isinstance(conv, Conv2dSame):
-        x, padding = pad_same(x, conv.kernel_size, conv.stride, conv.dilation), 0
-    elif padding == "valid":
-        padding = 0
-    elif padding == "same":
-        if any(d * (k - 1) % 2 for k, d in zip(conv.kernel_size, conv.dilation)):
-            raise NotImplementedError("asymmetric 'same' padding is not supported")
-        padding = tuple(d * (k - 1) // 2 for k, d in zip(conv.kernel_size, conv.dilation))
-    return x, padding
-
-
-def conv_unfold(conv: nn.Conv2d, x: Tensor) -> Tensor:
-    """``F.unfold`` of ``x`` (N, C, H, W) with the conv's own kernel, stride, dilation and padding:
-    (N, C * kh * kw, positions), columns in the order of ``conv.weight`` (channel slowest)."""
-    x, padding = conv_padding(conv, x)
-    return F.unfold(x, conv.kernel_size, dilation=conv.dilation, padding=padding, stride=conv.stride)
