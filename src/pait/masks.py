@@ -212,10 +212,10 @@ def densities_sources(mask_options: Mapping[str, Any]) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
-def check_densities_from(mask_options: Mapping[str, Any], known_scores: Collection[str], structure: str) -> None:
+def check_densities_from(mask_options: Mapping[str, Any], known_scores: Collection[str]) -> None:
     """``mask_options.densities_from`` is a registered weight score or a list of distinct ones, none of them
-    ``magnitude`` (its own densities: the plain magnitude units), and the grid prunes weights; else a
-    ConfigError naming the value."""
+    ``magnitude`` (its own densities: the plain magnitude units); else a ConfigError naming the value (a grid
+    of ``structure: channels`` refuses every mask option first)."""
     if DENSITIES_FROM not in mask_options:
         return
     value = mask_options[DENSITIES_FROM]
@@ -226,9 +226,6 @@ def check_densities_from(mask_options: Mapping[str, Any], known_scores: Collecti
     names = densities_sources(mask_options)
     if len(set(names)) != len(names):
         raise ConfigError(f"{where} must not repeat a score, got {brief(list(names))}")
-    if structure != "weights":
-        raise ConfigError(f"{where} needs structure: weights (it sets per-layer weight densities), got "
-                          f"structure: {structure}")
     unknown = [n for n in names if n not in known_scores]
     if unknown:
         raise ConfigError(f"{where}: unknown score(s) {', '.join(map(brief, unknown))}; known scores: "

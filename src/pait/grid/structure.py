@@ -23,7 +23,7 @@ from pait.grid.structured import (
     group_scores_key,
     group_scores_stage,
 )
-from pait.masks import check_mask_options
+from pait.masks import check_densities_from, check_mask_options
 from pait.prune.group_score_names import GROUP_SCORES, check_group_score_options
 from pait.prune.recoveries import recovery_names
 from pait.scores import SCORES, check_score_options, score_is_per_sparsity
@@ -109,6 +109,7 @@ class Weights(Structure):
             raise ConfigError(f"round_to: {config.round_to} needs structure: channels (weights are pruned one by one)")
         # unknown scores and recoveries: named with every known one by validate_config
         check_mask_options(config.mask_options, config.sparsities)
+        check_densities_from(config.mask_options, SCORES.names())
 
     def check_score_options(self, config: ExperimentConfig) -> None:
         check_score_options(config.score_options)

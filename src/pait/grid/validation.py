@@ -9,7 +9,6 @@ from pathlib import Path
 from pait.config import ExperimentConfig
 from pait.device import resolve_device
 from pait.errors import ConfigError
-from pait.masks import check_densities_from
 from pait.outputs import check_utf8, check_writable_folder
 from pait.grid.structure import structure_of
 from pait.prune.options import MAX_INPUT_SIZE
@@ -144,7 +143,6 @@ def check_names(config: ExperimentConfig) -> None:
     if problems:
         raise ConfigError("; ".join(problems))
     check_suite_options(config.suite.name, config.suite.options)
-    check_densities_from(config.mask_options, SCORES.names(), config.structure)
     structure_of(config.structure).check_score_options(config)
     check_recovery_options(config.recovery_options, structure=config.structure)
 
