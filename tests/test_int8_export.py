@@ -1,0 +1,114 @@
+"""INT8 export (ONNX Runtime static quantisation, QDQ): agreement with fp32, format, determinism, refusals."""
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from test_structured import tiny_efficientnet
+from torch import nn
+
+import pait.export.int8 as int8
+from pait.errors import ConfigError
+from pait.export.int8 import export_int8, onnx_features, qdq_summary
+from pait.export.structured import features_module
+from pait.prune.structured.groups import build_graph, find_groups, remove_units
+from pait.prune.structured.scores import summed_scores
+from pait.prune.structured.selection import choose_removals
+
+
+def plain_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                         nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                         nn.Conv2d(32, 32, 3, padding=1, groups=32), nn.BatchNorm2d(32), nn.ReLU6(),
+                         nn.Conv2d(32, 48, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+
+
+def pruned_efficientnet() -> nn.Module:
+    """The tiny EfficientNet with half its channels cut out (a physically smaller module)."""
+    model = tiny_efficientnet()
+    graph = build_graph(model, torch.zeros(1, 3, 32, 32, dtype=torch.float64))
+    groups = find_groups(model, graph, ("classifier",))
+    scores = summed_scores(groups, {n: p.detach().pow(2) for n, p in model.named_parameters()})
+    remove_units(model, graph, groups, choose_removals(groups, scores, 0.5))
+    return model.float().eval()
+
+
+MODELS = {"plain": plain_cnn, "efficientnet": lambda: tiny_efficientnet().float(), "pruned": pruned_efficientnet}
+
+
+def _batches(seed: int, count: int = 4, size: int = 32) -> list[np.ndarray]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(8, 3, size, size, generator=g).numpy() for _ in range(count)]
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_int8_features_match_fp32_within_the_quantisation_step(name, tmp_path):
+    """Tolerance: MinMax 8-bit activations have a step of range / 255; activations spanning about 7 of their
+    standard deviations round with a relative RMS error of (7 / 255) / sqrt(12) ~ 0.008 per tensor, and
+    per-channel weights less. Errors of the ~10-20 quantised tensors in a chain add in quadrature to about
+    sqrt(15) * 0.008 ~ 0.03, so the bound is relative L2 error < 0.05 over the held-out images, and the
+    cosine of every image's features > 0.99 (cos >= 1 - e^2 / 2 for a relative error e of one row, with a margin)."""
+    model = MODELS[name]()
+    path = export_int8(model, tmp_path / "m.int8.onnx", 32, _batches(0), model_name=name)
+    test = _batches(1, count=2)
+    got = onnx_features(path, test).astype(np.float64)
+    with torch.no_grad():
+        ref = torch.cat([features_module(model)(torch.from_numpy(b)) for b in test]).double().numpy()
+    relative = np.linalg.norm(got - ref) / np.linalg.norm(ref)
+    cosine = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
+    assert relative < 0.05, relative
+    assert cosine.min() > 0.99, cosine.min()
+    assert relative > 0, "nothing was quantised"
+
+
+def test_the_file_is_qdq_with_per_channel_int8_weights(tmp_path):
+    path = export_int8(pruned_efficientnet(), tmp_path / "m.int8.onnx", 32, _batches(0))
+    summary = qdq_summary(path)
+    assert summary["quantize_nodes"] > 0 and summary["dequantize_nodes"] > 0
+    assert summary["per_channel_weights"] >= 5 and summary["per_tensor_weights"] == 0
+    assert summary["weight_types"] == ["int8"] and summary["activation_types"] == ["int8"]
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+
+
+def test_quint8_activations_are_uint8(tmp_path):
+    path = export_int8(plain_cnn(), tmp_path / "m.int8.onnx", 32, _batches(0), activations="quint8")
+    assert qdq_summary(path)["activation_types"] == ["uint8"]
+
+
+def test_the_same_calibration_gives_the_same_file(tmp_path):
+    model = pruned_efficientnet()
+    first = export_int8(model, tmp_path / "a.onnx", 32, _batches(0))
+    second = export_int8(model, tmp_path / "b.onnx", 32, _batches(0))
+    other = export_int8(model, tmp_path / "c.onnx", 32, _batches(5))
+
+    def initializers(path):
+        return {t.name: onnx.numpy_helper.to_array(t).tobytes() for t in onnx.load(str(path)).graph.initializer}
+
+    assert initializers(first) == initializers(second)
+    assert initializers(first) != initializers(other)  # the activation ranges follow the calibration images
+
+
+def test_an_operator_that_breaks_when_quantised_is_refused_by_name(tmp_path, monkeypatch):
+    """timm's 'same' padding concatenates pad amounts computed in float: quantising that Concat rounds them."""
+    monkeypatch.setattr(int8, "QUANTIZED_OPS", (*int8.QUANTIZED_OPS, "Concat"))
+    with pytest.raises(ConfigError, match=r"tiny-net: quantizing operator Concat to INT8 breaks the model"):
+        export_int8(tiny_efficientnet().float(), tmp_path / "m.int8.onnx", 32, _batches(0), model_name="tiny-net")
+    assert not (tmp_path / "m.int8.onnx").exists()
+
+
+def test_a_failing_quantisation_is_one_config_error_naming_the_operator(tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise NotImplementedError("Could not find an implementation for ConvInteger(10) node with name 'c'")
+
+    monkeypatch.setattr(int8, "_quantize", fail)
+    with pytest.raises(ConfigError, match=r"tiny-net: operator ConvInteger does not quantize"):
+        export_int8(plain_cnn(), tmp_path / "m.int8.onnx", 32, _batches(0), model_name="tiny-net")
+
+
+def test_bad_options_are_refused():
+    with pytest.raises(ConfigError, match="unknown INT8 activation type 'int4'"):
+        export_int8(plain_cnn(), "unused.onnx", 32, _batches(0), activations="int4")
+    with pytest.raises(ConfigError, match="at least one batch"):
+        export_int8(plain_cnn(), "unused.onnx", 32, [])
