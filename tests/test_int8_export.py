@@ -112,3 +112,33 @@ def test_bad_options_are_refused():
         export_int8(plain_cnn(), "unused.onnx", 32, _batches(0), activations="int4")
     with pytest.raises(ConfigError, match="at least one batch"):
         export_int8(plain_cnn(), "unused.onnx", 32, [])
+
+
+def test_measure_int8_reads_source_and_probes_through_the_frozen_heads(tmp_path):
+    """The fp32 ONNX accuracy equals the torch encoder's (same features, same head); the INT8 entry has
+    every field of the report, and the markdown block renders it."""
+    from test_probes import tiny_encoder
+
+    from pait.heads import evaluate_head
+    from pait.prune.data import features, fit_head
+    from pait.prune.int8 import int8_markdown, measure_int8, write_int8
+    from pait.prune.probes import Probe
+    from pait.tasks import TaskData
+
+    encoder = tiny_encoder()
+    g = torch.Generator().manual_seed(0)
+    pixels = torch.randint(0, 256, (12, 3, 16, 16), dtype=torch.uint8, generator=g)
+    labels = torch.arange(12) % 2
+    calib, evaluation = TaskData(pixels[:6], labels[:6]), TaskData(pixels[6:], labels[6:])
+    cpu = torch.device("cpu")
+    head = fit_head(encoder, calib, 2, 4, cpu)
+    probe = Probe("p", ("a", "b"), calib, evaluation, head, 0.5)
+    path = write_int8(encoder, tmp_path / "m.int8.onnx", calib, 4)
+    entry = measure_int8(encoder, path, evaluation, head, [probe], batch_size=4, threads=1, repeats=1)
+    torch_accuracy = evaluate_head(features(encoder, evaluation, 4, cpu), evaluation.labels, head)[0]
+    assert entry["accuracy"]["source"]["fp32"] == torch_accuracy
+    assert entry["accuracy"]["probes"][0]["fp32"] == torch_accuracy  # the probe reuses the source's split and head
+    assert 0 < entry["feature_relative_error"] < 0.05
+    assert [r["batch"] for r in entry["latency"]["rows"]] == [1, 32]
+    assert entry["quantization"]["per_channel_weights"] == 2
+    assert "| source |" in int8_markdown(entry) and "| probe p |" in int8_markdown(entry)
