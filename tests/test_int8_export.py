@@ -91,10 +91,12 @@ def test_the_same_calibration_gives_the_same_file(tmp_path):
 
 
 def test_an_operator_that_breaks_when_quantised_is_refused_by_name(tmp_path, monkeypatch):
-    """timm's 'same' padding concatenates pad amounts computed in float: quantising that Concat rounds them."""
+    """timm's 'same' padding concatenates pad amounts computed in float: quantising that Concat rounds them
+    (relative error 0.25 on this net, against 0.014 without it; the bound is lowered to 0.1 to catch it)."""
     monkeypatch.setattr(int8, "QUANTIZED_OPS", (*int8.QUANTIZED_OPS, "Concat"))
     with pytest.raises(ConfigError, match=r"tiny-net: quantizing operator Concat to INT8 breaks the model"):
-        export_int8(tiny_efficientnet().float(), tmp_path / "m.int8.onnx", 32, _batches(0), model_name="tiny-net")
+        export_int8(tiny_efficientnet().float(), tmp_path / "m.int8.onnx", 32, _batches(0), model_name="tiny-net",
+                    max_error=0.1)
     assert not (tmp_path / "m.int8.onnx").exists()
 
 
