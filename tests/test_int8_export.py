@@ -67,14 +67,14 @@ def test_the_file_is_qdq_with_per_channel_int8_weights(tmp_path):
     summary = qdq_summary(path)
     assert summary["quantize_nodes"] > 0 and summary["dequantize_nodes"] > 0
     assert summary["per_channel_weights"] >= 5 and summary["per_tensor_weights"] == 0
-    assert summary["weight_types"] == ["int8"] and summary["activation_types"] == ["int8"]
+    assert summary["weight_types"] == ["int8"] and summary["activation_types"] == ["uint8"]  # U8S8
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
 
 
-def test_quint8_activations_are_uint8(tmp_path):
-    path = export_int8(plain_cnn(), tmp_path / "m.int8.onnx", 32, _batches(0), activations="quint8")
-    assert qdq_summary(path)["activation_types"] == ["uint8"]
+def test_qint8_activations_are_int8(tmp_path):
+    path = export_int8(plain_cnn(), tmp_path / "m.int8.onnx", 32, _batches(0), activations="qint8")
+    assert qdq_summary(path)["activation_types"] == ["int8"]
 
 
 def test_the_same_calibration_gives_the_same_file(tmp_path):
