@@ -4,7 +4,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from test_structured import tiny_efficientnet
+from test_structured import tiny_efficientnet, tiny_vit
 from torch import nn
 
 import pait.export.int8 as int8
@@ -34,7 +34,21 @@ def pruned_efficientnet() -> nn.Module:
     return model.float().eval()
 
 
-MODELS = {"plain": plain_cnn, "efficientnet": lambda: tiny_efficientnet().float(), "pruned": pruned_efficientnet}
+def trained_like_vit() -> nn.Module:
+    """The tiny ViT with weights of trained scale: timm's initialisation leaves the class token near 1e-6 and
+    the blocks' outputs near zero, so its features would barely depend on the quantised matrix products."""
+    model = tiny_vit().float()
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" not in name:
+                p.copy_(torch.randn(p.shape, generator=g) * (0.5 if p.ndim < 2 or "token" in name or "pos" in name
+                                                             else p.shape[-1] ** -0.5))
+    return model.eval()
+
+
+MODELS = {"plain": (plain_cnn, 32), "efficientnet": (lambda: tiny_efficientnet().float(), 32),
+          "pruned": (pruned_efficientnet, 32), "vit": (trained_like_vit, 28)}
 
 
 def _batches(seed: int, count: int = 4, size: int = 32) -> list[np.ndarray]:
@@ -48,10 +62,13 @@ def test_int8_features_match_fp32_within_the_quantisation_step(name, tmp_path):
     standard deviations round with a relative RMS error of (7 / 255) / sqrt(12) ~ 0.008 per tensor, and
     per-channel weights less. Errors of the ~10-20 quantised tensors in a chain add in quadrature to about
     sqrt(15) * 0.008 ~ 0.03, so the bound is relative L2 error < 0.05 over the held-out images, and the
-    cosine of every image's features > 0.99 (cos >= 1 - e^2 / 2 for a relative error e of one row, with a margin)."""
-    model = MODELS[name]()
-    path = export_int8(model, tmp_path / "m.int8.onnx", 32, _batches(0), model_name=name)
-    test = _batches(1, count=2)
+    cosine of every image's features > 0.99 (cos >= 1 - e^2 / 2 for a relative error e of one row, with a margin).
+    The ViT keeps its residual-stream Add / Mul in fp32 (``TRANSFORMER_FP32_OPS``); with them quantised it misses
+    the bound (0.16)."""
+    make, size = MODELS[name]
+    model = make()
+    path = export_int8(model, tmp_path / "m.int8.onnx", size, _batches(0, size=size), model_name=name)
+    test = _batches(1, count=2, size=size)
     got = onnx_features(path, test).astype(np.float64)
     with torch.no_grad():
         ref = torch.cat([features_module(model)(torch.from_numpy(b)) for b in test]).double().numpy()
