@@ -1,7 +1,8 @@
 """INT8 on a CPU: EfficientNet-Lite0 (real weights, 224 px) as fp32 and INT8 ONNX models, dense and channel-pruned.
 
 Variants: the dense module, and (unless ``--no-pruned``) a copy pruned at ``--ratio`` (0.3) with every channel
-group keeping a multiple of ``--round-to`` (16) channels, by group magnitude, with no recovery (``--bn``:
+group keeping a multiple of ``--round-to`` (16) channels, by the group score ``--score`` (Torch-Pruning's
+``taylor``, the best without recovery in the structured benchmark), with no recovery (``--bn``:
 BatchNorm statistics re-estimated on the source calibration images; on these mostly black digits that gives
 channels of near-zero variance whose folded BN gain, up to 1/sqrt(eps) ~ 32x gamma, amplifies INT8 rounding
 until the export refuses the model). Each is exported to fp32 ONNX and quantised
@@ -53,6 +54,7 @@ def main() -> None:
     parser.add_argument("--eval", type=int, default=10)
     parser.add_argument("--ratio", type=float, default=0.3)
     parser.add_argument("--round-to", type=int, default=16)
+    parser.add_argument("--score", default="taylor", help="group score of the pruned copy")
     parser.add_argument("--no-pruned", action="store_true")
     parser.add_argument("--bn", action="store_true", help="re-estimate the pruned copy's BatchNorm statistics")
     parser.add_argument("--threads", type=int, default=2)
@@ -75,12 +77,12 @@ def main() -> None:
         batches = list(SplitBatches(ctx.splits[args.source][0], ctx.normalize, 25, ctx.device))
         graph = build_graph(pruned, batches[0][0][:1])
         groups = find_groups(pruned, graph, encoder.head_prefixes)
-        scores = group_scores("magnitude", HeadedModel(pruned, encoder.feature_fn, ctx.heads[args.source]), graph,
+        scores = group_scores(args.score, HeadedModel(pruned, encoder.feature_fn, ctx.heads[args.source]), graph,
                               groups, batches, {n: p for n, p in pruned.named_parameters() if n in prunable})
         remove_units(pruned, graph, groups, choose_removals(groups, scores, args.ratio, round_to=args.round_to))
         if args.bn:
             recalibrate_batchnorm(pruned, batches)
-        variants[f"pruned@{args.ratio}/{args.round_to}"] = pruned.eval()
+        variants[f"{args.score}@{args.ratio}/{args.round_to}"] = pruned.eval()
     result = {"date": datetime.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
               "cpu_count": os.cpu_count(), "threads": args.threads, "torch": torch.__version__,
               "onnxruntime": ort.__version__, "loadavg_start": os.getloadavg(),
