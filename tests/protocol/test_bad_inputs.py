@@ -859,6 +859,54 @@ def test_bad_input_is_one_line_exit_2_and_leaves_the_cache(env, monkeypatch, cap
         assert not (env.tmp / "payload-ran").exists()
 
 
+# --- the probes and INT8 export of `pait prune`, called as functions until their flags exist -------------
+
+def probe_run(env: Env, probe: Path | None = None, suite: str | None = None) -> None:
+    """The probes of a prune of the tiny encoder on the case's image folder (1 + 1 images per class)."""
+    from pait.prune.data import folder_task
+    from pait.prune.probes import fit_probes, probe_sets
+
+    sets, _ = probe_sets([probe] if probe is not None else [], suite, env.images, folder_task(env.images), 1, 1, 0)
+    fit_probes(_tiny_ckpt(None), sets, 2, torch.device("cpu"))
+
+
+def one_class_folder(env: Env) -> Path:
+    write_jpeg(env.tmp / "one" / "only" / "0.jpg", 0)
+    return env.tmp / "one"
+
+
+def int8_export(env: Env, activations: str) -> None:
+    from pait.export.int8 import export_int8
+
+    export_int8(_tiny_model(), env.tmp / "m.int8.onnx", 8, [np.zeros((2, 3, 8, 8), np.float32)], activations)
+
+
+FUNCTION_CASES: dict[str, Callable[[Env], tuple[Callable[[], object], str]]] = {
+    "probe: a folder with one class": lambda e: (
+        lambda: probe_run(e, one_class_folder(e)), f"probe folder {e.tmp / 'one'} has 1 class sub-folder(s)"),
+    "probe: the --data folder": lambda e: (lambda: probe_run(e, e.images), f"--probe {e.images} is the pruning data"),
+    "probe: a copy of --data": lambda e: (
+        lambda: probe_run(e, Path(shutil.copytree(e.images, e.tmp / "copy"))),
+        f"--probe {e.tmp / 'copy'} holds the same images as --data {e.images}"),
+    "probe: an unreadable image": lambda e: (
+        lambda: probe_run(e, image_folder(e, bad="class-unreadable")), f"cannot read image {e.tmp / 'imgs' / 'y'}"),
+    "probe: an unknown suite": lambda e: (lambda: probe_run(e, suite="nope"), "--probe-suite: unknown suite 'nope'"),
+    "int8: an unknown activation type": lambda e: (
+        lambda: int8_export(e, "int4"), "unknown INT8 activation type 'int4'; choose one of qint8, quint8"),
+}
+
+
+@pytest.mark.parametrize("case", list(FUNCTION_CASES))
+def test_bad_probe_or_int8_input_is_one_pait_error_naming_it(env, case):
+    from pait.errors import PaitError
+
+    call, culprit = FUNCTION_CASES[case](env)
+    with pytest.raises(PaitError) as err:
+        call()
+    message = str(err.value)
+    assert culprit in message and "\n" not in message and len(message) <= MAX_MESSAGE, message
+
+
 def test_cuda_without_a_gpu_is_named(env, capsys):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 PRUNED_FILE = "pruned.safetensors"
 STRUCTURE_FILE = "structure.json"
 ONNX_FILE = "pruned.onnx"
+INT8_FILE = "pruned.int8.onnx"  # pait.export.int8
 FORMAT = "pait-structured/1"
 
 

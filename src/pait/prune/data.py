@@ -30,15 +30,16 @@ def check_outside(path: str | Path, data: str | Path, what: str) -> None:
                           "keep outputs out of the data folder")
 
 
-def folder_task(folder: str | Path) -> Task:
-    """A task from ``folder/<class>/<image>``, class names sorted (as torchvision's ImageFolder does)."""
+def folder_task(folder: str | Path, what: str = "data folder") -> Task:
+    """A task from ``folder/<class>/<image>``, class names sorted (as torchvision's ImageFolder does);
+    ``what`` names the folder in errors."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"data folder {folder} is a file, not a folder of class sub-folders" if folder.exists()
-                        else f"data folder {folder} does not exist")
+        raise DataError(f"{what} {folder} is a file, not a folder of class sub-folders" if folder.exists()
+                        else f"{what} {folder} does not exist")
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:
-        raise DataError(f"data folder {folder} has {len(classes)} class sub-folder(s); at least 2 are needed")
+        raise DataError(f"{what} {folder} has {len(classes)} class sub-folder(s); at least 2 are needed")
     return class_folder_task(folder.name, folder, classes)
 
 

@@ -10,13 +10,13 @@ from typing import Any
 from pait.cache import write_atomic
 from pait.errors import CheckpointError
 from pait.export import MASK_FILE, PRUNED_FILE
-from pait.export.structured import ONNX_FILE, STRUCTURE_FILE
+from pait.export.structured import INT8_FILE, ONNX_FILE, STRUCTURE_FILE
 
 CPU_NOTE = ("Unstructured masks save storage, not time: dense CPU (and GPU) kernels still multiply the zeros. "
             "Only N:M (2:4) masks run faster, with semi-structured sparse kernels on NVIDIA GPUs.")
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
-OUTPUT_FILES = (PRUNED_FILE, MASK_FILE, STRUCTURE_FILE, ONNX_FILE, REPORT_JSON, REPORT_MD)
+OUTPUT_FILES = (PRUNED_FILE, MASK_FILE, STRUCTURE_FILE, ONNX_FILE, INT8_FILE, REPORT_JSON, REPORT_MD)
 """Every file a ``pait prune`` output folder can hold (unstructured or structured); a rerun replaces the folder."""
 
 
