@@ -42,7 +42,7 @@ from pait.heads import HeadedModel, SplitBatches, evaluate_head
 from pait.prune.int8 import normalised_batches, paired_latency
 from pait.prune.structured.groups import build_graph, find_groups, remove_units
 from pait.prune.structured.prune import size
-from pait.prune.structured.recovery import recalibrate_batchnorm
+from pait.prune.bn_recalibration import recalibrate_batchnorm
 from pait.prune.structured.scores import group_scores
 from pait.prune.structured.selection import choose_removals
 
