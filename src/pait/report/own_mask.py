@@ -1,0 +1,84 @@
+"""P1 as the paper states it: parameters not important for the source are not important for the target,
+so pruning with the source alone is approximately optimal.
+
+Every task is the source once, so each target task t is evaluated, through the same head on the same
+images, pruned with its own data (the unit whose source is t) and pruned with every other source's data.
+Per (encoder, score, recovery, sparsity, stage) and per (target, seed) pair: the gap own − other, where
+"other" is the mean over the other sources of that target and seed. P1 holds (non-inferiority) when the
+verdict interval of the mean gap lies at or below ``margin``: other sources' masks are no worse than the
+target's own by more than the margin; it does not hold when the interval lies entirely above it.
+
+Retention is accuracy / unpruned accuracy of the same target and seed. With task domains (``Task.domain``)
+the other sources split into near (the target's domain) and far (another domain).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from pait.report.pairwise import PAIRED_FIELDS
+from pait.report.stats import MARGIN, mean_ci, paired, verdict
+from pait.report.tables import with_recovery, without_after_none
+
+KEYS = ["encoder", "score", "recovery", "sparsity", "stage"]
+PAIR_KEYS = KEYS + ["target", "seed"]
+STAGES = ("pruned", "recovered")
+KINDS = ("other", "near", "far")  # the other sources of a target: all, same domain, another domain
+
+
+def split_by_domain(domains: Mapping[str, str] | None, tasks) -> bool:
+    """Whether near and far can be told apart: every task has a domain and there are at least two."""
+    if not domains:
+        return False
+    found = [domains.get(t, "") for t in tasks]
+    return all(found) and len(set(found)) > 1
+
+
+def own_other_pairs(results: pd.DataFrame, domains: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per (encoder, score, recovery, sparsity, stage, target, seed) whose target was also a source:
+    accuracy with its own mask (``own``), mean accuracy with the other sources' masks (``other``, and
+    ``near`` / ``far`` when domains split them, else NaN), the unpruned accuracy and the gaps own − kind."""
+    r = with_recovery(results)
+    unpruned = r[r.stage == "unpruned"].groupby(["encoder", "target", "seed"]).accuracy.mean().rename("unpruned")
+    r = without_after_none(r[r.stage.isin(STAGES)])
+    cells = r.groupby(PAIR_KEYS + ["source"]).accuracy.mean().reset_index()  # recoveries share one pruned row
+    own = cells[cells.source == cells.target].set_index(PAIR_KEYS).accuracy.rename("own")
+    others = cells[cells.source != cells.target]
+    split = split_by_domain(domains, set(cells.source) | set(cells.target))
+    near = others.source.map(domains or {}) == others.target.map(domains or {}) if split else None
+    columns = [own, others.groupby(PAIR_KEYS).accuracy.mean().rename("other")]
+    for kind, chosen in (("near", near), ("far", None if near is None else ~near)):
+        columns.append(others[chosen].groupby(PAIR_KEYS).accuracy.mean().rename(kind) if split
+                       else pd.Series(np.nan, index=own.index, name=kind))
+    table = pd.concat(columns, axis=1).dropna(subset=["own", "other"]).reset_index()
+    table = table.join(unpruned, on=["encoder", "target", "seed"])
+    for kind in KINDS:
+        table[f"gap_{kind}"] = table["own"] - table[kind]
+    return table
+
+
+def _ci(values: pd.Series, prefix: str) -> dict[str, float]:
+    ci = mean_ci(values.dropna())
+    return {f"{prefix}_mean": ci.mean, f"{prefix}_low": ci.low, f"{prefix}_high": ci.high, f"{prefix}_n": ci.n}
+
+
+def own_other_table(pairs: pd.DataFrame, margin: float = MARGIN) -> pd.DataFrame:
+    """Per (encoder, score, recovery, sparsity, stage): the paired gap own − other (``stats.paired`` fields,
+    its verdict interval ``v_low``, ``v_high`` and the non-inferiority verdict), the near and far gaps and the
+    retention (accuracy / unpruned) of own, other, near and far masks, each mean [95% CI] and n."""
+    rows = []
+    for key, g in pairs.groupby(KEYS, sort=False):
+        p = paired(g.gap_other.to_numpy())
+        v_low, v_high = p.verdict_interval()
+        # "other no worse than own by more than the margin" is stats.verdict's "at least as good" on −gap
+        row = {**dict(zip(KEYS, key)), **{f: getattr(p, f) for f in PAIRED_FIELDS}, "v_low": v_low, "v_high": v_high,
+               "verdict": verdict(-v_high, -v_low, margin), "own_acc": g.own.mean(), "other_acc": g.other.mean()}
+        for kind in ("near", "far"):
+            row |= _ci(g[f"gap_{kind}"], f"gap_{kind}")
+        for kind in ("own", *KINDS):
+            row |= _ci(g[kind] / g.unpruned, f"retention_{kind}")
+        rows.append(row)
+    return pd.DataFrame(rows)
