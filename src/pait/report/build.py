@@ -1,8 +1,9 @@
 """``build_report(run_dir)``: every figure the run's data allow, ``report.md`` and a self-contained ``report.html``.
 
 Reads only ``results.parquet``, ``config.json``, ``units.json`` (masks and scores of each unit, for
-the P1 diagnostics) and cached landscape surfaces (``landscape/*.npz``); nothing is recomputed. A suite
-whose images come in styles (emoji10) and is installed here also gets a figure of example images.
+the P1 diagnostics) and cached landscape surfaces (``landscape/*.npz``); nothing is recomputed. When
+the run's suite loads here, its tasks' domains (near and far transfer) and class counts (the chance
+line) are read from it, and a suite whose images come in styles (emoji10) gets a figure of example images.
 """
 
 from __future__ import annotations
@@ -19,19 +20,22 @@ from pait.report.examples import example_blocks
 from pait.report.fig3 import plot_fig3
 from pait.report.fig4 import plot_fig4
 from pait.report.html import to_html
+from pait.report.own_mask_blocks import own_mask_blocks
 from pait.report.p1 import agreement_summary, mask_agreement, plot_agreement
 from pait.report.pairwise import pairwise_table
 from pait.report.recoveries import recovery_pair_blocks
 from pait.report.stat_blocks import claim_blocks, fmt_ci, fmt_interval, fmt_p, pairwise_blocks, verdict_counts
-from pait.report.stats import mean_ci
-from pait.report.tables import per_unit, stage_label, summary, without_after_none
+from pait.report.replicates import POINTS_UP_TO
 from pait.report.run_folder import check_run_dir, read_json, read_results, read_run_config
+from pait.report.suite_facts import suite_facts
+from pait.report.tables import ACCURACY, interval_columns, level_name, per_unit, stage_label, summary, without_after_none
 from pait.report.toy import plot_fig1, plot_fig2
 from pait.report.transfer import plot_transfer
 
 
 def results_table(results: pd.DataFrame) -> Table:
-    """Source and mean transfer accuracy per setting and stage: mean [95% CI] over (source x seed), and n.
+    """Source and mean transfer accuracy per setting and stage: mean [95% CI, clipped into [0, 1]] over
+    (source x seed), and n.
     Recovery ``none`` has no row of its own: its accuracy is the zero-shot row's by construction."""
     rows = []
     for r in without_after_none(summary(results)).itertuples():
@@ -42,9 +46,9 @@ def results_table(results: pd.DataFrame) -> Table:
     units = per_unit(results)
     unpruned = units[units.stage == "unpruned"].drop_duplicates(["encoder", "source", "seed"])
     for enc, g in unpruned.groupby("encoder", sort=False):
-        src, tr = mean_ci(g.source_acc), mean_ci(g.transfer_acc)
-        rows.append([enc, "—", "0%", "unpruned", fmt_ci(src.mean, src.low, src.high),
-                     fmt_ci(tr.mean, tr.low, tr.high), str(src.n)])
+        src, tr = interval_columns(g.source_acc, "a", ACCURACY), interval_columns(g.transfer_acc, "a", ACCURACY)
+        rows.append([enc, "—", "0%", "unpruned", fmt_ci(src["a_mean"], src["a_low"], src["a_high"]),
+                     fmt_ci(tr["a_mean"], tr["a_low"], tr["a_high"]), str(src["a_n"])])
     return Table(["encoder", "score", "sparsity", "stage", "source acc.", "mean transfer acc.", "n (source x seed)"],
                  rows)
 
@@ -54,6 +58,14 @@ def replicates_caption(results: pd.DataFrame) -> str:
     n = summary(results)
     n = n[n.stage != "unpruned"].source_acc_n
     return f"n = {n.min()}" if n.min() == n.max() else f"n = {n.min()}–{n.max()}"
+
+
+def fig3_caption(results: pd.DataFrame, chance: float | None) -> str:
+    """What Fig. 3 shows, with its number of replicates per bar."""
+    return ("Fig. 3: solid bars pruned zero-shot, hatched bars recovered; dashed line unpruned"
+            + (f", dotted line chance ({chance:.2f})" if chance is not None else "")
+            + f"; {replicates_caption(results)} (source x seed) replicates per bar; error bars: 95% CI clipped into "
+            f"[0, 1], or the replicates as dots where a bar has {POINTS_UP_TO} or fewer.")
 
 
 def what_is_cut(config: dict) -> str:
@@ -100,37 +112,51 @@ def toy_blocks(figures: Path) -> list[Block]:
                    "Fig. 2: gradient descent on the source loss with the mask held, seen by a transfer task.")]
 
 
-def p1_blocks(results: pd.DataFrame, pairwise: pd.DataFrame, run_dir: Path, figures: Path) -> list[Block]:
+def magnitude_blocks(results: pd.DataFrame, pairwise: pd.DataFrame) -> list[Block]:
+    """Data-dependent scores against `magnitude`: relative accuracy changes and the paired verdict
+    (``claims.p1_table``, ``claims.p1_verdicts``); rows without a replicate are left out."""
     table, verdicts = p1_table(results), p1_verdicts(pairwise)
     def change(r, drop: str) -> str:  # relative change = minus the drop, so its interval flips
         return fmt_ci(-getattr(r, f"{drop}_mean"), -getattr(r, f"{drop}_high"), -getattr(r, f"{drop}_low"), "pct")
 
     rows = [[r.encoder, r.score, f"{r.sparsity:.2%}", change(r, "source_drop"), change(r, "transfer_drop"),
-             str(r.source_drop_n)] for r in table.itertuples()]
+             str(r.source_drop_n)] for r in table.itertuples() if r.source_drop_n > 0]
     verdict = (f"Verdict, data-dependent scores against `magnitude` on zero-shot mean transfer accuracy: "
-               f"P1 {verdict_counts(verdicts)} (per setting under Verdicts)." if not verdicts.empty else
-               "No P1 verdict: it needs `magnitude` and a data-dependent score on the same units.")
-    blocks: list[Block] = [
-        Heading("P1: does pruning on the source preserve transfer?"),
+               f"{verdict_counts(verdicts)} (per setting under Verdicts, where it is listed as P1)."
+               if not verdicts.empty else
+               "No verdict: it needs `magnitude` and a data-dependent score on the same units.")
+    return [
+        Heading("Data-dependent scores vs magnitude"),
         Text("Relative accuracy change of the zero-shot pruned encoder against the unpruned one (pruned / unpruned − 1), "
              "on the source task and on the mean over transfer tasks: mean [95% CI] over (source x seed)."),
         Table(["encoder", "score", "sparsity", "source change", "transfer change", "n"], rows),
         Text(verdict),
     ]
+
+
+def agreement_blocks(run_dir: Path, figures: Path, level: str) -> list[Block]:
+    """Mask and score agreement across sources, with the agreement across seeds of one source as reference."""
     pairs = mask_agreement(run_dir)
     if pairs.empty:
-        return blocks + [Text("Mask and score agreement across sources needs at least two sources and `units.json`.")]
+        return [Text("Mask and score agreement across sources needs at least two sources and `units.json`.")]
     agree = agreement_summary(pairs)
-    rows = [[r.encoder, r.score, f"{r.sparsity:.2%}", f"{r.iou:.3f}", f"{r.iou_random:.3f}", f"{r.spearman:.3f}",
-             str(r.pairs)] for r in agree.itertuples()]
-    path = plot_agreement(pairs, figures / "p1_agreement.png")
-    return blocks + [
-        Text("Agreement across sources: the IoU of the sets of **pruned** weights of two sources' masks (two independent "
-             "random masks at sparsity p give p / (2 − p)) and the Spearman rank correlation of their scores, averaged "
-             "over pairs of sources. High agreement means the mask hardly depends on the source task."),
-        Table(["encoder", "score", "sparsity", "IoU pruned", "IoU random", "Spearman ρ", "pairs"], rows),
-        Figure(f"figures/{path.name}", "P1 diagnostics: mask overlap and score rank correlation across sources."),
+    rows = [[r.encoder, r.score, f"{r.sparsity:.2%}", f"{r.iou:.3f}", _value(r.iou_seeds), f"{r.iou_random:.3f}",
+             f"{r.spearman:.3f}", _value(r.spearman_seeds), str(r.pairs)] for r in agree.itertuples()]
+    path = plot_agreement(pairs, figures / "p1_agreement.png", level)
+    return [
+        Text("Agreement of masks and scores: the IoU of the sets of **pruned** weights of two masks and the Spearman "
+             "rank correlation of their scores, across sources (two sources, one seed) and, as the reference, across "
+             "seeds (one source on other calibration images: the agreement that the score's own sampling noise "
+             "allows); two independent random masks at sparsity p give p / (2 − p)."),
+        Table(["encoder", "score", level, "IoU across sources", "IoU across seeds", "IoU random", "Spearman ρ across "
+               "sources", "Spearman ρ across seeds", "source pairs"], rows),
+        Figure(f"figures/{path.name}", "P1 diagnostics: mask overlap against sparsity, and score rank correlation "
+               "(one per score: it does not depend on sparsity), across sources and across seeds."),
     ]
+
+
+def _value(x: float) -> str:
+    return "— (one seed)" if pd.isna(x) else f"{x:.3f}"
 
 
 def p2_blocks(table: pd.DataFrame) -> list[Block]:
@@ -189,19 +215,20 @@ def build_report(run_dir: str | Path) -> Path:
     results = read_results(run_dir)
     config = read_run_config(run_dir)
     figures = run_dir / "figures"
-    fig3 = plot_fig3(results, figures / "fig3.png")
+    facts, level = suite_facts(config["suite"]), level_name(results)
+    chance = facts.chance(dict.fromkeys(results.target))
+    fig3 = plot_fig3(results, figures / "fig3.png", chance)
     pairwise = pairwise_table(results)
     blocks: list[Block] = [
         Heading(f"pait report: {config['name']}", 1),
         Text("Pretrained encoders are pruned with data from one source task, then recovered on it (re-trained with the "
              "masks held, or a one-shot update: see the recovery of each row); "
              "each task is read through its own frozen ridge head. The question: what happens to the other (transfer) "
-             "tasks? P1: pruning on the source preserves transfer; P2: re-training on the source never hurts transfer."),
+             "tasks? P1: parameters not important for the source are not important for the target, so pruning with the "
+             "source alone is approximately optimal; P2: re-training on the source never hurts transfer."),
         *setup_blocks(config, results), *example_blocks(config["suite"], figures), *toy_blocks(figures),
         Heading("Source and transfer accuracy"), results_table(results),
-        Figure(f"figures/{fig3.name}", "Fig. 3: solid bars pruned zero-shot, hatched bars re-trained; dashed line "
-               f"unpruned; error bars: 95% CI over (source x seed) replicates, {replicates_caption(results)} per bar "
-               "(no bar where n = 1)."),
+        Figure(f"figures/{fig3.name}", fig3_caption(results, chance)),
         *pairwise_blocks(pairwise), *recovery_pair_blocks(results),
         Heading("Transfer matrix"),
         Text("Accuracy minus the unpruned encoder's, for each source task (row) and evaluated task (column), mean over "
@@ -215,7 +242,8 @@ def build_report(run_dir: str | Path) -> Path:
             path = plot_transfer(one, encoder, score, figures / f"{name}.png")
             blocks.append(Figure(f"figures/{path.name}", f"Transfer matrix, {encoder}, {score}, recovery {recovery}."))
     p2 = p2_table(results)
-    blocks += p1_blocks(results, pairwise, run_dir, figures) + p2_blocks(p2) + claim_blocks(pairwise, p2)
+    blocks += own_mask_blocks(results, facts, figures, "figures", level) + agreement_blocks(run_dir, figures, level)
+    blocks += magnitude_blocks(results, pairwise) + p2_blocks(p2) + claim_blocks(pairwise, p2)
     blocks += landscape_blocks(run_dir, figures)
     blocks += failure_blocks(run_dir)
     path = run_dir / "report.md"

@@ -65,20 +65,41 @@ def _ci(values: pd.Series, prefix: str) -> dict[str, float]:
     return {f"{prefix}_mean": ci.mean, f"{prefix}_low": ci.low, f"{prefix}_high": ci.high, f"{prefix}_n": ci.n}
 
 
-def own_other_table(pairs: pd.DataFrame, margin: float = MARGIN) -> pd.DataFrame:
+AT_CHANCE, SOURCE_FREE = "at chance", "same mask from every source"
+SAME = 1e-9  # |own − other| below this on every pair: one mask whatever the source
+
+
+def note(g: pd.DataFrame, chance: float | None, margin: float = MARGIN) -> str:
+    """Why a setting's verdict says nothing: both accuracies within 2 margins of ``chance`` (the encoder has
+    collapsed), or no gap on any pair (the score ignores the source's data); "" otherwise."""
+    if chance is not None and max(g.own.mean(), g.other.mean()) <= chance + 2 * margin:
+        return AT_CHANCE
+    return SOURCE_FREE if bool((g.gap_other.abs() < SAME).all()) else ""
+
+
+def own_other_table(pairs: pd.DataFrame, margin: float = MARGIN, chance: float | None = None) -> pd.DataFrame:
     """Per (encoder, score, recovery, sparsity, stage): the paired gap own − other (``stats.paired`` fields,
-    its verdict interval ``v_low``, ``v_high`` and the non-inferiority verdict), the near and far gaps and the
-    retention (accuracy / unpruned) of own, other, near and far masks, each mean [95% CI] and n."""
+    its verdict interval ``v_low``, ``v_high``, the non-inferiority verdict and a ``note`` when it says nothing:
+    see ``note``), the near and far gaps (mean [95% CI] and n) and the mean retention (accuracy / unpruned) of
+    own, other, near and far masks."""
     rows = []
     for key, g in pairs.groupby(KEYS, sort=False):
         p = paired(g.gap_other.to_numpy())
         v_low, v_high = p.verdict_interval()
         # "other no worse than own by more than the margin" is stats.verdict's "at least as good" on −gap
         row = {**dict(zip(KEYS, key)), **{f: getattr(p, f) for f in PAIRED_FIELDS}, "v_low": v_low, "v_high": v_high,
-               "verdict": verdict(-v_high, -v_low, margin), "own_acc": g.own.mean(), "other_acc": g.other.mean()}
+               "verdict": verdict(-v_high, -v_low, margin), "note": note(g, chance, margin), "own_acc": g.own.mean(),
+               "other_acc": g.other.mean()}
         for kind in ("near", "far"):
             row |= _ci(g[f"gap_{kind}"], f"gap_{kind}")
         for kind in ("own", *KINDS):
-            row |= _ci(g[kind] / g.unpruned, f"retention_{kind}")
+            row[f"retention_{kind}"] = (g[kind] / g.unpruned).mean()
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def retention_by_target(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Per (encoder, score, recovery, sparsity, stage, target): the retention (accuracy / unpruned) with the
+    target's own mask and with the other sources' masks, mean over seeds."""
+    ratios = pairs.assign(own=pairs.own / pairs.unpruned, other=pairs.other / pairs.unpruned)
+    return ratios.groupby(KEYS + ["target"], sort=False)[["own", "other"]].mean().reset_index()

@@ -15,6 +15,12 @@ def stage_label(stage: str, recovery: str) -> str:
     return {"pruned": "zero-shot", "recovered": f"after {recovery}"}.get(stage, stage)
 
 
+def level_name(results: pd.DataFrame) -> str:
+    """What the sparsity column means: "channel ratio" for channel studies, else "sparsity"."""
+    structures = set(results["structure"]) if "structure" in results else {"weights"}
+    return "channel ratio" if structures == {"channels"} else "sparsity"
+
+
 def with_recovery(results: pd.DataFrame) -> pd.DataFrame:
     """The results with their ``recovery`` column (``sgd`` for tables written before it existed), set to
     ``BEFORE_RECOVERY`` on the stages before recovery, so that those count once per unit, not once per recovery."""
@@ -38,17 +44,25 @@ def per_unit(results: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([source, transfer], axis=1).reset_index()
 
 
-def interval_columns(values: pd.Series, prefix: str) -> dict[str, float]:
-    """``{prefix}_mean``, ``_low``, ``_high`` (Student-t 95% CI) and ``_n`` of one group of replicates."""
+ACCURACY = (0.0, 1.0)
+
+
+def interval_columns(values: pd.Series, prefix: str, bounds: tuple[float, float] | None = None) -> dict[str, float]:
+    """``{prefix}_mean``, ``_low``, ``_high`` (Student-t 95% CI, clipped into ``bounds`` when given) and ``_n``
+    of one group of replicates."""
     ci = mean_ci(values.dropna())
-    return {f"{prefix}_mean": ci.mean, f"{prefix}_low": ci.low, f"{prefix}_high": ci.high, f"{prefix}_n": ci.n}
+    low, high = (ci.low, ci.high) if bounds is None else (min(max(ci.low, bounds[0]), bounds[1]),
+                                                            max(min(ci.high, bounds[1]), bounds[0]))
+    return {f"{prefix}_mean": ci.mean, f"{prefix}_low": low, f"{prefix}_high": high, f"{prefix}_n": ci.n}
 
 
 def summary(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean and 95% CI over (source x seed) replicates per (encoder, score, recovery, sparsity, stage)."""
+    """Mean and 95% CI (clipped into [0, 1]) over (source x seed) replicates per (encoder, score, recovery,
+    sparsity, stage)."""
     rows = []
     keys = ["encoder", "score", "recovery", "sparsity", "stage"]
     for key, g in per_unit(results).groupby(keys):
         rows.append({**dict(zip(keys, key)),
-                     **interval_columns(g.source_acc, "source_acc"), **interval_columns(g.transfer_acc, "transfer_acc")})
+                     **interval_columns(g.source_acc, "source_acc", ACCURACY),
+                     **interval_columns(g.transfer_acc, "transfer_acc", ACCURACY)})
     return pd.DataFrame(rows)
