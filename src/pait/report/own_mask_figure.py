@@ -26,7 +26,7 @@ def draw_own_other(table: pd.DataFrame, pairs: pd.DataFrame, level: str = "spars
     """From ``own_mask.own_other_table`` and its ``pairs``: mean gap with its t 95% CI (clipped into [-1, 1]),
     or the (target, seed) gaps as dots with at most ``POINTS_UP_TO`` of them."""
     panels = list(table[["encoder", "stage", "recovery"]].drop_duplicates().itertuples(index=False))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels) + 1.8, 4), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(7.5, 4.6 * len(panels) + 1.8), 4), squeeze=False, sharey=True)
     for ax, (encoder, stage, recovery) in zip(axes[0], panels):
         panel = table[(table.encoder == encoder) & (table.stage == stage) & (table.recovery == recovery)]
         scores = baseline_first(panel.score)  # the table's order: the run's, baseline first
@@ -49,8 +49,8 @@ def draw_own_other(table: pd.DataFrame, pairs: pd.DataFrame, level: str = "spars
     order = sorted(range(len(labels)), key=lambda i: labels[i].startswith("margin"))  # the scores first
     axes[0, -1].legend([handles[i] for i in order], [labels[i] for i in order], fontsize=7, loc="upper left",
                        bbox_to_anchor=(1.01, 1.0))
-    fig.suptitle("P1: is pruning with the target's own data better than with another source's? "
-                 f"(P1 holds where the gap stays below +{margin:g})", fontsize=10)
+    fig.suptitle(f"P1: target pruned with its own data minus with other sources' (holds below +{margin:g})",
+                 fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -148,14 +148,15 @@ def draw_agreement(pairs: pd.DataFrame, level: str = "sparsity") -> plt.Figure:
                         lw=0.5, label=f"{label}: across seeds")
     grid = np.linspace(0, max(0.9, float(table.sparsity.max())), 50)
     axes[0].plot(grid, grid / (2 - grid), "k:", label="random masks")
+    seeds = table.iou_seeds.notna().any()
     axes[0].set(xlabel=level, ylabel="IoU of pruned sets", ylim=(-0.05, 1.05),
-                title="Mask overlap: across sources (solid), across seeds (dashed)")
+                title="Mask overlap across sources" + (" (dashed: across seeds)" if seeds else ""))
     axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     axes[1].set_xticks(range(len(names)), [f"{s} ({e})" if several else s for e, s in names], rotation=30, ha="right",
                        fontsize=8)
     axes[1].axhline(0, color="k", lw=0.5)
     axes[1].set(ylabel="Spearman ρ of scores", ylim=(-1.05, 1.05),
-                title="Score rank correlation: across sources (solid), across seeds (hatched)")
+                title="Score rank correlation across sources" + (" (hatched: across seeds)" if seeds else ""))
     axes[1].title.set_fontsize(9)
     axes[0].title.set_fontsize(9)
     fig.suptitle("P1 diagnostics: do masks and scores computed on different source tasks agree?", fontsize=10)
