@@ -28,7 +28,8 @@ from pait.report.stat_blocks import claim_blocks, fmt_ci, fmt_interval, fmt_p, p
 from pait.report.replicates import POINTS_UP_TO
 from pait.report.run_folder import check_run_dir, read_json, read_results, read_run_config
 from pait.report.suite_facts import suite_facts
-from pait.report.tables import ACCURACY, interval_columns, level_name, per_unit, stage_label, summary, without_after_none
+from pait.report.tables import (ACCURACY, interval_columns, level_name, per_unit, stage_label, summary,
+                               without_after_none)
 from pait.report.toy import plot_fig1, plot_fig2
 from pait.report.transfer import plot_transfer
 
@@ -144,8 +145,9 @@ def agreement_blocks(run_dir: Path, figures: Path, level: str) -> list[Block]:
              f"{r.spearman:.3f}", _value(r.spearman_seeds), str(r.pairs)] for r in agree.itertuples()]
     path = plot_agreement(pairs, figures / "p1_agreement.png", level)
     return [
-        Text("Agreement of masks and scores: the IoU of the sets of **pruned** weights of two masks and the Spearman "
-             "rank correlation of their scores, across sources (two sources, one seed) and, as the reference, across "
+        Text("Agreement across sources, of masks and scores: the IoU of the sets of **pruned** weights of two masks and "
+             "the Spearman rank correlation of their scores, across sources (two sources, one seed) and, as the "
+             "reference, across "
              "seeds (one source on other calibration images: the agreement that the score's own sampling noise "
              "allows); two independent random masks at sparsity p give p / (2 − p)."),
         Table(["encoder", "score", level, "IoU across sources", "IoU across seeds", "IoU random", "Spearman ρ across "

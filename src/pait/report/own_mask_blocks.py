@@ -94,7 +94,8 @@ def own_mask_blocks(results: pd.DataFrame, facts: SuiteFacts, figures: Path, lin
              "the re-training; the zero-shot rows isolate the mask. No verdict is given where own and other accuracies "
              f"both lie within {2 * MARGIN:g} of chance (`{AT_CHANCE}`"
              + (f", {chance:.3f}" if chance is not None else ": unknown here, the suite does not load") + "; the "
-             f"encoder has collapsed) or where every pair's gap is zero (`{SOURCE_FREE}`: the score ignores the data)."),
+             f"encoder has collapsed) or where every pair's gap is zero (`{SOURCE_FREE}`: the score ignores the "
+             "data)."),
         Table(head, rows),
         Text(counts(table)),
         Figure(f"{link}/{path.name}", "P1: own mask minus other sources' masks on each target (dotted: the margin); "

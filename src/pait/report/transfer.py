@@ -52,8 +52,8 @@ def draw_transfer(results: pd.DataFrame, encoder: str, score: str) -> plt.Figure
         ax.set_xlabel("evaluated task", fontsize=7)
         ax.set_ylabel("source task", fontsize=7)
     fig.colorbar(image, ax=axes, label="accuracy − unpruned", shrink=0.8)
-    fig.suptitle(f"Transfer matrix of {encoder} pruned by {score}: accuracy change vs unpruned, per {level_name(results)} "
-                 "(boxed: the source task itself)", fontsize=10)
+    fig.suptitle(f"Transfer matrix of {encoder} pruned by {score}: accuracy change vs unpruned, per "
+                 f"{level_name(results)} (boxed: the source task itself)", fontsize=10)
     return fig
 
 
