@@ -203,6 +203,8 @@ def test_report_with_two_replicates_prints_no_nan_and_no_accuracy_outside_0_1(tm
     assert "| n |" in md and "| 0 |" not in md  # no row without a replicate
     plain = re.findall(r"(?<![+\-\d.])(\d\.\d{3}) \[(-?\d\.\d{3}), (-?\d\.\d{3})\]", md)  # accuracy: mean [low, high]
     assert plain and all(0 <= float(lo) <= float(m) <= float(hi) <= 1 for m, lo, hi in plain)
+    changes = re.findall(r"\[([+-]\d+\.\d)%, ([+-]\d+\.\d)%\]", md)  # relative changes: never below −100%
+    assert changes and all(float(lo) >= -100 for lo, _ in changes) and ("-100.0", "+294.5") in changes
     assert "## Data-dependent scores vs magnitude" in md and "## P1: is pruning with the source alone" in md
     figures = re.findall(r"!\[[^\]]*\]\((figures/[^)]+\.png)\)", md)
     assert "figures/fig3.png" in figures and "figures/p1_own_vs_other.png" in figures

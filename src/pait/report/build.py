@@ -114,11 +114,12 @@ def toy_blocks(figures: Path) -> list[Block]:
 
 
 def magnitude_blocks(results: pd.DataFrame, pairwise: pd.DataFrame) -> list[Block]:
-    """Data-dependent scores against `magnitude`: relative accuracy changes and the paired verdict
-    (``claims.p1_table``, ``claims.p1_verdicts``); rows without a replicate are left out."""
+    """Data-dependent scores against `magnitude`: relative accuracy changes (interval clipped at −100%) and the
+    paired verdict (``claims.p1_table``, ``claims.p1_verdicts``); rows without a replicate are left out."""
     table, verdicts = p1_table(results), p1_verdicts(pairwise)
-    def change(r, drop: str) -> str:  # relative change = minus the drop, so its interval flips
-        return fmt_ci(-getattr(r, f"{drop}_mean"), -getattr(r, f"{drop}_high"), -getattr(r, f"{drop}_low"), "pct")
+    def change(r, drop: str) -> str:  # relative change = minus the drop, so its interval flips; never below −100%
+        low = max(-getattr(r, f"{drop}_high"), -1.0)  # NaN (n < 2) stays NaN
+        return fmt_ci(-getattr(r, f"{drop}_mean"), low, -getattr(r, f"{drop}_low"), "pct")
 
     rows = [[r.encoder, r.score, f"{r.sparsity:.2%}", change(r, "source_drop"), change(r, "transfer_drop"),
              str(r.source_drop_n)] for r in table.itertuples() if r.source_drop_n > 0]
@@ -145,9 +146,9 @@ def agreement_blocks(run_dir: Path, figures: Path, level: str) -> list[Block]:
              f"{r.spearman:.3f}", _value(r.spearman_seeds), str(r.pairs)] for r in agree.itertuples()]
     path = plot_agreement(pairs, figures / "p1_agreement.png", level)
     return [
-        Text("Agreement across sources, of masks and scores: the IoU of the sets of **pruned** weights of two masks and "
-             "the Spearman rank correlation of their scores, across sources (two sources, one seed) and, as the "
-             "reference, across "
+        Text("Agreement across sources, of masks and scores: the IoU of the sets of **pruned** weights of two "
+             "masks and the Spearman rank correlation of their scores, across sources (two sources, one seed) and, "
+             "as the reference, across "
              "seeds (one source on other calibration images: the agreement that the score's own sampling noise "
              "allows); two independent random masks at sparsity p give p / (2 − p)."),
         Table(["encoder", "score", level, "IoU across sources", "IoU across seeds", "IoU random", "Spearman ρ across "
