@@ -68,14 +68,15 @@ def test_a_study_gets_the_p1_own_vs_other_section_and_figure(findings, tmp_path)
             for target in ("digits-0-4", "clothing-a"):
                 own = source == target
                 for stage, acc in (("unpruned", 0.9), ("pruned", 0.8 + 0.05 * own + 0.01 * seed), ("recovered", 0.85)):
-                    rows.append({"encoder": "enc", "score": "kfac", "sparsity": 0.4, "source": source, "recovery": "sgd",
-                                 "structure": "weights", "seed": seed, "target": target, "is_source": own,
+                    rows.append({"encoder": "enc", "score": "kfac", "sparsity": 0.4, "source": source,
+                                 "recovery": "sgd", "structure": "weights", "seed": seed, "target": target, "is_source": own,
                                  "stage": stage, "accuracy": acc, "loss": 1 - acc, "protocol": "heldout",
                                  "suite": "embedded", "unit": f"{source}-{seed}"})
     folder = tmp_path / "study-x"
     folder.mkdir()
     pd.DataFrame(rows).to_parquet(folder / "results.parquet")
-    config = config_from_dict({"name": "study-x", "encoders": ["tiny-test-cnn"], "scores": ["kfac"], "sparsities": [0.4]})
+    config = config_from_dict({"name": "study-x", "encoders": ["tiny-test-cnn"], "scores": ["kfac"],
+                               "sparsities": [0.4]})
     (folder / "config.json").write_text(json.dumps(to_jsonable(config)))
     md = to_markdown(findings.study_blocks(folder))
     assert "### P1: is pruning with the source alone approximately optimal?" in md

@@ -69,7 +69,8 @@ def _hand_gaps(kind: str = "other") -> list[float]:
     gaps = []
     for seed in (0, 1):
         for t in TASKS:
-            others = [s for s in TASKS if s != t and (kind == "other" or (DOMAINS[s] == DOMAINS[t]) == (kind == "near"))]
+            others = [s for s in TASKS
+                      if s != t and (kind == "other" or (DOMAINS[s] == DOMAINS[t]) == (kind == "near"))]
             if others:
                 gaps.append(PRUNED[t][t] + OWN_SHIFT * seed - float(np.mean([PRUNED[s][t] for s in others])))
     return gaps
@@ -212,14 +213,14 @@ def test_report_with_two_replicates_prints_no_nan_and_no_accuracy_outside_0_1(tm
 
 @pytest.fixture(scope="module")
 def two_seed_run(tmp_path_factory):
-    """A finished tiny run with two sources and two seeds (conftest registers the tiny encoder and suite)."""
-    from conftest import TINY_SCORE, TINY_SUITE, TINY_ENCODER
-
+    """A finished tiny run with two sources and two seeds (tests/conftest.py registers the tiny encoder, suite
+    and score)."""
     out = tmp_path_factory.mktemp("seeds")
     config = config_from_dict({
-        "name": "seeds", "encoders": [TINY_ENCODER],
-        "suite": {"name": TINY_SUITE, "calib_per_class": 4, "eval_per_class": 4},
-        "scores": ["magnitude", TINY_SCORE], "sparsities": [0.5], "sources": ["task-0", "task-1"], "seeds": [0, 1],
+        "name": "seeds", "encoders": ["tiny-test-cnn"],
+        "suite": {"name": "tiny-test-suite", "calib_per_class": 4, "eval_per_class": 4},
+        "scores": ["magnitude", "tiny-test-snip"], "sparsities": [0.5], "sources": ["task-0", "task-1"],
+        "seeds": [0, 1],
         "finetune": {"epochs": 1, "lr": 0.05, "milestones": [1], "batch_size": 6}, "device": "cpu", "precision": "fp32",
     })
     run_grid(config, out, show_progress=False)
