@@ -30,7 +30,8 @@ def draw_fig3(results: pd.DataFrame, chance: float | None = None) -> plt.Figure:
     table = without_after_none(summary(results))  # recovery none has no bar: it is the zero-shot bar
     units = without_after_none(per_unit(results))
     encoders = list(dict.fromkeys(table.encoder))
-    scores = baseline_first(s for s in dict.fromkeys(results.score) if s in set(table[table.stage != "unpruned"].score))
+    pruned = set(table[table.stage != "unpruned"].score)
+    scores = baseline_first(s for s in dict.fromkeys(results.score) if s in pruned)  # the run's order
     recovered = table[table.stage == "recovered"]
     # per score: the zero-shot bar, then one bar per recovery
     bars = [("pruned", None)] + [("recovered", r) for r in dict.fromkeys(recovered.recovery)]

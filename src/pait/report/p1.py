@@ -22,11 +22,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from pait.cache import check_stage  # noqa: E402
+from pait.report.palette import baseline_first, score_colour  # noqa: E402
 from pait.report.run_folder import read_json  # noqa: E402
 from pait.report.savefig import save_figure  # noqa: E402
 from pait.tensorfiles import read_safetensors  # noqa: E402
-
-from pait.report.palette import baseline_first, score_colour  # noqa: E402
 
 ACROSS_SOURCES, ACROSS_SEEDS = "sources", "seeds"
 P1_COLUMNS = ["encoder", "score", "sparsity", "pair", "source_a", "source_b", "seed_a", "seed_b", "iou", "iou_random",
@@ -57,7 +56,7 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 
 class _Ranks:
-    """Average ranks of score files, the ``size`` most recently used kept (a ViT's ranks take 170 MB each)."""
+    """Average ranks of score files, the ``size`` last ranked kept (a ViT-S's ranks take 170 MB each)."""
 
     def __init__(self, run_dir: Path, size: int):
         self.run_dir, self.size, self.kept = run_dir, max(2, size), {}
