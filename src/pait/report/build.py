@@ -22,6 +22,7 @@ from pait.report.fig4 import plot_fig4
 from pait.report.html import to_html
 from pait.report.own_mask_blocks import own_mask_blocks
 from pait.report.p1 import agreement_summary, mask_agreement, plot_agreement
+from pait.report.palette import baseline_first
 from pait.report.pairwise import pairwise_table
 from pait.report.recoveries import recovery_pair_blocks
 from pait.report.stat_blocks import claim_blocks, fmt_ci, fmt_interval, fmt_p, pairwise_blocks, verdict_counts
@@ -117,6 +118,9 @@ def magnitude_blocks(results: pd.DataFrame, pairwise: pd.DataFrame) -> list[Bloc
     """Data-dependent scores against `magnitude`: relative accuracy changes (interval clipped at −100%) and the
     paired verdict (``claims.p1_table``, ``claims.p1_verdicts``); rows without a replicate are left out."""
     table, verdicts = p1_table(results), p1_verdicts(pairwise)
+    order = {s: i for i, s in enumerate(baseline_first(results.score))}  # the run's order, `magnitude` first
+    table = table.assign(_o=table.score.map(order)).sort_values(["encoder", "_o", "recovery", "sparsity"])
+
     def change(r, drop: str) -> str:  # relative change = minus the drop, so its interval flips; never below −100%
         low = max(-getattr(r, f"{drop}_high"), -1.0)  # NaN (n < 2) stays NaN
         return fmt_ci(-getattr(r, f"{drop}_mean"), low, -getattr(r, f"{drop}_low"), "pct")

@@ -58,7 +58,7 @@ def draw_fig3(results: pd.DataFrame, chance: float | None = None) -> plt.Figure:
                     s = enc[chosen].set_index("sparsity").reindex(sparsities)
                     mean, low, high, n = (s[f"{metric}_{k}"] for k in ("mean", "low", "high", "n"))
                     few = (n.fillna(0) <= POINTS_UP_TO).to_numpy()
-                    yerr = error_lengths(mean, low, high) * ~few  # few replicates: dots instead
+                    yerr = np.where(few, np.nan, error_lengths(mean, low, high))  # few replicates: dots instead
                     xs = x + (j - (len(bars) - 1) / 2) * step
                     ax.bar(xs, mean, step * 0.95, yerr=yerr, color=score_colour(score),
                            alpha=0.9 if stage == "pruned" else 0.45, hatch=HATCHES[j % len(HATCHES)], edgecolor="k",

@@ -34,7 +34,7 @@ def draw_own_other(table: pd.DataFrame, pairs: pd.DataFrame, level: str = "spars
         for score, dx in zip(scores, offsets):
             g = panel[panel.score == score].sort_values("sparsity")
             x, colour, few = g.sparsity.to_numpy() + dx, score_colour(score), g.n.to_numpy() <= POINTS_UP_TO
-            yerr = error_lengths(g["mean"], g.t_low, g.t_high, GAP_RANGE) * ~few
+            yerr = np.where(few, np.nan, error_lengths(g["mean"], g.t_low, g.t_high, GAP_RANGE))  # dots instead
             ax.errorbar(x, g["mean"], yerr=yerr, fmt="o-", color=colour, capsize=2, ms=4, label=score)
             for xi, sparsity in zip(x[few], g.sparsity[few]):
                 sel = pairs[(pairs.encoder == encoder) & (pairs.score == score) & (pairs.stage == stage)
