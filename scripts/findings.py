@@ -9,8 +9,9 @@ found under the run root, and writes ``agreement.csv``: the per-pair mask and sc
 sources, computed from the run's stage cache (masks and scores are too large to commit), and
 ``recovery_seconds.csv``: each unit's recovery wall time, where the run recorded it. Everything
 else is computed from those committed files: ``docs/findings/tables.md`` (results with 95% CIs over
-source x seed, each score against `magnitude` paired, P1 / P2 / second-order verdicts, mask agreement)
-and the figures ``docs/findings/<study>/fig3.png`` and ``agreement.png``.
+source x seed, P1 own mask vs other sources' masks, each score against `magnitude` paired, P1 / P2 /
+second-order verdicts, mask agreement) and the figures ``docs/findings/<study>/fig3.png``,
+``p1_own_vs_other.png`` and ``agreement.png``.
 """
 
 from __future__ import annotations
@@ -24,16 +25,19 @@ from pathlib import Path
 import pandas as pd
 
 from pait.errors import PaitError
-from pait.report.build import p2_blocks, results_table, what_is_cut
+from pait.report.build import fig3_caption, p2_blocks, results_table, what_is_cut
 from pait.report.chance import suite_chance
 from pait.report.claims import p2_table
 from pait.report.document import Block, Figure, Heading, Table, Text, to_markdown
 from pait.report.fig3 import plot_fig3
+from pait.report.own_mask_blocks import own_mask_blocks
 from pait.report.p1 import agreement_summary, mask_agreement, plot_agreement
 from pait.report.pairwise import pairwise_table
 from pait.report.recoveries import recovery_pair_blocks
 from pait.report.run_folder import CONFIG_FILE, read_results, read_run_config
 from pait.report.stat_blocks import claim_blocks, pairwise_blocks
+from pait.report.suite_facts import suite_facts
+from pait.report.tables import level_name
 
 ROOT = Path(__file__).resolve().parents[1]
 FINDINGS = ROOT / "docs" / "findings"
@@ -115,16 +119,18 @@ def agreement_blocks(folder: Path) -> list[Block]:
 def study_blocks(folder: Path) -> list[Block]:
     """Every table of one study, demoted one heading level below the study's own heading."""
     results = read_results(folder)
-    fig3 = plot_fig3(results, folder / "fig3.png")
     config = read_run_config(folder) if (folder / CONFIG_FILE).is_file() else {}
+    facts = suite_facts(config.get("suite"))
+    mean_chance = facts.chance(dict.fromkeys(results.target))
+    fig3 = plot_fig3(results, folder / "fig3.png", mean_chance)
     chance = suite_chance(config["suite"]) if config else {}
     pairwise, p2 = pairwise_table(results, chance=chance), p2_table(results, chance=chance)
     cut = [Text("Structured pruning, " + what_is_cut(config))] if config.get("structure") == "channels" else []
     blocks: list[Block] = [Heading(folder.name, 2), *cut, Heading("Source and mean transfer accuracy", 3),
                            results_table(results),
-                           Figure(f"{folder.name}/{fig3.name}", f"{folder.name}: Fig. 3 (error bars: 95% CI over "
-                                  "source x seed).")]
-    sections = pairwise_blocks(pairwise) + recovery_pair_blocks(results) + p2_blocks(p2) + claim_blocks(pairwise, p2)
+                           Figure(f"{folder.name}/{fig3.name}", f"{folder.name}: {fig3_caption(results, mean_chance)}")]
+    sections = (own_mask_blocks(results, facts, folder, folder.name, level_name(results)) + pairwise_blocks(pairwise)
+                + recovery_pair_blocks(results) + p2_blocks(p2) + claim_blocks(pairwise, p2))
     if cut and STRUCTURED_BASELINE in config.get("scores", ()):  # pait's group scores against Torch-Pruning's
         sections += pairwise_blocks(pairwise_table(results, STRUCTURED_BASELINE), STRUCTURED_BASELINE)
     blocks += [Heading(b.text, 3) if isinstance(b, Heading) else b for b in sections]

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pait.report.document import Table
+from pait.cache import to_jsonable
+from pait.config import config_from_dict
+from pait.report.document import Table, to_markdown
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "findings.py"
 
@@ -55,3 +57,29 @@ def test_a_run_folder_without_an_index_or_with_lost_units_gives_missing_times(fi
     run = _run_folder(tmp_path, [3.0, 4.0])
     (tmp_path / "stages" / "unit" / "u1" / "metrics.json").unlink()
     assert findings.recovery_seconds(run).seconds.isna().tolist() == [False, True]
+
+
+def test_a_study_gets_the_p1_own_vs_other_section_and_figure(findings, tmp_path):
+    import pandas as pd
+
+    rows = []
+    for seed in (0, 1):
+        for source in ("digits-0-4", "clothing-a"):
+            for target in ("digits-0-4", "clothing-a"):
+                own = source == target
+                for stage, acc in (("unpruned", 0.9), ("pruned", 0.8 + 0.05 * own + 0.01 * seed), ("recovered", 0.85)):
+                    rows.append({"encoder": "enc", "score": "kfac", "sparsity": 0.4, "source": source,
+                                 "recovery": "sgd", "structure": "weights", "seed": seed, "target": target, "is_source": own,
+                                 "stage": stage, "accuracy": acc, "loss": 1 - acc, "protocol": "heldout",
+                                 "suite": "embedded", "unit": f"{source}-{seed}"})
+    folder = tmp_path / "study-x"
+    folder.mkdir()
+    pd.DataFrame(rows).to_parquet(folder / "results.parquet")
+    config = config_from_dict({"name": "study-x", "encoders": ["tiny-test-cnn"], "scores": ["kfac"],
+                               "sparsities": [0.4]})
+    (folder / "config.json").write_text(json.dumps(to_jsonable(config)))
+    md = to_markdown(findings.study_blocks(folder))
+    assert "### P1: is pruning with the source alone approximately optimal?" in md
+    assert "| enc | kfac | 40.00% | zero-shot | 4 | 0.855 | 0.805 | +0.050 [+0.050, +0.050] |" in md
+    assert "(study-x/p1_own_vs_other.png)" in md and (folder / "p1_own_vs_other.png").is_file()
+    assert "nan" not in md.lower()

@@ -31,6 +31,8 @@ def check_suite(tasks, truth: dict[str, str] | None = None) -> None:
             assert wnid_of(source.path, truth) == WNIDS[indices[label]]
     assert tasks[0].class_names[0] == "cheeseburger"
     assert tasks[9].class_names[:2] == ("tench", "goldfish")
+    domains = {t.name: t.domain for t in tasks}  # near and far transfer: every task has a domain
+    assert all(domains.values()) and domains["birds"] == domains["aquatic-animals"] != domains["vehicles"]
 
 
 def test_class_folders_sorted_names_give_the_class_order(class_folder_val):

@@ -1,8 +1,9 @@
 """``build_report(run_dir)``: every figure the run's data allow, ``report.md`` and a self-contained ``report.html``.
 
 Reads only ``results.parquet``, ``config.json``, ``units.json`` (masks and scores of each unit, for
-the P1 diagnostics) and cached landscape surfaces (``landscape/*.npz``); nothing is recomputed. A suite
-whose images come in styles (emoji10) and is installed here also gets a figure of example images.
+the P1 diagnostics) and cached landscape surfaces (``landscape/*.npz``); nothing is recomputed. When
+the run's suite loads here, its tasks' domains (near and far transfer) and class counts (the chance
+line) are read from it, and a suite whose images come in styles (emoji10) gets a figure of example images.
 """
 
 from __future__ import annotations
@@ -20,28 +21,25 @@ from pait.report.examples import example_blocks
 from pait.report.fig3 import plot_fig3
 from pait.report.fig4 import plot_fig4
 from pait.report.html import to_html
+from pait.report.own_mask_blocks import own_mask_blocks
 from pait.report.p1 import agreement_summary, mask_agreement, plot_agreement
+from pait.report.palette import baseline_first
 from pait.report.pairwise import pairwise_table
 from pait.report.recoveries import recovery_pair_blocks
 from pait.report.stat_blocks import INTERVAL, both_counts, claim_blocks, fmt_ci, fmt_n, fmt_p, pairwise_blocks, verdict_counts
 from pait.report.stats import accuracy_ci
-from pait.report.tables import per_unit, stage_label, summary, without_after_none
+from pait.report.replicates import POINTS_UP_TO
 from pait.report.run_folder import check_run_dir, read_json, read_results, read_run_config
+from pait.report.suite_facts import suite_facts
+from pait.report.tables import (level_name, per_unit, stage_label, summary,
+                               without_after_none)
 from pait.report.toy import plot_fig1, plot_fig2
 from pait.report.transfer import plot_transfer
 
 
-AXIS_LABELS = {"weights": "sparsity", "channels": "channel ratio"}  # what the sparsity column holds, by structure
-
-
-def axis_label(results: pd.DataFrame) -> str:
-    """The label of the results' sparsity column: ``sparsity`` (weight masks) or ``channel ratio``."""
-    structures = sorted(set(results.structure)) if "structure" in results else ["weights"]
-    return " / ".join(AXIS_LABELS.get(s, s) for s in structures)
-
-
 def results_table(results: pd.DataFrame) -> Table:
-    """Source and mean transfer accuracy per setting and stage: mean [95% CI] over (source x seed), and n.
+    """Source and mean transfer accuracy per setting and stage: mean [95% CI, clipped into [0, 1]] over
+    (source x seed), and n.
     Recovery ``none`` has no row of its own: its accuracy is the zero-shot row's by construction."""
     rows = []
     for r in without_after_none(summary(results)).itertuples():
@@ -55,7 +53,7 @@ def results_table(results: pd.DataFrame) -> Table:
         src, tr = accuracy_ci(g.source_acc, g.source, g.seed), accuracy_ci(g.transfer_acc, g.source, g.seed)
         rows.append([enc, "—", "0%", "unpruned", fmt_ci(src.mean, src.low, src.high),
                      fmt_ci(tr.mean, tr.low, tr.high), str(src.n)])
-    return Table(["encoder", "score", axis_label(results), "stage", "source acc.", "mean transfer acc.",
+    return Table(["encoder", "score", level_name(results), "stage", "source acc.", "mean transfer acc.",
                   "n (source x seed)"], rows)
 
 
@@ -66,10 +64,18 @@ def replicates_caption(results: pd.DataFrame) -> str:
     return f"n = {n.min()}" if n.min() == n.max() else f"n = {n.min()}–{n.max()}"
 
 
+def fig3_caption(results: pd.DataFrame, chance: float | None) -> str:
+    """What Fig. 3 shows, with its number of replicates per bar."""
+    return ("Fig. 3: solid bars pruned zero-shot, hatched bars recovered; dashed line unpruned"
+            + (f", dotted line chance ({chance:.2f})" if chance is not None else "")
+            + f"; {replicates_caption(results)} (source x seed) replicates per bar; error bars: 95% CI clipped into "
+            f"[0, 1], or the replicates as dots where a bar has {POINTS_UP_TO} or fewer.")
+
+
 def what_is_cut(config: dict) -> str:
     """The sparsities and what they mean: global weight masks, or (``structure: channels``) channel ratios."""
     levels = ", ".join(f"{s:.2%}" for s in config["sparsities"])
-    if AXIS_LABELS.get(config.get("structure", "weights")) == "sparsity":
+    if config.get("structure", "weights") != "channels":
         return f"sparsities: {levels} (global masks over the encoder's conv and linear weights)."
     return (f"channel ratios: {levels} (the channel ratio column below: whole conv channels, attention heads and MLP "
             f"neurons removed, ranked globally with a 10% floor per group; widths kept at multiples of "
@@ -110,37 +116,56 @@ def toy_blocks(figures: Path) -> list[Block]:
                    "Fig. 2: gradient descent on the source loss with the mask held, seen by a transfer task.")]
 
 
-def p1_blocks(results: pd.DataFrame, pairwise: pd.DataFrame, run_dir: Path, figures: Path) -> list[Block]:
+def magnitude_blocks(results: pd.DataFrame, pairwise: pd.DataFrame) -> list[Block]:
+    """Data-dependent scores against `magnitude`: relative accuracy changes (interval clipped at −100%) and the
+    paired verdict (``claims.p1_table``, ``claims.p1_verdicts``); rows without a replicate are left out."""
     table, verdicts = p1_table(results), p1_verdicts(pairwise)
-    def change(r, drop: str) -> str:  # relative change = minus the drop, so its interval flips
-        return fmt_ci(-getattr(r, f"{drop}_mean"), -getattr(r, f"{drop}_high"), -getattr(r, f"{drop}_low"), "pct")
+    order = {s: i for i, s in enumerate(baseline_first(results.score))}  # the run's order, `magnitude` first
+    table = table.assign(_o=table.score.map(order)).sort_values(["encoder", "_o", "recovery", "sparsity"])
+
+    def change(r, drop: str) -> str:  # relative change = minus the drop, so its interval flips; never below −100%
+        low = max(-getattr(r, f"{drop}_high"), -1.0)  # NaN (n < 2) stays NaN
+        return fmt_ci(-getattr(r, f"{drop}_mean"), low, -getattr(r, f"{drop}_low"), "pct")
 
     rows = [[r.encoder, r.score, f"{r.sparsity:.2%}", change(r, "source_drop"), change(r, "transfer_drop"),
-             str(r.source_drop_n)] for r in table.itertuples()]
+             str(r.source_drop_n)] for r in table.itertuples() if r.source_drop_n > 0]
     verdict = (f"Verdict, data-dependent scores against `magnitude` on zero-shot mean transfer accuracy: "
-               f"P1 {verdict_counts(verdicts)} (per setting under Verdicts)." if not verdicts.empty else
-               "No P1 verdict: it needs `magnitude` and a data-dependent score on the same units.")
-    blocks: list[Block] = [
-        Heading("P1: does pruning on the source preserve transfer?"),
+               f"{verdict_counts(verdicts)} (per setting under Verdicts, where it is listed as P1)."
+               if not verdicts.empty else
+               "No verdict: it needs `magnitude` and a data-dependent score on the same units.")
+    return [
+        Heading("Data-dependent scores vs magnitude"),
         Text("Relative accuracy change of the zero-shot pruned encoder against the unpruned one (pruned / unpruned − 1), "
              "on the source task and on the mean over transfer tasks: mean [95% CI] over (source x seed)."),
-        Table(["encoder", "score", axis_label(results), "source change", "transfer change", "n"], rows),
+        Table(["encoder", "score", level_name(results), "source change", "transfer change", "n"], rows),
         Text(verdict),
     ]
+
+
+def agreement_blocks(run_dir: Path, figures: Path, level: str) -> list[Block]:
+    """Mask and score agreement across sources, with the agreement across seeds of one source as reference."""
     pairs = mask_agreement(run_dir)
     if pairs.empty:
-        return blocks + [Text("Mask and score agreement across sources needs at least two sources and `units.json`.")]
+        return [Text("Mask and score agreement across sources needs at least two sources and `units.json`.")]
     agree = agreement_summary(pairs)
-    rows = [[r.encoder, r.score, f"{r.sparsity:.2%}", f"{r.iou:.3f}", f"{r.iou_random:.3f}", f"{r.spearman:.3f}",
-             str(r.pairs)] for r in agree.itertuples()]
-    path = plot_agreement(pairs, figures / "p1_agreement.png")
-    return blocks + [
-        Text("Agreement across sources: the IoU of the sets of **pruned** weights of two sources' masks (two independent "
-             "random masks at sparsity p give p / (2 − p)) and the Spearman rank correlation of their scores, averaged "
-             "over pairs of sources. High agreement means the mask hardly depends on the source task."),
-        Table(["encoder", "score", "sparsity", "IoU pruned", "IoU random", "Spearman ρ", "pairs"], rows),
-        Figure(f"figures/{path.name}", "P1 diagnostics: mask overlap and score rank correlation across sources."),
+    rows = [[r.encoder, r.score, f"{r.sparsity:.2%}", f"{r.iou:.3f}", _value(r.iou_seeds), f"{r.iou_random:.3f}",
+             f"{r.spearman:.3f}", _value(r.spearman_seeds), str(r.pairs)] for r in agree.itertuples()]
+    path = plot_agreement(pairs, figures / "p1_agreement.png", level)
+    return [
+        Text("Agreement across sources, of masks and scores: the IoU of the sets of **pruned** weights of two "
+             "masks and the Spearman rank correlation of their scores, across sources (two sources, one seed) and, "
+             "as the reference, across "
+             "seeds (one source on other calibration images: the agreement that the score's own sampling noise "
+             "allows); two independent random masks at sparsity p give p / (2 − p)."),
+        Table(["encoder", "score", level, "IoU across sources", "IoU across seeds", "IoU random", "Spearman ρ across "
+               "sources", "Spearman ρ across seeds", "source pairs"], rows),
+        Figure(f"figures/{path.name}", "P1 diagnostics: mask overlap against sparsity, and score rank correlation "
+               "(one per score: it does not depend on sparsity), across sources and across seeds."),
     ]
+
+
+def _value(x: float) -> str:
+    return "— (one seed)" if pd.isna(x) else f"{x:.3f}"
 
 
 def p2_blocks(table: pd.DataFrame) -> list[Block]:
@@ -199,20 +224,20 @@ def build_report(run_dir: str | Path) -> Path:
     results = read_results(run_dir)
     config = read_run_config(run_dir)
     figures = run_dir / "figures"
-    fig3 = plot_fig3(results, figures / "fig3.png")
-    chance = suite_chance(config["suite"])
+    facts, level = suite_facts(config["suite"]), level_name(results)
+    chance, mean_chance = suite_chance(config["suite"]), facts.chance(dict.fromkeys(results.target))
+    fig3 = plot_fig3(results, figures / "fig3.png", mean_chance)
     pairwise = pairwise_table(results, chance=chance)
     blocks: list[Block] = [
         Heading(f"pait report: {config['name']}", 1),
         Text("Pretrained encoders are pruned with data from one source task, then recovered on it (re-trained with the "
              "masks held, or a one-shot update: see the recovery of each row); "
              "each task is read through its own frozen ridge head. The question: what happens to the other (transfer) "
-             "tasks? P1: pruning on the source preserves transfer; P2: re-training on the source never hurts transfer."),
+             "tasks? P1: parameters not important for the source are not important for the target, so pruning with the "
+             "source alone is approximately optimal; P2: re-training on the source never hurts transfer."),
         *setup_blocks(config, results), *example_blocks(config["suite"], figures), *toy_blocks(figures),
         Heading("Source and transfer accuracy"), results_table(results),
-        Figure(f"figures/{fig3.name}", "Fig. 3: solid bars pruned zero-shot, hatched bars re-trained; dashed line "
-               f"unpruned; error bars: 95% CI over (source x seed) replicates, {replicates_caption(results)} per bar "
-               "(no bar where n = 1)."),
+        Figure(f"figures/{fig3.name}", fig3_caption(results, mean_chance)),
         *pairwise_blocks(pairwise), *recovery_pair_blocks(results),
         Heading("Transfer matrix"),
         Text("Accuracy minus the unpruned encoder's, for each source task (row) and evaluated task (column), mean over "
@@ -226,7 +251,8 @@ def build_report(run_dir: str | Path) -> Path:
             path = plot_transfer(one, encoder, score, figures / f"{name}.png")
             blocks.append(Figure(f"figures/{path.name}", f"Transfer matrix, {encoder}, {score}, recovery {recovery}."))
     p2 = p2_table(results, chance=chance)
-    blocks += p1_blocks(results, pairwise, run_dir, figures) + p2_blocks(p2) + claim_blocks(pairwise, p2)
+    blocks += own_mask_blocks(results, facts, figures, "figures", level) + agreement_blocks(run_dir, figures, level)
+    blocks += magnitude_blocks(results, pairwise) + p2_blocks(p2) + claim_blocks(pairwise, p2)
     blocks += landscape_blocks(run_dir, figures)
     blocks += failure_blocks(run_dir)
     path = run_dir / "report.md"

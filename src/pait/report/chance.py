@@ -4,15 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pait.errors import PaitError
-from pait.tasks import load_suite
+from pait.report.suite_facts import suite_facts
 
 
-def suite_chance(suite: Mapping) -> dict[str, float]:
+def suite_chance(suite: Mapping | None) -> dict[str, float]:
     """``{task: 1 / classes}`` of the run's suite (``config["suite"]``) when it loads here, else ``{}``: then no
     comparison is called collapsed."""
-    try:
-        tasks = load_suite(suite["name"], **suite.get("options", {}))
-    except PaitError:
-        return {}
-    return {t.name: 1 / t.num_classes for t in tasks}
+    return {name: 1 / classes for name, classes in suite_facts(dict(suite) if suite else None).classes.items()}

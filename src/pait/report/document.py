@@ -39,8 +39,14 @@ class Figure:
 Block = Heading | Text | Bullets | Table | Figure
 
 
+def alt_text(caption: str) -> str:
+    """A caption as the alt text of a Markdown image: brackets (which would end the alt text and break the
+    image, e.g. an interval "[0, 1]") become parentheses, backticks and asterisks are dropped."""
+    return caption.translate(str.maketrans({"[": "(", "]": ")", "`": None, "*": None}))
+
+
 def to_markdown(blocks: list[Block]) -> str:
-    """The report as GitHub-flavoured Markdown (figures linked by relative path)."""
+    """The report as GitHub-flavoured Markdown (figures embedded as images by relative path)."""
     parts = []
     for b in blocks:
         if isinstance(b, Heading):
@@ -54,5 +60,5 @@ def to_markdown(blocks: list[Block]) -> str:
             lines += ["| " + " | ".join(row) + " |" for row in b.rows]
             parts.append("\n".join(lines))
         else:
-            parts.append(f"![{b.caption}]({b.path})\n\n*{b.caption}*")
+            parts.append(f"![{alt_text(b.caption)}]({b.path})\n\n*{b.caption}*")
     return "\n\n".join(parts) + "\n"

@@ -13,7 +13,8 @@ from PIL import Image
 from pait.errors import PaitError
 from pait.report.document import Block, Figure, Text
 from pait.report.savefig import save_figure
-from pait.tasks import Task, load_suite
+from pait.report.suite_facts import suite_facts
+from pait.tasks import Task
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +54,7 @@ def example_blocks(suite: dict, figures: Path) -> list[Block]:
 
     The figure is decorative: an image that cannot be rendered (a missing rasteriser, a damaged set file)
     leaves it out, with a logged warning and a sentence in the report, rather than failing the report."""
-    try:
-        tasks = load_suite(suite["name"], **suite.get("options", {}))
-    except PaitError:
-        return []
+    tasks = suite_facts(suite).tasks
     if not tasks or any(t.styles is None for t in tasks):
         return []
     try:

@@ -15,6 +15,12 @@ def stage_label(stage: str, recovery: str) -> str:
     return {"pruned": "zero-shot", "recovered": f"after {recovery}"}.get(stage, stage)
 
 
+def level_name(results: pd.DataFrame) -> str:
+    """What the sparsity column means: "channel ratio" for channel studies, else "sparsity"."""
+    structures = set(results["structure"]) if "structure" in results else {"weights"}
+    return "channel ratio" if structures == {"channels"} else "sparsity"
+
+
 def with_recovery(results: pd.DataFrame) -> pd.DataFrame:
     """The results with their ``recovery`` column (``sgd`` for tables written before it existed), set to
     ``BEFORE_RECOVERY`` on the stages before recovery, so that those count once per unit, not once per recovery."""

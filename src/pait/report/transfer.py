@@ -13,6 +13,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from pait.report.savefig import save_figure  # noqa: E402
+from pait.report.tables import level_name  # noqa: E402
 
 STAGE_TITLES = {"pruned": "zero-shot", "recovered": "recovered"}
 
@@ -48,9 +49,11 @@ def draw_transfer(results: pd.DataFrame, encoder: str, score: str) -> plt.Figure
         ax.set_xticks(range(m.shape[1]), m.columns, rotation=30, ha="right", fontsize=7)
         ax.set_yticks(range(m.shape[0]), m.index, fontsize=7)
         ax.set_title(f"{STAGE_TITLES[stage]}, {sparsity:.1%}", fontsize=9)
+        ax.set_xlabel("evaluated task", fontsize=7)
+        ax.set_ylabel("source task", fontsize=7)
     fig.colorbar(image, ax=axes, label="accuracy − unpruned", shrink=0.8)
-    fig.suptitle(f"Transfer matrix: {encoder}, {score} (rows: source, columns: evaluated task; boxed: the source)",
-                 fontsize=10)
+    fig.suptitle(f"Transfer matrix of {encoder} pruned by {score}: accuracy change vs unpruned, per "
+                 f"{level_name(results)} (boxed: the source task itself)", fontsize=10)
     return fig
 
 

