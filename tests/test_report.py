@@ -242,7 +242,7 @@ def test_verdicts_follow_the_intervals(synthetic):
     assert set(so.sparsity) == {0.6} and set(so.score) == {"fisher_diag", "kfac"} and len(so) == 2 * 2 * 2
     assert (so[(so.score == "kfac") & (so.metric == "transfer_acc")].verdict == FAILS).all()
     md = to_markdown(claim_blocks(pairs, p2_table(synthetic)))
-    assert "P1 (pruning with source data" in md and f"{HOLDS} in 2, {FAILS} in 2, {UNCLEAR} in 0 of 4 setting(s)" in md
+    assert "Data-dependent scores vs `magnitude` (a data-dependent score keeps" in md and f"{HOLDS} in 2, {FAILS} in 2, {UNCLEAR} in 0 of 4 setting(s)" in md
 
 
 def test_one_replicate_says_it_has_no_interval(synthetic):

@@ -130,7 +130,7 @@ def magnitude_blocks(results: pd.DataFrame, pairwise: pd.DataFrame) -> list[Bloc
     rows = [[r.encoder, r.score, f"{r.sparsity:.2%}", change(r, "source_drop"), change(r, "transfer_drop"),
              str(r.source_drop_n)] for r in table.itertuples() if r.source_drop_n > 0]
     verdict = (f"Verdict, data-dependent scores against `magnitude` on zero-shot mean transfer accuracy: "
-               f"{verdict_counts(verdicts)} (per setting under Verdicts, where it is listed as P1)."
+               f"{verdict_counts(verdicts)} (per setting under Verdicts)."
                if not verdicts.empty else
                "No verdict: it needs `magnitude` and a data-dependent score on the same units.")
     return [

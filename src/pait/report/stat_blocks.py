@@ -94,18 +94,20 @@ def verdict_rows(table: pd.DataFrame) -> list[list[str]]:
 
 
 def claim_blocks(pairwise: pd.DataFrame, p2: pd.DataFrame) -> list[Block]:
-    """The verdicts of P1, P2 and "second-order scores at least as good as magnitude at high sparsity"."""
+    """The verdicts of "data-dependent scores vs magnitude", P2 and "second-order scores at least as good as
+    magnitude at high sparsity" (P1 as the paper states it, own mask vs other sources' masks, has its own
+    section: ``own_mask_blocks``)."""
     header = ["encoder", "score", "sparsity", "stage", "accuracy", "n", "mean difference [95% CI]", "A / B accuracy",
               "verdict", "verdict, Holm"]
     p1, so = p1_verdicts(pairwise), second_order_verdicts(pairwise)
     blocks: list[Block] = [Heading("Verdicts"), Text(RULE)]
     items = []
     if p1.empty:
-        items.append(f"P1 (pruning with source data preserves transfer): no verdict; it needs `{BASELINE}` and a "
+        items.append(f"Data-dependent scores vs `{BASELINE}`: no verdict; it needs `{BASELINE}` and a "
                      "data-dependent score on the same units.")
     else:
-        items.append(f"P1 (pruning with source data preserves transfer; data-dependent score minus `{BASELINE}` on "
-                     f"zero-shot mean transfer accuracy): {both_counts(p1)}.")
+        items.append(f"Data-dependent scores vs `{BASELINE}` (a data-dependent score keeps zero-shot mean transfer "
+                     f"accuracy at least as well as data-free `{BASELINE}`; score minus `{BASELINE}`): {both_counts(p1)}.")
     items.append("P2 (recovery on the source does not hurt transfer; recovered minus zero-shot mean transfer "
                  f"accuracy per unit): {both_counts(p2)}." if not p2.empty else "P2: no recovered units.")
     if so.empty:
@@ -115,7 +117,7 @@ def claim_blocks(pairwise: pd.DataFrame, p2: pd.DataFrame) -> list[Block]:
         items.append(f"Second-order scores (`fisher_diag`, `kfac`) at least as good as `{BASELINE}` at each encoder's "
                      f"highest sparsity: {both_counts(so)}.")
     blocks.append(Bullets(items))
-    for title, table in (("P1", p1), ("Second-order scores at the highest sparsity", so)):
+    for title, table in ((f"Data-dependent scores vs `{BASELINE}`", p1), ("Second-order scores at the highest sparsity", so)):
         if not table.empty:
             blocks += [Text(f"**{title}**, per setting:"), Table(header, verdict_rows(table))]
     return blocks
