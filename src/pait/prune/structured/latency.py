@@ -161,6 +161,11 @@ def table_path(cache_dir: str | Path, key: dict[str, Any]) -> Path:
     return Path(cache_dir) / f"latency-{digest}.json"
 
 
+def _cpu_copy(model: nn.Module) -> nn.Module:
+    """A float32 copy on the CPU, in eval mode: what is timed, whatever device and precision ``model`` has."""
+    return copy.deepcopy(model).float().cpu().eval()
+
+
 def _example(model: nn.Module, input_size: int) -> torch.Tensor:
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     return torch.zeros(1, 3, input_size, input_size, dtype=dtype)
@@ -180,9 +185,10 @@ def narrowed(model: nn.Module, head_prefixes: Sequence[str], index: int, keep: i
 
 def measure_table(model: nn.Module, head_prefixes: Sequence[str], setting: LatencySetting,
                   show_progress: bool = True) -> LatencyTable:
-    """Measure the latency table of ``model`` (not modified) on this machine; a progress bar over groups."""
+    """Measure the latency table of ``model`` (not modified; timed as a float32 copy on the CPU) on this
+    machine; a progress bar over groups."""
     setting.validate()
-    model = model.eval()
+    model = _cpu_copy(model)
     graph = build_graph(model, _example(model, setting.input_size))
     groups = find_groups(model, graph, head_prefixes)
     del graph
@@ -220,8 +226,10 @@ def latency_table(model: nn.Module, head_prefixes: Sequence[str], setting: Laten
     there, else measured (:func:`measure_table`) and written there atomically (``None``: no cache)."""
     setting.validate()
     if cache_dir is not None:
-        graph = build_graph(model, _example(model, setting.input_size))
-        key = table_key(model, find_groups(model, graph, head_prefixes), setting)
+        copied = _cpu_copy(model)
+        graph = build_graph(copied, _example(copied, setting.input_size))
+        key = table_key(copied, find_groups(copied, graph, head_prefixes), setting)
+        del copied, graph
         path = table_path(cache_dir, key)
         try:
             table = LatencyTable.from_json(path.read_text())

@@ -23,12 +23,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from pait.errors import ConfigError
+from pait.export.speed import Comparison
+from pait.prune.structured.groups import Group
 from pait.prune.structured.latency import LatencyTable
 
 BINS = 4000  # grid steps of the required saving
@@ -126,13 +129,15 @@ def removals_for_widths(scores: Sequence[Tensor], widths: Sequence[int]) -> list
     return removed
 
 
-def latency_targeted_removals(table: LatencyTable, scores: Sequence[Tensor], target_speedup: float,
-                              bins: int = BINS, where: str = "target_speedup") -> tuple[list[list[int]], dict]:
-    """Unit removals per group (aligned with the table's groups and ``scores``) that meet ``target_speedup`` by
-    the table's additive prediction with the most group score kept, and the plan: per group the width kept and
-    its predicted saving, the predicted latency and speed-up."""
-    if len(scores) != len(table.groups):
-        raise ValueError(f"{len(scores)} group scores for a latency table of {len(table.groups)} groups")
+def latency_targeted_removals(table: LatencyTable, groups: Sequence[Group], scores: Sequence[Tensor],
+                              target_speedup: float, bins: int = BINS,
+                              where: str = "target_speedup") -> tuple[list[list[int]], dict[str, Any]]:
+    """Unit removals per group of ``groups`` (the table's groups, with their unit ``scores``) that meet
+    ``target_speedup`` by the table's additive prediction with the most group score kept, and the plan: per
+    group the width kept and its predicted saving, the predicted latency and speed-up."""
+    measured = [(g.name, g.units) for g in table.groups]
+    if [(g.name, g.units) for g in groups] != measured or len(scores) != len(groups):
+        raise ValueError("the latency table was measured on other groups than the ones given")
     options = [[Option(w, s, d) for w, s, d in zip(g.widths, kept_scores(sc, g.widths), g.saving_ms)]
                for g, sc in zip(table.groups, scores)]
     chosen = choose_widths(options, table.dense_ms, target_speedup, bins, where)
@@ -142,3 +147,12 @@ def latency_targeted_removals(table: LatencyTable, scores: Sequence[Tensor], tar
             "groups": [{"name": g.name, "units": g.units, "kept": o.width, "saving_ms": o.saving}
                        for g, o in zip(table.groups, chosen)]}
     return removals_for_widths(scores, [o.width for o in chosen]), plan
+
+
+def outcome(plan: dict[str, Any], timing: Comparison) -> dict[str, Any]:
+    """Target, predicted and achieved speed-up (the measured paired median, with its range) of a pruned module,
+    and the additivity check: achieved / predicted - 1 (negative: the table promised more than was measured)."""
+    return {"target_speedup": plan["target_speedup"], "predicted_speedup": plan["predicted_speedup"],
+            "achieved_speedup": timing.speedup, "achieved_min": timing.speedup_min,
+            "achieved_max": timing.speedup_max, "met": timing.speedup >= plan["target_speedup"],
+            "prediction_error": timing.speedup / plan["predicted_speedup"] - 1, "timing": timing.as_dict()}
