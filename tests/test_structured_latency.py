@@ -18,7 +18,7 @@ from pait.prune.structured.latency import (GroupLatency, LatencySetting, Latency
                                            latency_table, table_path)
 from pait.prune.structured.selection import floor
 from pait.prune.structured.widths import (Option, best_reachable_speedup, check_target, choose_widths, kept_scores,
-                                          latency_targeted_removals, outcome, removals_for_widths)
+                                          latency_targeted_removals, outcome, removals_for_widths, retargeted)
 from test_structured import tiny_efficientnet, tiny_vit
 
 FAST = {"repeats": 2, "inner": 1, "max_widths": 3}
@@ -135,7 +135,8 @@ def test_a_measured_table_has_every_group_and_width_and_is_read_back_from_its_ca
     assert [g.name for g in table.groups] == [g.name for g in groups]
     for row, group in zip(table.groups, groups):
         assert row.widths == candidate_widths(group, 4, max_widths=3)
-        assert len(row.saving_ms) == len(row.latency_ms) == len(row.widths) and row.saving_ms[-1] == 0.0
+        assert len(row.saving_ms) == len(row.latency_ms) == len(row.spread_ms) == len(row.widths)
+        assert row.saving_ms[-1] == 0.0 and row.spread_ms[-1] == [0.0, 0.0]
     assert table.dense_ms > 0 and table.predicted_ms([g.units for g in table.groups]) == table.dense_ms
     key = table.key
     assert key["setting"]["runtime"] == runtime and key["setting"]["round_to"] == 4
@@ -238,3 +239,23 @@ def test_interleaved_timing_runs_every_function_once_per_repeat_in_order():
     times = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 3, {"a": 1, "b": 2})
     assert calls == ["a", "b", "b"] * 4 and [len(v) for v in times.values()] == [3, 3]  # warm-up + 3 repeats
     assert paired_speedup([2.0, 4.0, 3.0], [1.0, 1.0, 2.0]) == (1.5, 2.0, 4.0)
+
+
+def test_retargeting_asks_for_more_by_the_measured_shortfall_until_the_target_is_met():
+    asked = []
+
+    def attempt(t):  # a table that over-promises by 1.2x, with a best reachable predicted speed-up of 2
+        asked.append(t)
+        if t > 2.0:
+            raise ConfigError(f"target_speedup {t} is not reachable")
+        return {"target_speedup": t, "predicted_speedup": t}, Comparison("torch", 1, 1, 8, 3, 1.0, 1.0, t / 1.2,
+                                                                            t / 1.3, t / 1.1)
+
+    results = retargeted(attempt, 1.5, rounds=3)
+    assert asked == [1.5, pytest.approx(1.8)] and results[-1]["met"] and results[0]["met"] is False
+    assert all(r["target_speedup"] == 1.5 for r in results) and results[-1]["asked_speedup"] == pytest.approx(1.8)
+    assert len(retargeted(attempt, 1.5, rounds=1)) == 1
+    results = retargeted(attempt, 1.8, rounds=3)  # 1.8 -> 2.16: unreachable, the first attempt stands
+    assert len(results) == 1 and not results[0]["met"]
+    with pytest.raises(ConfigError, match="not reachable"):
+        retargeted(attempt, 2.5)

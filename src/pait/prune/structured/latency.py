@@ -83,6 +83,7 @@ class GroupLatency:
     widths: list[int]
     saving_ms: list[float]
     latency_ms: list[float] = field(default_factory=list)  # median of the narrowed module, for the record
+    spread_ms: list[list[float]] = field(default_factory=list)  # quartiles of the paired differences
 
 
 @dataclass
@@ -212,12 +213,21 @@ def measure_table(model: nn.Module, head_prefixes: Sequence[str], setting: Laten
                                       for w in widths[:-1]}
             times = interleaved(fns, setting.repeats, setting.inner)
             dense_repeats += times["dense"]
-            savings = [statistics.median(d - v for d, v in zip(times["dense"], times[w])) * 1e3 for w in widths[:-1]]
-            rows.append(GroupLatency(group.name, group.kind, group.units, widths, savings + [0.0],
+            differences = [[(d - v) * 1e3 for d, v in zip(times["dense"], times[w])] for w in widths[:-1]]
+            rows.append(GroupLatency(group.name, group.kind, group.units, widths,
+                                     [statistics.median(d) for d in differences] + [0.0],
                                      [statistics.median(times[w]) * 1e3 for w in widths[:-1]]
-                                     + [statistics.median(times["dense"]) * 1e3]))
+                                     + [statistics.median(times["dense"]) * 1e3],
+                                     [_quartiles(d) for d in differences] + [[0.0, 0.0]]))
             progress.advance(task)
     return LatencyTable(key, statistics.median(dense_repeats) * 1e3, rows)
+
+
+def _quartiles(values: list[float]) -> list[float]:
+    if len(values) < 2:
+        return [values[0], values[0]]
+    quartiles = statistics.quantiles(values, n=4)
+    return [quartiles[0], quartiles[2]]
 
 
 def latency_table(model: nn.Module, head_prefixes: Sequence[str], setting: LatencySetting,

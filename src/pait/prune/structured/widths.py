@@ -21,7 +21,7 @@ optimal for a multiple-choice knapsack, nor for a saving curve that is not monot
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,10 +149,36 @@ def latency_targeted_removals(table: LatencyTable, groups: Sequence[Group], scor
     return removals_for_widths(scores, [o.width for o in chosen]), plan
 
 
-def outcome(plan: dict[str, Any], timing: Comparison) -> dict[str, Any]:
-    """Target, predicted and achieved speed-up (the measured paired median, with its range) of a pruned module,
-    and the additivity check: achieved / predicted - 1 (negative: the table promised more than was measured)."""
-    return {"target_speedup": plan["target_speedup"], "predicted_speedup": plan["predicted_speedup"],
-            "achieved_speedup": timing.speedup, "achieved_min": timing.speedup_min,
-            "achieved_max": timing.speedup_max, "met": timing.speedup >= plan["target_speedup"],
+def outcome(plan: dict[str, Any], timing: Comparison, target_speedup: float | None = None) -> dict[str, Any]:
+    """Target (default: the plan's), predicted and achieved speed-up (the measured paired median, with its
+    range) of a pruned module, and the additivity check: achieved / predicted - 1 (negative: the table
+    promised more than was measured)."""
+    target = plan["target_speedup"] if target_speedup is None else target_speedup
+    return {"target_speedup": target, "asked_speedup": plan["target_speedup"],
+            "predicted_speedup": plan["predicted_speedup"], "achieved_speedup": timing.speedup,
+            "achieved_min": timing.speedup_min, "achieved_max": timing.speedup_max, "met": timing.speedup >= target,
             "prediction_error": timing.speedup / plan["predicted_speedup"] - 1, "timing": timing.as_dict()}
+
+
+def retargeted(attempt: Callable[[float], tuple[dict[str, Any], Comparison]], target_speedup: float,
+               rounds: int = 1) -> list[dict[str, Any]]:
+    """Meet ``target_speedup`` as *measured*, correcting the table's additivity error: ``attempt(t)`` selects
+    for a predicted speed-up ``t``, prunes, times and returns ``(plan, timing)``. When the achieved speed-up
+    falls short, the next of at most ``rounds`` attempts asks for ``t x predicted / achieved`` (the table
+    over-promised by that factor); it stops once the target is met or the corrected one is unreachable.
+    Returns every attempt's :func:`outcome`, the last one being the result."""
+    target = check_target(target_speedup)
+    results: list[dict[str, Any]] = []
+    asked = target
+    for _ in range(rounds):
+        try:
+            plan, timing = attempt(asked)
+        except ConfigError:
+            if not results:
+                raise
+            break
+        results.append(outcome(plan, timing, target))
+        if results[-1]["met"]:
+            break
+        asked = target * plan["predicted_speedup"] / timing.speedup
+    return results
