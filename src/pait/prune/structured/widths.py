@@ -157,7 +157,8 @@ def outcome(plan: dict[str, Any], timing: Comparison, target_speedup: float | No
     return {"target_speedup": target, "asked_speedup": plan["target_speedup"],
             "predicted_speedup": plan["predicted_speedup"], "achieved_speedup": timing.speedup,
             "achieved_min": timing.speedup_min, "achieved_max": timing.speedup_max, "met": timing.speedup >= target,
-            "prediction_error": timing.speedup / plan["predicted_speedup"] - 1, "timing": timing.as_dict()}
+            "prediction_error": timing.speedup / plan["predicted_speedup"] - 1, "timing": timing.as_dict(),
+            "plan": plan}
 
 
 def retargeted(attempt: Callable[[float], tuple[dict[str, Any], Comparison]], target_speedup: float,
