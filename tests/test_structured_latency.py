@@ -259,3 +259,19 @@ def test_retargeting_asks_for_more_by_the_measured_shortfall_until_the_target_is
     assert len(results) == 1 and not results[0]["met"]
     with pytest.raises(ConfigError, match="not reachable"):
         retargeted(attempt, 2.5)
+
+
+@pytest.mark.parametrize("case", ["efficientnet", "vit"])
+def test_a_narrowed_copy_cuts_only_its_group_to_the_width(case):
+    model = tiny_efficientnet() if case == "efficientnet" else tiny_vit()
+    size, heads = (32, ("classifier",)) if case == "efficientnet" else (28, ("head",))
+    before = [sum(p.numel() for p in model.parameters()), {k: v.clone() for k, v in model.state_dict().items()}]
+    example = torch.zeros(1, 3, size, size, dtype=torch.float64)
+    groups = find_groups(model, build_graph(model, example), heads)
+    for index in (0, len(groups) - 1):
+        keep = max(1, groups[index].units // 2)
+        cut = latency.narrowed(model, heads, index, keep, size)
+        widths = [g.units for g in find_groups(cut, build_graph(cut, example), heads)]
+        assert widths == [keep if i == index else g.units for i, g in enumerate(groups)]
+    assert sum(p.numel() for p in model.parameters()) == before[0]  # the model itself is untouched
+    assert all(torch.equal(v, before[1][k]) for k, v in model.state_dict().items())
