@@ -28,7 +28,7 @@ from pait.encoders.registry import load_encoder
 from pait.errors import ConfigError
 from pait.export.speed import RUNTIMES, Comparison, compare
 from pait.prune.structured.groups import build_graph, find_groups, remove_units
-from pait.prune.structured.latency import LatencySetting, latency_table
+from pait.prune.structured.latency import ESTIMATORS, LatencySetting, latency_table
 from pait.prune.structured.prune import size
 from pait.prune.structured.scores import summed_scores
 from pait.prune.structured.widths import latency_targeted_removals, retargeted
@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--table-repeats", type=int, default=7)
     parser.add_argument("--table-inner", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--estimator", choices=ESTIMATORS, default="median")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path("runs/latency-tables"))
     parser.add_argument("--out", type=Path, default=Path("bench/results/latency_target.json"))
@@ -57,7 +58,7 @@ def main() -> None:
     encoder = load_encoder(args.encoder)
     dense = encoder.model.eval()
     setting = LatencySetting(args.runtime, args.threads, args.batch, args.size, args.round_to, args.max_widths,
-                             repeats=args.table_repeats, inner=args.table_inner)
+                             repeats=args.table_repeats, inner=args.table_inner, estimator=args.estimator)
     start = time.perf_counter()
     table = latency_table(dense, encoder.head_prefixes, setting, args.cache)
     result |= {"table_seconds": time.perf_counter() - start, "table_key": table.key, "dense_ms": table.dense_ms}

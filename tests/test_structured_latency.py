@@ -127,10 +127,11 @@ def _table(model, heads, size, tmp_path, runtime, **kw):
     return setting, latency_table(model, heads, setting, tmp_path, show_progress=False)
 
 
-@pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
-def test_a_measured_table_has_every_group_and_width_and_is_read_back_from_its_cache(runtime, tmp_path, monkeypatch):
+@pytest.mark.parametrize("runtime,estimator", [("torch", "median"), ("onnxruntime", "min")])
+def test_a_measured_table_has_every_group_and_width_and_is_read_back_from_its_cache(runtime, estimator, tmp_path,
+                                                                                    monkeypatch):
     model = tiny_efficientnet()
-    setting, table = _table(model, ("classifier",), 32, tmp_path, runtime, round_to=4)
+    setting, table = _table(model, ("classifier",), 32, tmp_path, runtime, round_to=4, estimator=estimator)
     groups = find_groups(model, build_graph(model, torch.zeros(1, 3, 32, 32, dtype=torch.float64)), ("classifier",))
     assert [g.name for g in table.groups] == [g.name for g in groups]
     for row, group in zip(table.groups, groups):
@@ -140,6 +141,7 @@ def test_a_measured_table_has_every_group_and_width_and_is_read_back_from_its_ca
     assert table.dense_ms > 0 and table.predicted_ms([g.units for g in table.groups]) == table.dense_ms
     key = table.key
     assert key["setting"]["runtime"] == runtime and key["setting"]["round_to"] == 4
+    assert key["setting"]["estimator"] == estimator
     assert set(key["machine"]) == {"cpu", "cores", "torch", "onnxruntime"}
     files = list(tmp_path.iterdir())
     assert files == [table_path(tmp_path, key)] and json.loads(files[0].read_text())["key"] == key
@@ -275,3 +277,12 @@ def test_a_narrowed_copy_cuts_only_its_group_to_the_width(case):
         assert widths == [keep if i == index else g.units for i, g in enumerate(groups)]
     assert sum(p.numel() for p in model.parameters()) == before[0]  # the model itself is untouched
     assert all(torch.equal(v, before[1][k]) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("field,value,message", [("runtime", "tensorrt", "latency runtime 'tensorrt'"),
+                                                 ("threads", 0, "latency threads must be"),
+                                                 ("estimator", "mean", "latency estimator 'mean'"),
+                                                 ("max_widths", 1, "latency max_widths must be")])
+def test_a_bad_latency_setting_is_a_config_error_naming_the_field(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        LatencySetting(**{field: value}).validate()

@@ -11,7 +11,8 @@ cut), which the timing of the final choice measures (:func:`pait.export.speed.co
 predicted against achieved).
 
 Each group's candidates and the dense module are timed interleaved in paired repeats; a saving is the
-median over repeats of (dense - narrowed), so machine drift cancels. Savings can be negative (an
+median over repeats of (dense - narrowed), so machine drift cancels (or, ``estimator="min"``, the fastest
+dense repeat minus the fastest narrowed one). Savings can be negative (an
 unaligned width slower than dense) and are kept as measured.
 
 The table is cached as JSON under a key of everything it depends on: the architecture (every module's
@@ -46,6 +47,7 @@ from pait.prune.structured.groups import Group, build_graph, find_groups, remove
 from pait.prune.structured.selection import MIN_KEEP, floor
 
 FORMAT = "pait-latency-table/1"
+ESTIMATORS = ("median", "min")
 MAX_WIDTHS = 8  # candidate widths per group (the dense width included), evenly spread over the allowed ones
 
 
@@ -62,6 +64,9 @@ class LatencySetting:
     min_keep: float = MIN_KEEP
     repeats: int = 7
     inner: int = 10  # calls per timed repeat
+    # a saving = "median" over repeats of the paired difference dense - narrowed, or "min": the fastest repeat
+    # of dense minus the fastest of narrowed (the least disturbed runs: steadier on a shared, loaded machine)
+    estimator: str = "median"
 
     def validate(self) -> None:
         check_runtime(self.runtime, "latency runtime")
@@ -69,6 +74,8 @@ class LatencySetting:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"latency {name} must be an integer >= 1, got {value!r}")
+        if self.estimator not in ESTIMATORS:
+            raise ConfigError(f"latency estimator {self.estimator!r} is not one of {', '.join(ESTIMATORS)}")
         if isinstance(self.max_widths, bool) or not isinstance(self.max_widths, int) or self.max_widths < 2:
             raise ConfigError(f"latency max_widths must be an integer >= 2, got {self.max_widths!r}")
 
@@ -215,12 +222,17 @@ def measure_table(model: nn.Module, head_prefixes: Sequence[str], setting: Laten
             dense_repeats += times["dense"]
             differences = [[(d - v) * 1e3 for d, v in zip(times["dense"], times[w])] for w in widths[:-1]]
             rows.append(GroupLatency(group.name, group.kind, group.units, widths,
-                                     [statistics.median(d) for d in differences] + [0.0],
+                                     [_saving(setting.estimator, times["dense"], times[w], d)
+                                      for w, d in zip(widths, differences)] + [0.0],
                                      [statistics.median(times[w]) * 1e3 for w in widths[:-1]]
                                      + [statistics.median(times["dense"]) * 1e3],
                                      [_quartiles(d) for d in differences] + [[0.0, 0.0]]))
             progress.advance(task)
     return LatencyTable(key, statistics.median(dense_repeats) * 1e3, rows)
+
+
+def _saving(estimator: str, dense: list[float], variant: list[float], differences_ms: list[float]) -> float:
+    return statistics.median(differences_ms) if estimator == "median" else (min(dense) - min(variant)) * 1e3
 
 
 def _quartiles(values: list[float]) -> list[float]:
