@@ -4,8 +4,10 @@ choose per-group widths for each target speed-up, prune, and time the result aga
 Per target: the predicted speed-up (the table's additive model) and the achieved one (median of the paired
 ratio dense / pruned over interleaved repeats, with its range), so the additivity of the table is checked
 on every final choice; with ``--rounds 2`` a target missed is asked again, raised by the measured
-shortfall (:func:`pait.prune.structured.widths.retargeted`). Group scores: ``magnitude`` (data-free; the latency, not the accuracy, is measured).
-The table is cached in ``--cache`` (a second run with the same setting on the same machine reuses it).
+shortfall (:func:`pait.prune.structured.widths.retargeted`). ``--saving`` picks which measured saving the
+choice trusts (default: the lower quartile of the paired differences). Group scores: ``magnitude``
+(data-free; the latency, not the accuracy, is measured). The table is cached in ``--cache`` (a second run
+with the same setting on the same machine reuses it).
 
     PYTHONPATH=src python bench/latency_target.py [--targets 1.3 1.5] [--round-to 8] [--rounds 2]
         [--cache runs/latency-tables] [--out bench/results/latency_target.json]
@@ -31,7 +33,7 @@ from pait.prune.structured.groups import build_graph, find_groups, remove_units
 from pait.prune.structured.latency import ESTIMATORS, LatencySetting, latency_table
 from pait.prune.structured.prune import size
 from pait.prune.structured.scores import summed_scores
-from pait.prune.structured.widths import latency_targeted_removals, retargeted
+from pait.prune.structured.widths import SAVINGS, latency_targeted_removals, retargeted
 from pait.scores import get_score
 
 
@@ -50,6 +52,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--estimator", choices=ESTIMATORS, default="median")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--saving", choices=SAVINGS, default="lower_quartile")
     parser.add_argument("--cache", type=Path, default=Path("runs/latency-tables"))
     parser.add_argument("--out", type=Path, default=Path("bench/results/latency_target.json"))
     args = parser.parse_args()
@@ -66,7 +69,7 @@ def main() -> None:
     groups = find_groups(dense, build_graph(dense, example), encoder.head_prefixes)
     scores = summed_scores(groups, get_score("magnitude")(dense, [], encoder.prunable_parameters()))
     def attempt(target: float) -> tuple[dict, Comparison]:
-        removed, plan = latency_targeted_removals(table, groups, scores, target)
+        removed, plan = latency_targeted_removals(table, groups, scores, target, saving=args.saving)
         pruned = copy.deepcopy(dense)
         graph = build_graph(pruned, example)
         remove_units(pruned, graph, find_groups(pruned, graph, encoder.head_prefixes), removed)

@@ -3,6 +3,7 @@ selection (budget, exactness against brute force, errors). No timing is asserted
 
 import copy
 import itertools
+import types
 import json
 import math
 
@@ -215,7 +216,7 @@ def test_vit_heads_and_neurons_get_a_measured_table_in_onnx_runtime(tmp_path):
         row.saving_ms = [table.dense_ms * (row.units - w) / row.units / len(table.groups) for w in row.widths]
     scores = [torch.rand(g.units, dtype=torch.float64, generator=torch.Generator().manual_seed(i))
               for i, g in enumerate(groups)]
-    removed, plan = latency_targeted_removals(table, groups, scores, 1.4)
+    removed, plan = latency_targeted_removals(table, groups, scores, 1.4, saving="median")
     assert plan["predicted_ms"] <= table.dense_ms / 1.4 * (1 + 1e-12)
     assert any(r for g, r in zip(groups, removed) if g.kind == "heads")
     pruned = copy.deepcopy(model)
@@ -286,3 +287,20 @@ def test_a_narrowed_copy_cuts_only_its_group_to_the_width(case):
 def test_a_bad_latency_setting_is_a_config_error_naming_the_field(field, value, message):
     with pytest.raises(ConfigError, match=message):
         LatencySetting(**{field: value}).validate()
+
+
+def test_the_lower_quartile_saving_is_the_default_and_the_median_is_available():
+    table = LatencyTable({}, 10.0, [
+        GroupLatency("a", "channels", 4, [2, 4], [3.0, 0.0], spread_ms=[[1.0, 4.0], [0, 0]]),
+        GroupLatency("b", "channels", 4, [2, 4], [2.0, 0.0], spread_ms=[[2.0, 2.1], [0, 0]])])
+    groups = [types.SimpleNamespace(name=g.name, units=g.units) for g in table.groups]
+    scores = [torch.tensor([1.0, 1.0, 2.0, 2.0], dtype=torch.float64), torch.tensor([1.5, 1.5, 3.0, 3.0])]
+    # 1.25x needs 2 ms: by the medians narrowing a (3 ms, score 2 lost) beats b (2 ms, score 3 lost); by the
+    # lower quartiles a saves 1 ms only, so b is narrowed
+    removed, plan = latency_targeted_removals(table, groups, scores, 1.25, saving="median")
+    assert [r["kept"] for r in plan["groups"]] == [2, 4]
+    removed, plan = latency_targeted_removals(table, groups, scores, 1.25)
+    assert plan["saving"] == "lower_quartile" and [r["kept"] for r in plan["groups"]] == [4, 2]
+    assert plan["predicted_ms"] == pytest.approx(10.0 - 2.0) and removed == [[], [0, 1]]
+    with pytest.raises(ConfigError, match="saving 'mean'"):
+        latency_targeted_removals(table, groups, scores, 1.25, saving="mean")
