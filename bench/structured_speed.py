@@ -40,7 +40,7 @@ from torch import nn
 
 from pait.cache import StageStore, write_atomic
 from pait.config import EncoderConfig, ExperimentConfig, FinetuneConfig, SuiteConfig
-from pait.export.structured import export_onnx, features_module
+from pait.export.speed import forward_fn, interleaved, paired_speedup, torch_threads
 from pait.grid.stages import prepare
 from pait.heads import HeadedModel, SplitBatches
 from pait.prune.structured.groups import build_graph, find_groups, remove_units
@@ -71,44 +71,16 @@ def accuracies(ctx, model: nn.Module) -> dict[str, float]:
         ctx.encoder.model = dense
 
 
-def timed(fn, inner: int) -> float:
-    start = time.perf_counter()
-    for _ in range(inner):
-        fn()
-    return (time.perf_counter() - start) / inner
-
-
 def speed(variants: dict[str, nn.Module], size_px: int, threads: int, repeats: int) -> list[dict]:
     """Median seconds per forward of every variant, eager and ONNX Runtime, batch 1 and 32, interleaved."""
-    torch.set_num_threads(threads)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-    runs = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for number, (name, model) in enumerate(variants.items()):  # names hold "/" and "@": not file names
-            feats = features_module(model).eval()
-            path = export_onnx(model, Path(tmp) / f"variant{number}.onnx", size_px)
-            session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    runs, inner = {}, {}
+    with tempfile.TemporaryDirectory() as tmp, torch_threads(threads):
+        for name, model in variants.items():
             for batch in (1, 32):
-                x = torch.randn(batch, 3, size_px, size_px)
-                xn = x.numpy()
-                inner = 20 if batch == 1 else 3
-
-                def eager(feats=feats, x=x):
-                    with torch.inference_mode():
-                        feats(x)
-
-                def onnx(session=session, xn=xn):
-                    session.run(None, {"images": xn})
-
-                runs[(name, "eager", batch)] = (eager, inner)
-                runs[(name, "onnxruntime", batch)] = (onnx, inner)
-        for fn, inner in runs.values():  # warm-up
-            timed(fn, inner)
-        times: dict[tuple, list[float]] = {k: [] for k in runs}
-        for _ in range(repeats):
-            for key, (fn, inner) in runs.items():
-                times[key].append(timed(fn, inner))
+                for runtime, label in (("torch", "eager"), ("onnxruntime", "onnxruntime")):
+                    runs[(name, label, batch)] = forward_fn(model, runtime, threads, batch, size_px, tmp)
+                    inner[(name, label, batch)] = 20 if batch == 1 else 3
+        times = interleaved(runs, repeats, inner)
     return [{"variant": k[0], "runtime": k[1], "batch": k[2], "median_s": statistics.median(v), "repeats": v}
             for k, v in times.items()]
 
@@ -239,16 +211,15 @@ def tables(rows: list[dict], timings: list[dict]) -> str:
     for v in variants:
         cells = [f"{med[(v, rt, b)] * 1e3:.2f}" for b in (1, 32) for rt in ("eager", "onnxruntime")]
         ups = [f"{med[('dense', 'onnxruntime', b)] / med[(v, 'onnxruntime', b)]:.2f}x" for b in (1, 32)]
-        low, mid, high = paired_speedup(timings, v)
+        low, mid, high = paired_speedup_of(timings, v)
         lines.append(f"| {v} | " + " | ".join(cells + ups) + f" | {mid:.2f}x [{low:.2f}, {high:.2f}] |")
     return "\n".join(lines) + "\n"
 
 
-def paired_speedup(timings: list[dict], variant: str, runtime: str = "onnxruntime", batch: int = 1) -> tuple[float, ...]:
+def paired_speedup_of(timings: list[dict], variant: str, runtime: str = "onnxruntime", batch: int = 1) -> tuple[float, ...]:
     """Min, median and max over repeats of dense / variant time, each repeat's pair measured back to back."""
     reps = {t["variant"]: t["repeats"] for t in timings if t["runtime"] == runtime and t["batch"] == batch}
-    ratios = [d / v for d, v in zip(reps["dense"], reps[variant])]
-    return min(ratios), statistics.median(ratios), max(ratios)
+    return paired_speedup(reps["dense"], reps[variant])
 
 
 if __name__ == "__main__":
