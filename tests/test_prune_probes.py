@@ -20,6 +20,7 @@ from pait.cli import main
 from pait.encoders import build_encoder
 from pait.config import EncoderConfig
 from pait.export.structured import INT8_FILE
+from pait.errors import DataError
 from pait.prune.data import folder_task
 from pait.prune.probes import fit_probes, probe_sets
 
@@ -115,3 +116,18 @@ def test_int8_writes_a_qdq_model_and_its_report_entry(folders, tmp_path, structu
     assert entry["latency"]["threads"] == torch.get_num_threads()
     text = (out / "report.md").read_text()
     assert "## INT8 model" in text and "| probe warm |" in text and "## Transfer probes" in text
+
+
+def test_default_probes_with_too_few_images_for_the_split_are_left_out_but_an_asked_for_probe_is_refused(folders,
+                                                                                                           tmp_path):
+    from pait.grid.practitioner import check_probe_splits
+
+    data = folders["data16"]
+    sets, note = probe_sets([], None, data, folder_task(data), 499, 2, seed=0)  # 500 images per embedded class
+    kept, why = check_probe_splits(sets, note)
+    assert kept == [] and why.startswith("No probe: the default probes have too few images")
+    asked, note = probe_sets([folders["warm"]], None, data, folder_task(data), 6, 1, seed=0)
+    with pytest.raises(DataError, match=f"--probe {folders['warm']}: task 'warm'"):
+        check_probe_splits(asked, note)
+    enough, note = probe_sets([folders["warm"]], None, data, folder_task(data), 5, 1, seed=0)
+    assert check_probe_splits(enough, note) == (enough, note)

@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         check_probe_apart(out, Path(probe))
     sets, probe_note = probe_sets(options.probes, options.probe_suite, data, task,
                                   options.calib_per_class, options.eval_per_class, options.seed, options.default_probes)
-    check_probe_splits(sets)
+    sets, probe_note = check_probe_splits(sets, probe_note)
     config = prune_config(options, task)
     console = Console(stderr=True)
     probes = fit_unpruned_probes(config, cache, sets, options.batch_size)  # before the unit prunes the encoder

@@ -25,6 +25,7 @@ from pait.cache import config_key
 from pait.config import EncoderConfig, ExperimentConfig, SuiteConfig
 from pait.device import resolve_device
 from pait.encoders import Encoder, build_encoder
+from pait.errors import DataError
 from pait.export import save_pruned, storage_bytes
 from pait.export.structured import INT8_FILE, ONNX_FILE, STRUCTURE_FILE, export_onnx, load_structured, save_structured
 from pait.grid.plan import Unit, stage_store
@@ -70,10 +71,17 @@ def prune_config(options: PruneOptions, task: Task) -> ExperimentConfig:
     return dataclasses.replace(config, name=f"prune-{config_key(config)[:16]}")
 
 
-def check_probe_splits(sets: list[ProbeSet]) -> None:
-    """Every probe task has enough images per class for its split (a DataError naming it), before any work."""
+def check_probe_splits(sets: list[ProbeSet], note: str) -> tuple[list[ProbeSet], str]:
+    """``sets`` and ``note`` once every probe task has enough images per class for its split, before any work:
+    a probe asked for that has too few is a DataError naming it; the default probes are then left out."""
     for probe_set in sets:
-        task_splits(list(probe_set.tasks), probe_set.suite)
+        try:
+            task_splits(list(probe_set.tasks), probe_set.suite)
+        except DataError as err:
+            if probe_set.origin != "default":
+                raise DataError(f"{probe_set.origin}: {err}") from None
+            return [], f"No probe: the default probes have too few images for this split ({err})."
+    return sets, note
 
 
 def fit_unpruned_probes(config: ExperimentConfig, cache: Path, sets: list[ProbeSet], batch_size: int) -> list[Probe]:
@@ -85,8 +93,14 @@ def fit_unpruned_probes(config: ExperimentConfig, cache: Path, sets: list[ProbeS
     encoder = build_encoder(config.encoders[0])
     encoder.model.to(device).eval()
     store = stage_store(config, cache)
-    return fit_probes(encoder, sets, batch_size, device,
-                      decoder=lambda ps: data_stage(store, ps.suite, encoder, list(ps.tasks))[0])
+
+    def decode(probe_set: ProbeSet) -> dict[str, tuple[TaskData, TaskData]]:
+        try:
+            return data_stage(store, probe_set.suite, encoder, list(probe_set.tasks))[0]
+        except DataError as err:
+            raise DataError(f"{probe_set.origin}: {err}") from None
+
+    return fit_probes(encoder, sets, batch_size, device, decoder=decode)
 
 
 @dataclass
