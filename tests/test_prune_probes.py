@@ -131,3 +131,11 @@ def test_default_probes_with_too_few_images_for_the_split_are_left_out_but_an_as
         check_probe_splits(asked, note)
     enough, note = probe_sets([folders["warm"]], None, data, folder_task(data), 5, 1, seed=0)
     assert check_probe_splits(enough, note) == (enough, note)
+
+
+def test_the_int8_activation_choices_are_the_exporters():
+    from pait.export.int8 import ACTIVATION_TYPES, DEFAULT_ACTIVATIONS
+    from pait.prune.options import INT8_ACTIVATIONS, PruneOptions
+
+    assert sorted(INT8_ACTIVATIONS) == sorted(ACTIVATION_TYPES)
+    assert PruneOptions("e").int8_activations == INT8_ACTIVATIONS[0] == DEFAULT_ACTIVATIONS

@@ -50,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                   argparse.SUPPRESS}
         kind = _value_type(hints[f.name])
         if kind is bool:
-            kwargs["action"] = "store_false" if f.default else "store_true"
+            # a flag that turns a default-on option off: not given, the field's default stands (--help shows none)
+            kwargs |= {"action": "store_false", "default": argparse.SUPPRESS} if f.default else {"action": "store_true"}
         elif typing.get_origin(kind) is tuple:  # once per entry; argparse's append would extend the default
             kwargs |= {"action": "append", "type": typing.get_args(kind)[0], "metavar": meta.metavar,
                        "default": argparse.SUPPRESS}

@@ -23,7 +23,7 @@ MAX_INPUT_SIZE = 1024  # pixels, for `pait prune` and the grid: --input-size 100
 InputSize = Annotated[int, Range(ge=1, le=MAX_INPUT_SIZE)]
 DEFAULT_SPARSITY = 0.6  # of global masks, when neither --nm nor --structure is given
 DEFAULT_RECOVERY = {None: "obs", "channels": "sgd"}  # by structure (None: unstructured masks)
-INT8_ACTIVATIONS = ("quint8", "qint8")  # pait.export.int8.ACTIVATION_TYPES, without importing ONNX Runtime here
+INT8_ACTIVATIONS = ("quint8", "qint8")  # pait.export.int8's, default first, without importing ONNX Runtime here
 GROUPS = {"data": "data and encoder", "score": "score", "mask": "mask or structure", "recovery": "recovery",
           "probes": "transfer probes", "output": "output"}  # the --help groups of `pait prune`, in order
 
@@ -117,7 +117,7 @@ class PruneOptions:
     int8: bool = option(False, "output", "also write pruned.int8.onnx (ONNX Runtime static INT8, QDQ, per-channel "
                         "weights; of the masked dense module without --structure) and measure it against fp32 ONNX: "
                         "held-out and probe accuracy, CPU latency at batch 1 and 32")
-    int8_activations: str = option("quint8", "output", f"with --int8: activation type, one of "
+    int8_activations: str = option(INT8_ACTIVATIONS[0], "output", f"with --int8: activation type, one of "
                                    f"{', '.join(INT8_ACTIVATIONS)}", metavar="TYPE")
 
     def resolved(self) -> PruneOptions:
