@@ -114,11 +114,12 @@ def test_a_prune_killed_after_scoring_reruns_without_recomputing_what_it_finishe
     child = [sys.executable, str(HERE / "prune_child.py"), str(folders[16]), str(out), "0.5", "--cache", str(cache)]
     killed = subprocess.run([*child, "--kill-after-scores"], env=env, capture_output=True)
     assert killed.returncode == -9, killed.stderr.decode()[-2000:]
-    assert [stage for stage, _ in logged(cache)] == ["data", "heads", "scores"] and not out.exists()
+    # the default probes' data stage comes first: their heads are fit on the unpruned encoder before the unit runs
+    assert [stage for stage, _ in logged(cache)] == ["data", "data", "heads", "scores"] and not out.exists()
     done = subprocess.run(child, env=env, capture_output=True)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     stages = logged(cache)
-    assert [stage for stage, _ in stages] == ["data", "heads", "scores", "unit"]
+    assert [stage for stage, _ in stages] == ["data", "data", "heads", "scores", "unit"]
     assert max(Counter(stages).values()) == 1
     assert json.loads((out / "report.json").read_text())["sparsity"] == pytest.approx(0.5, abs=0.01)
     again = subprocess.run(child, env=env, capture_output=True)  # all cached: computes nothing, same output

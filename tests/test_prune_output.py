@@ -65,7 +65,7 @@ def test_a_failure_while_writing_leaves_the_previous_output_whole(folder, tmp_pa
     assert main(argv(str(folder), str(out), "0.5")) == 0
     before = contents(out)
 
-    def fail(out_dir, report):
+    def fail(*args):
         raise RuntimeError("injected while writing")
 
     monkeypatch.setattr(pait.prune.report, "write_report", fail)

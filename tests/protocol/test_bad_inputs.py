@@ -586,6 +586,31 @@ CASES: dict[str, Case] = {
     "prune --structure --seed -1": lambda e, m: (prune_argv(e, *STRUCTURED, "--seed", "-1"), "--seed: expected int >= 0"),
     "prune --structure --calib-per-class 0": lambda e, m: (
         prune_argv(e, *STRUCTURED, "--calib-per-class", "0"), "--calib-per-class: expected int >= 1, got 0"),
+    # --- transfer probes and the INT8 model of `pait prune` ---
+    "prune --probe a folder with one class": lambda e, m: (
+        prune_argv(e, "--probe", str(one_class_folder(e))), f"probe folder {e.tmp / 'one'} has 1 class sub-folder(s)"),
+    "prune --probe the --data folder": lambda e, m: (
+        prune_argv(e, "--probe", str(e.images)), f"--probe {e.images} is the pruning data"),
+    "prune --probe a copy of --data": lambda e, m: (
+        prune_argv(e, "--probe", str(shutil.copytree(e.images, e.tmp / "copy"))),
+        f"--probe {e.tmp / 'copy'} holds the same images as --data {e.images}"),
+    "prune --probe with an unreadable image": lambda e, m: (
+        prune_argv(e, "--probe", str(image_folder(e, bad="class-unreadable"))),
+        f"--probe {e.tmp / 'imgs'}: cannot read image {e.tmp / 'imgs' / 'y'}"),
+    "prune --probe with too few images": lambda e, m: (
+        prune_argv(e, "--calib-per-class", "2", "--probe", str(image_folder(e))),
+        f"--probe {e.tmp / 'imgs'}: task 'imgs': class x has 2 images"),
+    "prune --probe inside --out": lambda e, m: (
+        prune_argv(e, "--probe", str(e.tmp / "p" / "probe")), f"--probe {e.tmp / 'p' / 'probe'} and --out"),
+    "prune --probe-suite nosuch": lambda e, m: (prune_argv(e, "--probe-suite", "nosuch"),
+                                                "--probe-suite: unknown suite 'nosuch'"),
+    "prune --no-probes with --probe": lambda e, m: (
+        prune_argv(e, "--no-probes", "--probe", str(image_folder(e))), "--no-probes does not combine with --probe"),
+    "prune --int8-activations int4": lambda e, m: (
+        prune_argv(e, "--int8", "--int8-activations", "int4"),
+        "--int8-activations: unknown INT8 activation type 'int4'; choose one of quint8, qint8"),
+    "prune --int8-activations without --int8": lambda e, m: (
+        prune_argv(e, "--int8-activations", "qint8"), "--int8-activations needs --int8"),
     # --- stage cache integrity ---
     "stage write: disk full inside safetensors": lambda e, m: (
         fail_safetensors(m, "No space left on device (os error 28)") or e.run_to(e.tmp / "o"),
@@ -859,16 +884,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_the_cache(env, monkeypatch, cap
         assert not (env.tmp / "payload-ran").exists()
 
 
-# --- the probes and INT8 export of `pait prune`, called as functions until their flags exist -------------
-
-def probe_run(env: Env, probe: Path | None = None, suite: str | None = None) -> None:
-    """The probes of a prune of the tiny encoder on the case's image folder (1 + 1 images per class)."""
-    from pait.prune.data import folder_task
-    from pait.prune.probes import fit_probes, probe_sets
-
-    sets, _ = probe_sets([probe] if probe is not None else [], suite, env.images, folder_task(env.images), 1, 1, 0)
-    fit_probes(_tiny_ckpt(None), sets, 2, torch.device("cpu"))
-
+# --- the INT8 export as a library function (`pait prune --int8-activations` checks its flag first) --------
 
 def one_class_folder(env: Env) -> Path:
     write_jpeg(env.tmp / "one" / "only" / "0.jpg", 0)
@@ -882,22 +898,13 @@ def int8_export(env: Env, activations: str) -> None:
 
 
 FUNCTION_CASES: dict[str, Callable[[Env], tuple[Callable[[], object], str]]] = {
-    "probe: a folder with one class": lambda e: (
-        lambda: probe_run(e, one_class_folder(e)), f"probe folder {e.tmp / 'one'} has 1 class sub-folder(s)"),
-    "probe: the --data folder": lambda e: (lambda: probe_run(e, e.images), f"--probe {e.images} is the pruning data"),
-    "probe: a copy of --data": lambda e: (
-        lambda: probe_run(e, Path(shutil.copytree(e.images, e.tmp / "copy"))),
-        f"--probe {e.tmp / 'copy'} holds the same images as --data {e.images}"),
-    "probe: an unreadable image": lambda e: (
-        lambda: probe_run(e, image_folder(e, bad="class-unreadable")), f"cannot read image {e.tmp / 'imgs' / 'y'}"),
-    "probe: an unknown suite": lambda e: (lambda: probe_run(e, suite="nope"), "--probe-suite: unknown suite 'nope'"),
     "int8: an unknown activation type": lambda e: (
         lambda: int8_export(e, "int4"), "unknown INT8 activation type 'int4'; choose one of qint8, quint8"),
 }
 
 
 @pytest.mark.parametrize("case", list(FUNCTION_CASES))
-def test_bad_probe_or_int8_input_is_one_pait_error_naming_it(env, case):
+def test_bad_int8_export_input_is_one_pait_error_naming_it(env, case):
     from pait.errors import PaitError
 
     call, culprit = FUNCTION_CASES[case](env)

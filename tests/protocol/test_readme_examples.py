@@ -82,6 +82,22 @@ def test_the_skip_bad_images_override_skips_an_unreadable_image(tmp_path, capsys
     assert len(pd.read_parquet(tmp_path / "out" / "tiny" / "results.parquet")) > 0
 
 
+def test_the_probe_example_reports_each_probe_and_the_int8_model(tmp_path):
+    command = example(r"pait (prune --encoder [^\n]+\\\n[^\n]+--probe [^\n]+)")
+    words = shlex.split(command.replace("\\\n", " "))
+    assert words.count("--probe") == 2 and "--int8" in words
+    folders = {"my_images/": colour_folder(tmp_path / "images"), "other_task/": colour_folder(tmp_path / "other", 3, 6, 10),
+               "third_task/": colour_folder(tmp_path / "third", 2, 6, 12), "pruned/": tmp_path / "pruned",
+               "efficientnet_lite0": "tiny_cnn"}
+    argv = [str(folders.get(w, w)) for w in words]
+    assert main([*argv, "--calib-per-class", "4", "--eval-per-class", "2", "--device", "cpu"]) == 0
+    report = json.loads((tmp_path / "pruned" / "report.json").read_text())
+    assert [p["name"] for p in report["probes"]] == ["other", "third"]
+    assert report["int8"]["file"] == "pruned.int8.onnx" and (tmp_path / "pruned" / "pruned.int8.onnx").is_file()
+    table = example(r"(\| probe \| classes \| calibration \| evaluation \| before \| after \| retention \|)")
+    assert table in (tmp_path / "pruned" / "report.md").read_text()
+
+
 def test_the_nm_example_prunes_two_of_every_four(tmp_path):
     command = example(r"pait (prune --encoder [^\n]+\\\n[^\n]+--nm 2:4)")
     words = shlex.split(command.replace("\\\n", " ").split("#")[0])

@@ -37,6 +37,8 @@ def _fits(value: Any, hint: Any) -> bool:
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         return any(_fits(value, h) for h in typing.get_args(hint))
     hint = typing.get_origin(hint) or hint
+    if hint is tuple:  # a tuple option is a JSON list
+        return isinstance(value, list)
     if hint is type(None):
         return value is None
     if hint is float:
@@ -61,7 +63,7 @@ def prune_options(report: dict, checkpoint: Path) -> PruneOptions:
             written = {f.name: f.type for f in dataclasses.fields(PruneOptions)}[key]
             raise CheckpointError(f"{where}: option {key} holds {value!r:.60}, not {written} "
                                   "(written by another version of pait?)")
-    return PruneOptions(**options)
+    return PruneOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
 
 
 def run(args: argparse.Namespace) -> int:

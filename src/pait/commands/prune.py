@@ -50,7 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                   argparse.SUPPRESS}
         kind = _value_type(hints[f.name])
         if kind is bool:
-            kwargs["action"] = "store_true"
+            # a flag that turns a default-on option off: not given, the field's default stands (--help shows none)
+            kwargs |= {"action": "store_false", "default": argparse.SUPPRESS} if f.default else {"action": "store_true"}
+        elif typing.get_origin(kind) is tuple:  # once per entry; argparse's append would extend the default
+            kwargs |= {"action": "append", "type": typing.get_args(kind)[0], "metavar": meta.metavar,
+                       "default": argparse.SUPPRESS}
         elif meta.repeat:
             kwargs |= {"action": "append", "metavar": meta.metavar}
         else:
@@ -63,6 +67,7 @@ def options_from_args(args: argparse.Namespace) -> PruneOptions:
     values = {name: getattr(args, name) for name in flags() if hasattr(args, name)}
     values |= {name: key_values(values[name], flag(name)) for name, meta in flags().items()
                if meta.repeat and name in values}
+    values |= {name: tuple(v) for name, v in values.items() if isinstance(v, list)}
     return PruneOptions(**values).resolved()
 
 
@@ -78,6 +83,15 @@ def check_apart(out: Path, data: Path) -> None:
                           "write the output elsewhere")
 
 
+def check_probe_apart(out: Path, probe: Path) -> None:
+    """Refuse a ``--probe`` folder and ``--out`` inside one another (one is read as classes, one replaced)."""
+    from pait.errors import ConfigError
+
+    real_out, real_probe = Path(os.path.realpath(out)), Path(os.path.realpath(probe))
+    if real_out == real_probe or real_out in real_probe.parents or real_probe in real_out.parents:
+        raise ConfigError(f"--probe {probe} and --out {out} lie inside one another; keep them apart")
+
+
 def run(args: argparse.Namespace) -> int:
     """Prune, save and report; bad input raises a PaitError (``pait: error: ...``, exit 2) before any work."""
     from rich.console import Console
@@ -85,9 +99,10 @@ def run(args: argparse.Namespace) -> int:
     from pait.encoders import ENCODERS
     from pait.errors import ConfigError
     from pait.executors.local import run_grid_local
-    from pait.grid.practitioner import cache_root, finished, prune_config
+    from pait.grid.practitioner import cache_root, check_probe_splits, finished, fit_unpruned_probes, prune_config
     from pait.outputs import check_output_folder, check_writable_folder, replace_folder
     from pait.prune.data import check_folder, check_outside
+    from pait.prune.probes import probe_sets
     from pait.prune.report import OUTPUT_FILES
 
     options = options_from_args(args)
@@ -105,11 +120,17 @@ def run(args: argparse.Namespace) -> int:
     check_writable_folder(cache, "--cache folder")
     ENCODERS.get(options.encoder)  # an unknown name fails before the images are listed
     task = check_folder(os.path.realpath(data), options.calib_per_class, options.eval_per_class)
+    for probe in options.probes:
+        check_probe_apart(out, Path(probe))
+    sets, probe_note = probe_sets(options.probes, options.probe_suite, data, task,
+                                  options.calib_per_class, options.eval_per_class, options.seed, options.default_probes)
+    sets, probe_note = check_probe_splits(sets, probe_note)
     config = prune_config(options, task)
     console = Console(stderr=True)
+    probes = fit_unpruned_probes(config, cache, sets, options.batch_size)  # before the unit prunes the encoder
     run_grid_local(config, cache, show_progress=console.is_terminal)
-    pruned = finished(config, cache, options, task)
+    pruned = finished(config, cache, options, task, probes, probe_note)
     with replace_folder(out, OUTPUT_FILES, "--out folder") as new:  # whole, never mixed with a previous run
-        pruned.write(new, options.onnx)
-    console.print(f"{pruned.summary()}; wrote {out}")
+        pruned.write(new, options)
+    console.print(f"{pruned.summary()}{pruned.probe_summary()}; wrote {out}")
     return 0

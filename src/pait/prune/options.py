@@ -23,15 +23,18 @@ MAX_INPUT_SIZE = 1024  # pixels, for `pait prune` and the grid: --input-size 100
 InputSize = Annotated[int, Range(ge=1, le=MAX_INPUT_SIZE)]
 DEFAULT_SPARSITY = 0.6  # of global masks, when neither --nm nor --structure is given
 DEFAULT_RECOVERY = {None: "obs", "channels": "sgd"}  # by structure (None: unstructured masks)
+INT8_ACTIVATIONS = ("quint8", "qint8")  # pait.export.int8's, default first, without importing ONNX Runtime here
 GROUPS = {"data": "data and encoder", "score": "score", "mask": "mask or structure", "recovery": "recovery",
-          "output": "output"}  # the --help groups of `pait prune`, in order
+          "probes": "transfer probes", "output": "output"}  # the --help groups of `pait prune`, in order
 
 
 @dataclass(frozen=True)
 class Flag:
     """How a PruneOptions field is set on the command line: its ``--help`` group (a key of :data:`GROUPS`) and
     text, and, where they differ from the defaults, its spelling (``--<field with dashes>``), metavar,
-    choices, whether it is required, and ``repeat`` (given as KEY=VALUE, once per entry of a mapping)."""
+    choices, whether it is required, and ``repeat`` (given as KEY=VALUE, once per entry of a mapping). A
+    ``tuple[str, ...]`` field is a flag given once per entry; a bool field that defaults to True is a flag
+    that turns it off."""
 
     group: str
     help: str
@@ -99,10 +102,23 @@ class PruneOptions:
                                               spelling="--recovery-option", metavar="KEY=VALUE", repeat=True)
     retrain_epochs: Annotated[int, Range(ge=0)] = option(4, "recovery", "epochs of sgd recovery")
     lr: NonNegative = option(0.01, "recovery", "learning rate of sgd recovery")
+    probes: tuple[str, ...] = option((), "probes", "folder of class sub-folders of images of another task: after "
+                                     "pruning, its held-out accuracy through a ridge head fit on the unpruned encoder "
+                                     "(repeatable; split as --data is)", spelling="--probe", metavar="DIR")
+    probe_suite: str | None = option(None, "probes", "a registered suite whose tasks are probes, e.g. embedded",
+                                     metavar="NAME")
+    default_probes: bool = option(True, "probes", "no default probes (without --probe and --probe-suite the "
+                                  "probes are the embedded suite's tasks that share no image with --data)",
+                                  spelling="--no-probes")
     out: str | None = option(None, "output", "output directory (replaced whole)", required=True)
     cache: str | None = option(None, "output", "stage cache (decoded images, heads, scores, units), reused by "
                                "reruns and by `pait run`; default $PAIT_CACHE, else ~/.cache/pait", metavar="DIR")
     onnx: bool = option(False, "output", "with --structure: also write pruned.onnx (features)")
+    int8: bool = option(False, "output", "also write pruned.int8.onnx (ONNX Runtime static INT8, QDQ, per-channel "
+                        "weights; of the masked dense module without --structure) and measure it against fp32 ONNX: "
+                        "held-out and probe accuracy, CPU latency at batch 1 and 32")
+    int8_activations: str = option(INT8_ACTIVATIONS[0], "output", f"with --int8: activation type, one of "
+                                   f"{', '.join(INT8_ACTIVATIONS)}", metavar="TYPE")
 
     def resolved(self) -> PruneOptions:
         """These options with the two defaults that follow from others: ``sparsity`` is
@@ -143,6 +159,7 @@ class PruneOptions:
         mixed = name("sparsity") if self.sparsity is not None else name("nm") if self.nm is not None else None
         if structured and mixed:
             raise ConfigError(f"{mixed} does not combine with {name('structure')}/{name('ratio')}")
+        self._validate_outputs(name)
         if self.onnx and not structured:
             raise ConfigError(f"{name('onnx')} does not combine with unstructured pruning; add {name('structure')} "
                               f"channels {name('ratio')} R")
@@ -166,6 +183,17 @@ class PruneOptions:
         else:
             check_sparsity(self.sparsity)
         resolve_device(self.device)
+
+    def _validate_outputs(self, name: Callable[[str], str]) -> None:
+        """The probe and INT8 flags that need nothing but themselves (probe folders are read later)."""
+        if self.int8_activations not in INT8_ACTIVATIONS:
+            raise ConfigError(f"{name('int8_activations')}: unknown INT8 activation type {self.int8_activations!r}; "
+                              f"choose one of {', '.join(INT8_ACTIVATIONS)}")
+        if self.int8_activations != INT8_ACTIVATIONS[0] and not self.int8:
+            raise ConfigError(f"{name('int8_activations')} needs {name('int8')}")
+        if (self.probes or self.probe_suite is not None) and not self.default_probes:
+            raise ConfigError(f"{name('default_probes')} does not combine with {name('probes')}/{name('probe_suite')} "
+                              "(it turns off the default probes only when none is given)")
 
     def _validate_structured(self, name: Callable[[str], str]) -> None:
         if self.structure is None:
