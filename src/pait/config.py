@@ -77,6 +77,9 @@ class ExperimentConfig:
     plugins: tuple[str, ...] = ()  # modules imported first (by every worker too): they register encoders, suites, scores
     structure: str = "weights"  # weights: masks at each sparsity; channels: whole channels removed, sparsity = channel ratio
     round_to: int = 1  # structure: channels only: each channel group keeps a multiple of this many channels (or all)
+    # structure: channels only: {runtime, threads, batch} makes each axis value a target speed-up over the dense
+    # encoder, measured in that runtime at the encoder's input size (pait.grid.channel_axes); {}: channel ratios
+    latency: dict[str, Any] = field(default_factory=dict)
     mask_options: dict[str, Any] = field(default_factory=dict)  # how masks are chosen (pait.masks): {nm: "2:4"}; {densities_from: kfac} adds magnitude units at kfac's per-layer densities
 
 
