@@ -91,7 +91,7 @@ class LatencyAxis:
 
         table = latency_table(ctx.encoder.model, ctx.encoder.head_prefixes, self._setting(ctx),
                               ctx.store.root / LATENCY_DIR, show_progress=False)
-        return latency_targeted_removals(table, groups, scores, value)
+        return latency_targeted_removals(table, groups, scores, value, where=self.name)
 
     def record(self, ctx: Context, pruned: nn.Module, plan: dict[str, Any] | None) -> dict[str, Any]:
         from pait.export.speed import compare
