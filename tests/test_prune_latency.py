@@ -104,3 +104,14 @@ def test_a_different_target_is_another_unit_that_reads_the_cached_table(folder, 
     assert len(logs) == 2 and len(units) == 2
     kept = [sum(g["kept"] for g in json.loads((tmp_path / d / "report.json").read_text())["groups"]) for d in "ab"]
     assert kept[1] <= kept[0]
+
+
+def test_the_runtimes_of_the_command_line_are_the_timed_ones_and_the_help_names_the_library_defaults():
+    from pait.export.speed import RUNTIMES
+    from pait.prune.options import LATENCY_RUNTIMES, PruneOptions
+
+    assert LATENCY_RUNTIMES == RUNTIMES
+    setting = LatencySetting()
+    (field,) = [f for f in PruneOptions.__dataclass_fields__.values() if f.name == "target_speedup"]
+    text = field.metadata["flag"].help
+    assert f"{setting.repeats} repeats of {setting.inner} calls" in text and f"at most {setting.max_widths} widths" in text
