@@ -115,3 +115,17 @@ def test_the_runtimes_of_the_command_line_are_the_timed_ones_and_the_help_names_
     (field,) = [f for f in PruneOptions.__dataclass_fields__.values() if f.name == "target_speedup"]
     text = field.metadata["flag"].help
     assert f"{setting.repeats} repeats of {setting.inner} calls" in text and f"at most {setting.max_widths} widths" in text
+
+
+def test_a_channel_grid_with_latency_reads_its_axis_as_target_speedups(folder, tmp_path, monkeypatch):
+    from test_prune_grid import grid_of, run_grid
+
+    monkeypatch.setattr(latency, "measure_table", synthetic_table)
+    config = grid_of(folder, test_structured_prune.ENCODER, structure="channels", scores=["magnitude"],
+                     ratios=[1.5], recoveries=["none"], latency={"runtime": "torch", "threads": 1, "batch": 1})
+    config["suite"]["options"]["tasks"] = {folder.name: ["class0", "class1", "class2"]}
+    _, unit = run_grid(tmp_path, config)
+    record = json.loads((unit / "channels.json").read_text())
+    assert record["latency"]["target_speedup"] == 1.5 and record["latency"]["timing"]["runtime"] == "torch"
+    key = json.loads((unit / "config.json").read_text())
+    assert key["sparsity"] == 1.5 and key["latency"]["setting"]["threads"] == 1 and "cpu" in key["latency"]["machine"]
