@@ -251,8 +251,6 @@ class PruneOptions:
                               f"removed, in [0, 1), or {name('target_speedup')} X")
         if self.ratio is not None:
             check_ratio(self.ratio, name("ratio"))
-        if isinstance(self.round_to, bool) or not isinstance(self.round_to, int) or self.round_to < 1:
-            raise ConfigError(f"{name('round_to')} must be an integer >= 1, got {self.round_to!r}")
         if self.score not in STRUCTURED_SCORES:
             raise ConfigError(f"unknown structured score {self.score!r}; choose one of {', '.join(STRUCTURED_SCORES)}")
         if self.recovery not in recovery_names("channels"):
