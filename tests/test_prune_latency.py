@@ -122,7 +122,7 @@ def test_a_channel_grid_with_latency_reads_its_axis_as_target_speedups(folder, t
 
     monkeypatch.setattr(latency, "measure_table", synthetic_table)
     config = grid_of(folder, test_structured_prune.ENCODER, structure="channels", scores=["magnitude"],
-                     ratios=[1.5], recoveries=["none"], latency={"runtime": "torch", "threads": 1, "batch": 1})
+                     target_speedups=[1.5], recoveries=["none"], latency={"runtime": "torch", "threads": 1, "batch": 1})
     config["suite"]["options"]["tasks"] = {folder.name: ["class0", "class1", "class2"]}
     _, unit = run_grid(tmp_path, config)
     record = json.loads((unit / "channels.json").read_text())

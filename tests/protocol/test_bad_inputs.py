@@ -597,6 +597,10 @@ CASES: dict[str, Case] = {
     "latency with a ratio as target": lambda e, m: (
         e.run("structure=channels", "latency={runtime: torch, threads: 1, batch: 1}"),
         "ratios: target speed-up must be a number > 1"),
+    "target_speedups without latency": lambda e, m: (
+        e.run(config=write_config(e.tmp / "t.yaml", {**without_key(small_config(), "sparsities"), "structure": "channels",
+                                                      "target_speedups": [1.5]})),
+        "target_speedups: target speed-ups need structure: channels and latency"),
     "prune --target-speedup 0.5": lambda e, m: (
         prune_argv(e, "--structure", "channels", "--target-speedup", "0.5"), "--target-speedup must be a number > 1"),
     "prune --target-speedup 1": lambda e, m: (
