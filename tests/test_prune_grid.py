@@ -90,10 +90,11 @@ def test_prune_and_a_one_unit_run_agree_on_channels(folders, tmp_path):
                  "--structure", "channels", "--ratio", "0.5", "--score", "kfac", "--retrain-epochs", "1",
                  "--out", str(out), "--cache", str(tmp_path / "cache")]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["options"]["recovery"] == "sgd"  # the default of channel pruning
+    # the defaults of channel pruning: the closed-form sequential refit, widths rounded to multiples of 8
+    assert (report["options"]["recovery"], report["options"]["round_to"]) == ("sequential", 8)
     config = grid_of(folders[32], test_structured_prune.ENCODER, structure="channels", scores=["kfac"],
-                     ratios=[0.5], recoveries=["sgd"], finetune={"epochs": 1, "lr": 0.01, "milestones": [1],
-                                                                  "batch_size": 8})
+                     ratios=[0.5], recoveries=["sequential"], round_to=8,
+                     finetune={"epochs": 1, "lr": 0.01, "milestones": [1], "batch_size": 8})
     results, unit = run_grid(tmp_path, config)
     assert report["accuracy"]["before"] == source_accuracy(results, "unpruned")
     assert report["accuracy"]["after"] == source_accuracy(results, "recovered")
@@ -151,4 +152,14 @@ def test_every_flag_defaults_to_its_field():
     assert (options.sparsity, options.recovery) == (0.6, "obs")
     structured = options_from_args(parser.parse_args(["--encoder", "e", "--data", "d", "--out", "o", "--structure",
                                                       "channels", "--ratio", "0.3"]))
-    assert (structured.sparsity, structured.recovery) == (None, "sgd")
+    # with --structure: no sparsity, the sequential refit and multiples of 8 channels; no latency flag
+    assert (structured.sparsity, structured.recovery, structured.round_to) == (None, "sequential", 8)
+    assert (structured.latency_runtime, structured.latency_threads, structured.latency_batch) == (None, None, None)
+    assert options.round_to == 1  # weight masks are not rounded
+    targeted = options_from_args(parser.parse_args(["--encoder", "e", "--data", "d", "--out", "o", "--structure",
+                                                    "channels", "--target-speedup", "1.5"]))
+    assert (targeted.ratio, targeted.target_speedup, targeted.recovery, targeted.round_to) == (None, 1.5, "sequential", 8)
+    assert (targeted.latency_runtime, targeted.latency_threads, targeted.latency_batch) == ("onnxruntime", 2, 1)
+    opted_out = options_from_args(parser.parse_args(["--encoder", "e", "--data", "d", "--out", "o", "--structure",
+                                                     "channels", "--ratio", "0.3", "--round-to", "1"]))
+    assert opted_out.round_to == 1

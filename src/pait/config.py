@@ -77,10 +77,14 @@ class ExperimentConfig:
     plugins: tuple[str, ...] = ()  # modules imported first (by every worker too): they register encoders, suites, scores
     structure: str = "weights"  # weights: masks at each sparsity; channels: whole channels removed, sparsity = channel ratio
     round_to: int = 1  # structure: channels only: each channel group keeps a multiple of this many channels (or all)
+    # structure: channels only: {runtime, threads, batch} makes each axis value a target speed-up over the dense
+    # encoder, measured in that runtime at the encoder's input size (pait.grid.channel_axes); {}: channel ratios
+    latency: dict[str, Any] = field(default_factory=dict)
     mask_options: dict[str, Any] = field(default_factory=dict)  # how masks are chosen (pait.masks): {nm: "2:4"}; {densities_from: kfac} adds magnitude units at kfac's per-layer densities
 
 
 RATIOS = "ratios"  # the spelling of ``sparsities`` for channel studies (structure: channels): channel ratios
+TARGET_SPEEDUPS = "target_speedups"  # its spelling for channel studies with ``latency``: target speed-ups
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
@@ -128,7 +132,8 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
 
 def config_from_dict(data: dict[str, Any], where: str = "config") -> ExperimentConfig:
     """An ExperimentConfig from plain data; unknown keys and wrong types raise ConfigError. ``ratios`` is read
-    as ``sparsities`` (under ``structure: channels``, the channel ratios)."""
+    as ``sparsities`` (under ``structure: channels``, the channel ratios), and so is ``target_speedups`` (under
+    ``structure: channels`` with ``latency``)."""
     if isinstance(data, dict) and RATIOS in data:
         label = _join(where, RATIOS)
         if data.get("structure", "weights") != "channels":
@@ -136,6 +141,14 @@ def config_from_dict(data: dict[str, Any], where: str = "config") -> ExperimentC
         if "sparsities" in data:
             raise ConfigError(f"{label}: give one of ratios and sparsities (the same axis), not both")
         data = {("sparsities" if k == RATIOS else k): v for k, v in data.items()}
+    if isinstance(data, dict) and TARGET_SPEEDUPS in data:
+        label = _join(where, TARGET_SPEEDUPS)
+        if data.get("structure", "weights") != "channels" or not data.get("latency"):
+            raise ConfigError(f"{label}: target speed-ups need structure: channels and latency: {{runtime, threads, "
+                              "batch}}")
+        if "sparsities" in data:
+            raise ConfigError(f"{label}: give one of target_speedups, ratios and sparsities (the same axis)")
+        data = {("sparsities" if k == TARGET_SPEEDUPS else k): v for k, v in data.items()}
     return _build(ExperimentConfig, data, where)
 
 

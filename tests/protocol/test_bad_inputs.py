@@ -22,6 +22,8 @@ import torch
 import yaml
 from fake_imagenet import write_jpeg
 from gridutil import tiny_config, write_config
+from test_prune_latency import synthetic_table
+from test_structured_prune import ENCODER as STRUCTURED_ENCODER  # registers a tiny EfficientNet-like net
 from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
@@ -586,6 +588,39 @@ CASES: dict[str, Case] = {
     "prune --structure --seed -1": lambda e, m: (prune_argv(e, *STRUCTURED, "--seed", "-1"), "--seed: expected int >= 0"),
     "prune --structure --calib-per-class 0": lambda e, m: (
         prune_argv(e, *STRUCTURED, "--calib-per-class", "0"), "--calib-per-class: expected int >= 1, got 0"),
+    # --- latency-targeted channel pruning (`pait prune --target-speedup`) ---
+    "latency with weights": lambda e, m: (
+        e.run("latency={runtime: torch, threads: 1, batch: 1}"), "latency: target speed-ups need structure: channels"),
+    "latency without threads": lambda e, m: (
+        e.run("structure=channels", "latency={runtime: torch, batch: 1}"),
+        "latency: expected the keys runtime, threads, batch, got runtime, batch"),
+    "latency with a ratio as target": lambda e, m: (
+        e.run("structure=channels", "latency={runtime: torch, threads: 1, batch: 1}"),
+        "ratios: target speed-up must be a number > 1"),
+    "target_speedups without latency": lambda e, m: (
+        e.run(config=write_config(e.tmp / "t.yaml", {**without_key(small_config(), "sparsities"), "structure": "channels",
+                                                      "target_speedups": [1.5]})),
+        "target_speedups: target speed-ups need structure: channels and latency"),
+    "prune --target-speedup 0.5": lambda e, m: (
+        prune_argv(e, "--structure", "channels", "--target-speedup", "0.5"), "--target-speedup must be a number > 1"),
+    "prune --target-speedup 1": lambda e, m: (
+        prune_argv(e, "--structure", "channels", "--target-speedup", "1"), "must be a number > 1 (a speed-up over "
+        "the dense encoder), got 1.0"),
+    "prune --target-speedup nan": lambda e, m: (
+        prune_argv(e, "--structure", "channels", "--target-speedup", "nan"), "--target-speedup: expected a finite number, got nan"),
+    "prune --target-speedup with --ratio": lambda e, m: (
+        prune_argv(e, *STRUCTURED, "--target-speedup", "1.5"), "--target-speedup does not combine with --ratio"),
+    "prune --target-speedup without --structure": lambda e, m: (
+        prune_argv(e, "--target-speedup", "1.5"), "--target-speedup 1.5 needs --structure (channels)"),
+    "prune --latency-runtime tensorrt": lambda e, m: (
+        prune_argv(e, "--structure", "channels", "--target-speedup", "1.5", "--latency-runtime", "tensorrt"),
+        "--latency-runtime: unknown runtime 'tensorrt'; choose one of onnxruntime, torch"),
+    "prune --latency-threads without --target-speedup": lambda e, m: (
+        prune_argv(e, *STRUCTURED, "--latency-threads", "4"), "--latency-threads needs --target-speedup"),
+    "prune --target-speedup unreachable": lambda e, m: (  # a synthetic latency table: no timing
+        m.setattr("pait.prune.structured.latency.measure_table", synthetic_table) or [*prune_argv(e, "--structure", "channels", "--target-speedup", "100", "--latency-runtime", "torch",
+                     "--no-probes"), "--encoder", STRUCTURED_ENCODER],
+        "target speed-up 100.0 is not reachable: the best predicted speed-up within the per-group floors is"),
     # --- transfer probes and the INT8 model of `pait prune` ---
     "prune --probe a folder with one class": lambda e, m: (
         prune_argv(e, "--probe", str(one_class_folder(e))), f"probe folder {e.tmp / 'one'} has 1 class sub-folder(s)"),

@@ -58,16 +58,19 @@ def prune_config(options: PruneOptions, task: Task) -> ExperimentConfig:
     Its name is ``prune-`` and a hash of the rest, so equal settings share one run folder in the cache."""
     o = options
     nm = parse_nm(o.nm) if o.nm is not None else None
+    axis = o.target_speedup if o.target_speedup is not None else o.ratio  # a channel unit's axis value
+    latency = ({"runtime": o.latency_runtime, "threads": o.latency_threads, "batch": o.latency_batch}
+               if o.target_speedup is not None else {})
     suite = SuiteConfig("imagefolder", {"root": os.path.realpath(o.data), "tasks": {task.name: list(task.class_names)}},
                         "heldout", o.calib_per_class, o.eval_per_class, 0)
     config = ExperimentConfig(
         name="prune", encoders=(EncoderConfig(o.encoder, o.weights, o.input_size),), suite=suite, scores=(o.score,),
-        sparsities=(o.ratio if o.structure is not None else 1 - nm[0] / nm[1] if nm else o.sparsity,),
+        sparsities=(axis if o.structure is not None else 1 - nm[0] / nm[1] if nm else o.sparsity,),
         finetune=o.finetune_config(), score_batch_size=o.batch_size, eval_batch_size=o.batch_size, seeds=(o.seed,),
         recoveries=(o.recovery,), score_options={o.score: o.score_options} if o.score_options else {},
         recovery_options={o.recovery: o.recovery_options} if o.recovery_options else {},
         device=o.device, precision="fp32", save_weights=True, structure=o.structure or WEIGHTS,
-        round_to=o.round_to, mask_options={"nm": o.nm} if o.nm is not None else {})
+        round_to=o.round_to, latency=latency, mask_options={"nm": o.nm} if o.nm is not None else {})
     return dataclasses.replace(config, name=f"prune-{config_key(config)[:16]}")
 
 
@@ -206,7 +209,15 @@ class PrunedChannels(Pruned):
     def summary(self) -> str:
         size = self.report["size"]
         return (f"{super().summary()}; parameters {size['params_before']:,} -> {size['params_after']:,}; MACs "
-                f"{size['macs_before']:,} -> {size['macs_after']:,}")
+                f"{size['macs_before']:,} -> {size['macs_after']:,}{self.latency_summary()}")
+
+    def latency_summary(self) -> str:
+        """Target and achieved speed-up, for the terminal line ('' for a channel ratio)."""
+        latency = self.report.get("latency")
+        if latency is None:
+            return ""
+        return (f"; speed-up target {latency['target_speedup']:.2f}x, achieved {latency['achieved_speedup']:.2f}x "
+                f"in {latency['timing']['runtime']}")
 
 
 def unit_of(config: ExperimentConfig) -> Unit:
@@ -282,7 +293,7 @@ def _channels(ctx: Context, directory: Path, report: dict[str, Any], options: Pr
         "removed_fraction": record["removed_fraction"],
         "groups": record["groups"],
         "note": NOTE,
-    }
+    } | ({"latency": record["latency"]} if "latency" in record else {})
     return PrunedChannels(encoder, report, source, probes, json.loads((directory / STRUCTURE_FILE).read_text()))
 
 

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from pait.config import ExperimentConfig
 from pait.encoders import Encoder
 from pait.errors import ConfigError
+from pait.grid.channel_axes import LatencyAxis, RatioAxis
 from pait.grid.stages import Context, scores_key, scores_stage, unit_key, unit_stage, units_stage
 from pait.grid.structured import (
     CHANNELS,
@@ -57,6 +58,13 @@ class Structure:
             if bad:
                 raise ConfigError(f"{key}: {', '.join(map(repr, bad))} not available with structure: {self.name}; "
                                   f"choose among {', '.join(allowed)}")
+
+    def check_axis(self, config: ExperimentConfig) -> None:
+        """Every value of the axis is one this structure takes (a sparsity or channel ratio in [0, 1))."""
+        for value in config.sparsities:
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"{self.axis_key}: {self.axis} must lie in [0, 1), got {value} (a fraction: 0.36 "
+                                  "means 36%)")
 
     def check_score_options(self, config: ExperimentConfig) -> None:
         """Every entry of ``score_options`` names a score and options it takes."""
@@ -107,6 +115,8 @@ class Weights(Structure):
     def check(self, config: ExperimentConfig) -> None:
         if config.round_to != 1:
             raise ConfigError(f"round_to: {config.round_to} needs structure: channels (weights are pruned one by one)")
+        if config.latency:
+            raise ConfigError("latency: target speed-ups need structure: channels (masked weights run no faster)")
         # unknown scores and recoveries: named with every known one by validate_config
         check_mask_options(config.mask_options, config.sparsities)
         check_densities_from(config.mask_options, SCORES.names())
@@ -157,6 +167,17 @@ class Channels(Structure):
             raise ConfigError(f"mask_options: {', '.join(map(str, config.mask_options))} choose weight masks; "
                               "structure: channels removes whole channels")
 
+    @staticmethod
+    def channel_axis(config: ExperimentConfig) -> RatioAxis | LatencyAxis:
+        """What an axis value means: a target speed-up when the config sets ``latency``, else a channel ratio."""
+        return LatencyAxis() if config.latency else RatioAxis()
+
+    def check_axis(self, config: ExperimentConfig) -> None:
+        if config.latency:
+            LatencyAxis().check(config, self.axis_key)
+        else:
+            super().check_axis(config)
+
     def check_score_options(self, config: ExperimentConfig) -> None:
         check_group_score_options(config.score_options)
 
@@ -167,14 +188,16 @@ class Channels(Structure):
         return group_scores_key(ctx, unit.source, unit.score)
 
     def unit_key(self, ctx: Context, unit: Any) -> dict[str, Any]:
-        return channels_unit_key(ctx, unit.source, unit.score, unit.sparsity, unit.recovery)
+        return channels_unit_key(ctx, unit.source, unit.score, unit.sparsity, unit.recovery,
+                                 self.channel_axis(ctx.config))
 
     def scores_stage(self, ctx: Context, unit: Any) -> None:
         group_scores_stage(ctx, unit.source, unit.score)
 
     def group_metrics(self, ctx: Context, group: list[Any], on_epoch: OnEpoch = None) -> list[Metrics]:
         first = group[0]  # channel units never pack: their models differ in shape
-        return [channels_unit_stage(ctx, first.source, first.score, first.sparsity, first.recovery, on_epoch=on_epoch)]
+        return [channels_unit_stage(ctx, first.source, first.score, first.sparsity, first.recovery, on_epoch=on_epoch,
+                                    axis=self.channel_axis(ctx.config))]
 
 
 STRUCTURES: dict[str, Structure] = {s.name: s for s in (Weights(), Channels())}

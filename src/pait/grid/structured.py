@@ -27,13 +27,14 @@ from torch import Tensor, nn
 from pait.encoders import Encoder
 from pait.errors import ConfigError
 from pait.export.structured import save_structured
+from pait.grid.channel_axes import RatioAxis
 from pait.grid.stages import Context, base_unit_key, recording_losses, score_options, scores_key, unit_metrics
 from pait.heads import HeadedModel, SplitBatches
 from pait.prune.structured.groups import Group, build_graph, find_groups, remove_units
 from pait.prune.structured.prune import size, stock_spec
 from pait.prune.recoveries import ChannelInputs, run_recovery
 from pait.prune.structured.scores import group_score_revision, group_scores
-from pait.prune.structured.selection import choose_removals, removed_fraction
+from pait.prune.structured.selection import removed_fraction
 
 CHANNELS = "channels"
 CHANNELS_FILE = "channels.json"
@@ -91,31 +92,34 @@ def write_group_scores(ctx: Context, key: dict[str, Any], source: str, score: st
         save_file({g.name: s.contiguous() for g, s in zip(groups, scores)}, str(out / "scores.safetensors"))
 
 
-def channels_unit_key(ctx: Context, source: str, score: str, ratio: float, recovery: str) -> dict[str, Any]:
+def channels_unit_key(ctx: Context, source: str, score: str, ratio: float, recovery: str,
+                      axis: Any = RatioAxis()) -> dict[str, Any]:
     """Key of a channel-pruning unit: a unit's base key (with the structured recovery's options and revision)
-    plus the structure (and ``round_to`` only when set, so keys of runs without it, under the current schema,
-    do not change)."""
+    plus the structure (and ``round_to`` only when set, and what the ``axis`` adds (a target speed-up unit:
+    its latency table's setting and machine), so keys of ratio runs without rounding, under the current
+    schema, do not change)."""
     rounding = {"round_to": ctx.config.round_to} if ctx.config.round_to != 1 else {}
     return {**base_unit_key(ctx, source, score, ratio, recovery), "structure": CHANNELS, **rounding,
-            "group_score_revision": group_score_revision(score)}
+            "group_score_revision": group_score_revision(score), **axis.key(ctx)}
 
 
 def channels_unit_stage(
     ctx: Context, source: str, score: str, ratio: float, recovery: str,
-    on_epoch: Callable[[int, float], None] | None = None,
+    on_epoch: Callable[[int, float], None] | None = None, axis: Any = RatioAxis(),
 ) -> dict[str, Any]:
     """Surgery on a copy of the encoder, zero-shot evaluation, recovery, evaluation again: the metrics of
-    a weight-pruning unit (pruned and recovered (accuracy, loss) per task, train losses)."""
-    key = channels_unit_key(ctx, source, score, ratio, recovery)
+    a weight-pruning unit (pruned and recovered (accuracy, loss) per task, train losses). ``axis``
+    (:mod:`pait.grid.channel_axes`) reads ``ratio`` as a channel ratio or a target speed-up."""
+    key = channels_unit_key(ctx, source, score, ratio, recovery, axis)
     with ctx.store.claim("unit", key) as todo:
         if todo:
-            write_channels_unit(ctx, key, source, score, ratio, recovery, on_epoch)
+            write_channels_unit(ctx, key, source, score, ratio, recovery, on_epoch, axis)
     return unit_metrics(ctx, key)
 
 
 def write_channels_unit(
     ctx: Context, key: dict[str, Any], source: str, score: str, ratio: float, recovery: str,
-    on_epoch: Callable[[int, float], None] | None,
+    on_epoch: Callable[[int, float], None] | None, axis: Any = RatioAxis(),
 ) -> None:
     """Prune a copy of the encoder, evaluate, recover, evaluate, and write the unit's outputs."""
     scores = group_scores_stage(ctx, source, score)
@@ -127,7 +131,7 @@ def write_channels_unit(
         raise RuntimeError(f"the cached group scores of {score} on {source} do not match the encoder's groups")
     pixels = ctx.encoder.preprocess.input_size
     before = size(model, pixels, ctx.device)  # (MACs, parameters)
-    removed = choose_removals(groups, [scores[g.name] for g in groups], ratio, round_to=ctx.config.round_to)
+    removed, plan = axis.removals(ctx, groups, [scores[g.name] for g in groups], ratio)
     structure = remove_units(model, graph, groups, removed)
     pruned_ctx = dataclasses.replace(ctx, encoder=dataclasses.replace(ctx.encoder, model=model))
     pruned = {task: pruned_ctx.evaluate(task) for task in ctx.splits}
@@ -144,7 +148,7 @@ def write_channels_unit(
     record = {"removed_fraction": removed_fraction(groups, removed),
               "macs": [before[0], after[0]], "params": [before[1], after[1]],
               "groups": [{"name": g.name, "kind": g.kind, "units": g.units, "kept": g.units - len(r)}
-                         for g, r in zip(groups, removed)]}
+                         for g, r in zip(groups, removed)]} | axis.record(ctx, model, plan)
     kept = {}
     for g, r in zip(groups, removed):
         kept[g.name] = torch.ones(g.units, dtype=torch.uint8)

@@ -36,10 +36,7 @@ def validate_config(config: ExperimentConfig) -> None:
     no_repeats("scores", config.scores)
     no_repeats("sparsities", config.sparsities)
     structure = structure_of(config.structure)
-    for s in config.sparsities:
-        if not 0.0 <= s < 1.0:
-            raise ConfigError(f"{structure.axis_key}: {structure.axis} must lie in [0, 1), got {s} "
-                              "(a fraction: 0.36 means 36%)")
+    structure.check_axis(config)
     at_least("round_to", config.round_to, 1)
     structure.check(config)
     for i, encoder in enumerate(config.encoders):

@@ -22,7 +22,12 @@ STRUCTURES = ("channels",)  # structured pruning: conv channels / ViT heads and 
 MAX_INPUT_SIZE = 1024  # pixels, for `pait prune` and the grid: --input-size 100000 asked for 133 GB at once
 InputSize = Annotated[int, Range(ge=1, le=MAX_INPUT_SIZE)]
 DEFAULT_SPARSITY = 0.6  # of global masks, when neither --nm nor --structure is given
-DEFAULT_RECOVERY = {None: "obs", "channels": "sgd"}  # by structure (None: unstructured masks)
+DEFAULT_RECOVERY = {None: "obs", "channels": "sequential"}  # by structure (None: unstructured masks)
+# with --structure: each layer keeps a multiple of 8 channels unless --round-to says otherwise (BENCHMARKS.md:
+# multiples of 8 and 16 both ran 1.13x vs dense in ONNX Runtime at ratio 0.3 on Lite0 224 px, any width 0.62x)
+DEFAULT_ROUND_TO = {None: 1, "channels": 8}
+LATENCY_RUNTIMES = ("onnxruntime", "torch")  # pait.export.speed.RUNTIMES, without importing ONNX Runtime here
+DEFAULT_LATENCY = {"latency_runtime": LATENCY_RUNTIMES[0], "latency_threads": 2, "latency_batch": 1}
 INT8_ACTIVATIONS = ("quint8", "qint8")  # pait.export.int8's, default first, without importing ONNX Runtime here
 GROUPS = {"data": "data and encoder", "score": "score", "mask": "mask or structure", "recovery": "recovery",
           "probes": "transfer probes", "output": "output"}  # the --help groups of `pait prune`, in order
@@ -87,9 +92,23 @@ class PruneOptions:
                                    "structure.json)", choices=STRUCTURES)
     ratio: float | None = option(None, "mask", "with --structure: global fraction of prunable channels (and "
                                  "heads) removed, in [0, 1)")
-    round_to: int = option(1, "mask", "with --structure: every pruned layer keeps a multiple of N channels (or all "
-                           "of them; rounding up, so fewer channels than --ratio may go); heads are not rounded",
-                           metavar="N")
+    round_to: Annotated[int, Range(ge=1)] | None = option(
+        None, "mask", "with --structure: every pruned layer keeps a multiple of N channels (or all of them; rounding "
+        f"up, so fewer channels than --ratio may go); heads are not rounded (default {DEFAULT_ROUND_TO['channels']}, "
+        "the widths fast CPU kernels want; --round-to 1: any width)", metavar="N")
+    target_speedup: float | None = option(
+        None, "mask", "with --structure, instead of --ratio: the widths that keep the most group score within a "
+        "latency budget of (dense latency / X), from a latency table measured on this machine (cached; "
+        "lower-quartile savings, exact knapsack; the library's defaults: 7 repeats of 10 calls, at most 8 widths "
+        "per group, a 10%% floor per group); the pruned module is then timed against the dense one (15 "
+        "repeats) and the report gives target, predicted and achieved speed-up", metavar="X")
+    latency_runtime: str | None = option(None, "mask", "with --target-speedup: where latency is measured, one of "
+                                         f"{', '.join(LATENCY_RUNTIMES)} (default {LATENCY_RUNTIMES[0]}; at the "
+                                         "encoder's input size)", metavar="NAME")
+    latency_threads: Count | None = option(None, "mask", "with --target-speedup: threads of the timed runtime "
+                                           f"(default {DEFAULT_LATENCY['latency_threads']})", metavar="N")
+    latency_batch: Count | None = option(None, "mask", "with --target-speedup: images per timed call (default "
+                                         f"{DEFAULT_LATENCY['latency_batch']})", metavar="N")
     recovery: str | None = option(None, "recovery", "after pruning: nothing, SGD re-training (masks held), one-shot "
                                   "OBS (K-FAC), BatchNorm re-calibration, sequential layer-wise OBS (mask held, or "
                                   "-adaptive), or bn+sequential; with --structure one of "
@@ -121,13 +140,17 @@ class PruneOptions:
                                    f"{', '.join(INT8_ACTIVATIONS)}", metavar="TYPE")
 
     def resolved(self) -> PruneOptions:
-        """These options with the two defaults that follow from others: ``sparsity`` is
-        :data:`DEFAULT_SPARSITY` when no sparsity, N:M pattern, structure or ratio is given; ``recovery`` is
-        the structure's :data:`DEFAULT_RECOVERY` when none is given."""
-        structured = self.structure is not None or self.ratio is not None
+        """These options with the defaults that follow from others: ``sparsity`` is :data:`DEFAULT_SPARSITY`
+        when no sparsity, N:M pattern, structure, ratio or target speed-up is given; ``recovery`` and
+        ``round_to`` are the structure's :data:`DEFAULT_RECOVERY` and :data:`DEFAULT_ROUND_TO` when not
+        given; the latency flags are :data:`DEFAULT_LATENCY` when a target speed-up is given."""
+        structured = self.structure is not None or self.ratio is not None or self.target_speedup is not None
         sparsity = DEFAULT_SPARSITY if self.sparsity is None and self.nm is None and not structured else self.sparsity
         recovery = self.recovery if self.recovery is not None else DEFAULT_RECOVERY.get(self.structure)
-        return dataclasses.replace(self, sparsity=sparsity, recovery=recovery)
+        round_to = self.round_to if self.round_to is not None else DEFAULT_ROUND_TO.get(self.structure, 1)
+        latency = {name: value if getattr(self, name) is None and self.target_speedup is not None
+                   else getattr(self, name) for name, value in DEFAULT_LATENCY.items()}
+        return dataclasses.replace(self, sparsity=sparsity, recovery=recovery, round_to=round_to, **latency)
 
     def validate(self, where: str | None = None) -> None:
         """Raise a ConfigError naming the first bad option: a value of the wrong type, a count, rate, seed,
@@ -155,7 +178,7 @@ class PruneOptions:
             check_value(hints[f.name], getattr(self, f.name), name(f.name))
         if self.recovery == "sgd" and self.retrain_epochs < 1:
             raise ConfigError(f"sgd recovery needs at least 1 re-training epoch ({name('retrain_epochs')})")
-        structured = self.structure is not None or self.ratio is not None
+        structured = self.structure is not None or self.ratio is not None or self.target_speedup is not None
         mixed = name("sparsity") if self.sparsity is not None else name("nm") if self.nm is not None else None
         if structured and mixed:
             raise ConfigError(f"{mixed} does not combine with {name('structure')}/{name('ratio')}")
@@ -167,6 +190,7 @@ class PruneOptions:
             self._validate_structured(name)
             resolve_device(self.device)
             return
+        self._validate_latency(name)
         if self.round_to != 1:
             raise ConfigError(f"{name('round_to')} {self.round_to} needs {name('structure')} ({', '.join(STRUCTURES)}) "
                               f"and {name('ratio')}")
@@ -195,18 +219,38 @@ class PruneOptions:
             raise ConfigError(f"{name('default_probes')} does not combine with {name('probes')}/{name('probe_suite')} "
                               "(it turns off the default probes only when none is given)")
 
+    def _validate_latency(self, name: Callable[[str], str]) -> None:
+        """The target speed-up and the latency flags, which need it (and it, --structure without --ratio)."""
+        if self.target_speedup is None:
+            given = [name(n) for n in DEFAULT_LATENCY if getattr(self, n) is not None]
+            if given:
+                raise ConfigError(f"{given[0]} needs {name('target_speedup')}")
+            return
+        if self.structure is None:
+            raise ConfigError(f"{name('target_speedup')} {self.target_speedup} needs {name('structure')} "
+                              f"({', '.join(STRUCTURES)})")
+        if self.ratio is not None:
+            raise ConfigError(f"{name('target_speedup')} does not combine with {name('ratio')}: give one (a latency "
+                              "budget or a fraction of channels removed)")
+        if self.target_speedup <= 1:  # finite: checked with its type
+            raise ConfigError(f"{name('target_speedup')} must be a number > 1 (a speed-up over the dense "
+                              f"encoder), got {self.target_speedup!r}")
+        if self.latency_runtime not in LATENCY_RUNTIMES:
+            raise ConfigError(f"{name('latency_runtime')}: unknown runtime {self.latency_runtime!r}; choose one of "
+                              f"{', '.join(LATENCY_RUNTIMES)}")
+
     def _validate_structured(self, name: Callable[[str], str]) -> None:
+        self._validate_latency(name)
         if self.structure is None:
             raise ConfigError(f"{name('ratio')} {self.ratio} needs {name('structure')} ({', '.join(STRUCTURES)}); "
                               f"use {name('sparsity')} for unstructured pruning")
         if self.structure not in STRUCTURES:
             raise ConfigError(f"unknown structure {self.structure!r}; choose one of {', '.join(STRUCTURES)}")
-        if self.ratio is None:
+        if self.ratio is None and self.target_speedup is None:
             raise ConfigError(f"{name('structure')} {self.structure} needs {name('ratio')} R, the fraction of channels "
-                              "removed, in [0, 1)")
-        check_ratio(self.ratio, name("ratio"))
-        if isinstance(self.round_to, bool) or not isinstance(self.round_to, int) or self.round_to < 1:
-            raise ConfigError(f"{name('round_to')} must be an integer >= 1, got {self.round_to!r}")
+                              f"removed, in [0, 1), or {name('target_speedup')} X")
+        if self.ratio is not None:
+            check_ratio(self.ratio, name("ratio"))
         if self.score not in STRUCTURED_SCORES:
             raise ConfigError(f"unknown structured score {self.score!r}; choose one of {', '.join(STRUCTURED_SCORES)}")
         if self.recovery not in recovery_names("channels"):
