@@ -182,6 +182,18 @@ def _synthetic_table(groups):
     return LatencyTable({}, len(groups) * 1.0, rows)
 
 
+def test_a_table_whose_savings_exceed_the_dense_latency_is_refused_as_timing_noise():
+    model = tiny_efficientnet()
+    x = torch.randn(1, 3, 32, 32, dtype=torch.float64)
+    groups = find_groups(model, build_graph(model, x), ("classifier",))
+    scores = [torch.ones(g.units, dtype=torch.float64) for g in groups]
+    noisy = _synthetic_table(groups)
+    noisy = LatencyTable({}, 0.5, noisy.groups)  # every group's saving alone is up to 2x the dense latency
+    with pytest.raises(ConfigError, match="timing noise") as err:
+        latency_targeted_removals(noisy, groups, scores, 1.5)
+    assert "\n" not in str(err.value) and "0.500 ms" in str(err.value)
+
+
 @pytest.mark.parametrize("case", ["efficientnet", "vit"])
 def test_latency_targeted_removals_meet_the_predicted_budget_and_prune(case):
     model = tiny_efficientnet() if case == "efficientnet" else tiny_vit()

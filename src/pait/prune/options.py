@@ -116,8 +116,8 @@ class PruneOptions:
                                   f"{DEFAULT_RECOVERY[None]}, with --structure {DEFAULT_RECOVERY['channels']})",
                                   choices=RECOVERIES)
     recovery_options: dict[str, Any] = option({}, "recovery", "option of the recovery, e.g. damping=1e-2 for obs or "
-                                              "sequential (repeatable; `pait prune --help` lists none of their "
-                                              "defaults: an unknown key lists the recovery's options)",
+                                              "sequential (repeatable; an unknown key lists the options the "
+                                              "recovery takes)",
                                               spelling="--recovery-option", metavar="KEY=VALUE", repeat=True)
     retrain_epochs: Annotated[int, Range(ge=0)] = option(4, "recovery", "epochs of sgd recovery")
     lr: NonNegative = option(0.01, "recovery", "learning rate of sgd recovery")

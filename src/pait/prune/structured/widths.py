@@ -148,6 +148,11 @@ def latency_targeted_removals(table: LatencyTable, groups: Sequence[Group], scor
         raise ValueError("the latency table was measured on other groups than the ones given")
     options = [[Option(w, s, d) for w, s, d in zip(g.widths, kept_scores(sc, g.widths), _savings(g, saving))]
                for g, sc in zip(table.groups, scores)]
+    most = sum(max(o.saving for o in group) for group in options)
+    if most >= table.dense_ms:  # the additive model would predict no latency left: the savings are timing noise
+        raise ConfigError(f"{where} {target_speedup!r}: the latency table's largest savings add up to {most:.3f} ms, "
+                          f"more than the dense latency ({table.dense_ms:.3f} ms), so they are timing noise; the "
+                          "model is too small to time at this input size and batch: time a larger batch or input")
     chosen = choose_widths(options, table.dense_ms, target_speedup, bins, where)
     predicted = table.dense_ms - sum(o.saving for o in chosen)
     plan = {"target_speedup": float(target_speedup), "saving": saving, "dense_ms": table.dense_ms,
