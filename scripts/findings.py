@@ -45,7 +45,7 @@ FINDINGS = ROOT / "docs" / "findings"
 STUDIES = ("study-efficientnet_lite0", "study-vits14_dinov2_imgfocus", "study-efficientnet_lite0_paper_lr",
            "study-efficientnet_lite0_recoveries", "study-vits14_dinov2_imgfocus_recoveries",
            "study-efficientnet_lite0_channels", "study-vits14_dinov2_imgfocus_channels",
-           "study-efficientnet_lite0_channels_sequential")
+           "study-efficientnet_lite0_channels_sequential", "study-efficientnet_lite0_allocation_zeroshot")
 COPIED = ("results.parquet", "config.json", "failures.json")
 SECONDS_FILE = "recovery_seconds.csv"  # per unit: the recovery's wall time, where the run recorded it
 STRUCTURED_BASELINE = "taylor"  # Torch-Pruning's best built-in group importance here (BENCHMARKS.md)
