@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from torch import Tensor
 
 from pait.encoders import Encoder
 from pait.export.int8 import DEFAULT_ACTIVATIONS, export_int8, onnx_features, qdq_summary, relative_error, session
+from pait.export.speed import interleaved
 from pait.export.structured import export_onnx
 from pait.heads import evaluate_head
 from pait.prune.probes import Probe, probe_accuracies
@@ -44,21 +44,14 @@ def write_int8(encoder: Encoder, path: str | Path, calib: TaskData, batch_size: 
 
 def paired_latency(sessions: dict[str, Any], input_size: int, batches: Sequence[int] = LATENCY_BATCHES,
                    repeats: int = 7, inner: int = 3, seed: int = 0) -> list[dict[str, Any]]:
-    """Median seconds per forward of each ONNX Runtime session at each batch size: after a warm-up, every
-    repeat times each session back to back (``inner`` calls), so load drifts hit all of them alike."""
+    """Median seconds per forward of each ONNX Runtime session at each batch size, timed by
+    :func:`pait.export.speed.interleaved` (a warm-up, then every repeat times each session back to back,
+    ``inner`` calls, so load drifts hit all of them alike)."""
     rng = np.random.default_rng(seed)
     out = []
     for batch in batches:
-        x = rng.standard_normal((batch, 3, input_size, input_size), dtype=np.float32)
-        times: dict[str, list[float]] = {name: [] for name in sessions}
-        for name, s in sessions.items():
-            s.run(None, {"images": x})
-        for _ in range(repeats):
-            for name, s in sessions.items():
-                start = time.perf_counter()
-                for _ in range(inner):
-                    s.run(None, {"images": x})
-                times[name].append((time.perf_counter() - start) / inner)
+        feed = {"images": rng.standard_normal((batch, 3, input_size, input_size), dtype=np.float32)}
+        times = interleaved({name: (lambda s=s: s.run(None, feed)) for name, s in sessions.items()}, repeats, inner)
         out.append({"batch": batch, "median_s": {n: statistics.median(t) for n, t in times.items()}, "repeats": times})
     return out
 
