@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.axes import Axes
 
-POINTS_UP_TO = 3  # with this many replicates or fewer, plot them instead of an interval
+from pait.report.stats import MIN_INTERVAL_N
+
+POINTS_UP_TO = MIN_INTERVAL_N - 1  # with this many replicates or fewer, plot them instead of an interval
 ACCURACY = (0.0, 1.0)
 
 
