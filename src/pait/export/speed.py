@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from pait.errors import ConfigError
+from pait.export.int8 import session
 from pait.export.structured import export_onnx, features_module
 
 RUNTIMES = ("onnxruntime", "torch")  # ONNX Runtime (CPU provider) or eager PyTorch
@@ -73,11 +74,9 @@ def forward_fn(model: nn.Module, runtime: str, threads: int, batch: int, input_s
     handle, name = tempfile.mkstemp(dir=folder, suffix=".onnx")
     os.close(handle)
     path = export_onnx(model, name, input_size)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    runner = session(path, threads)
     feed = {"images": x.numpy()}
-    return lambda: session.run(None, feed)
+    return lambda: runner.run(None, feed)
 
 
 def interleaved(fns: Mapping[Any, Callable[[], Any]], repeats: int, inner: int | Mapping[Any, int],
