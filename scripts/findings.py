@@ -10,8 +10,8 @@ sources, computed from the run's stage cache (masks and scores are too large to 
 ``recovery_seconds.csv``: each unit's recovery wall time, where the run recorded it. Everything
 else is computed from those committed files: ``docs/findings/tables.md`` (results with 95% CIs over
 source x seed, P1 own mask vs other sources' masks, each score against `magnitude` paired, P1 / P2 /
-second-order verdicts, mask agreement) and the figures ``docs/findings/<study>/fig3.png``,
-``p1_own_vs_other.png`` and ``agreement.png``.
+second-order verdicts, mask agreement, and the P2 dose-response across the recovery recipes of RECIPES)
+and the figures ``docs/findings/<study>/fig3.png``, ``p1_own_vs_other.png`` and ``agreement.png``.
 """
 
 from __future__ import annotations
@@ -25,13 +25,14 @@ from pathlib import Path
 import pandas as pd
 
 from pait.errors import PaitError
-from pait.report.build import fig3_caption, p2_blocks, results_table, what_is_cut
+from pait.report.build import fig3_caption, results_table, what_is_cut
 from pait.report.chance import suite_chance
-from pait.report.claims import p2_table
+from pait.report.claims import p2_dose_table, p2_table
 from pait.report.document import Block, Figure, Heading, Table, Text, to_markdown
 from pait.report.fig3 import plot_fig3
 from pait.report.own_mask_blocks import own_mask_blocks
 from pait.report.p1 import agreement_summary, mask_agreement, plot_agreement
+from pait.report.p2_blocks import p2_blocks, p2_dose_blocks
 from pait.report.pairwise import pairwise_table
 from pait.report.recoveries import recovery_pair_blocks
 from pait.report.run_folder import CONFIG_FILE, read_results, read_run_config
@@ -45,7 +46,12 @@ FINDINGS = ROOT / "docs" / "findings"
 STUDIES = ("study-efficientnet_lite0", "study-vits14_dinov2_imgfocus", "study-efficientnet_lite0_paper_lr",
            "study-efficientnet_lite0_recoveries", "study-vits14_dinov2_imgfocus_recoveries",
            "study-efficientnet_lite0_channels", "study-vits14_dinov2_imgfocus_channels",
-           "study-efficientnet_lite0_channels_sequential", "study-efficientnet_lite0_allocation_zeroshot")
+           "study-efficientnet_lite0_channels_sequential", "study-efficientnet_lite0_allocation_zeroshot",
+           "study-efficientnet_lite0_p2_steps", "study-efficientnet_lite0_p2_lr", "study-vits14_dinov2_imgfocus_p2")
+# the recovery recipes of the P2 dose-response table: study -> label, those found under docs/findings/ shown
+RECIPES = {"study-efficientnet_lite0": "16 steps, lr 3e-3", "study-efficientnet_lite0_p2_steps": "64 steps, lr 3e-3",
+           "study-efficientnet_lite0_p2_lr": "16 steps, lr 3e-2",
+           "study-vits14_dinov2_imgfocus_p2": "ViT, 16 steps, lr 3e-3"}
 COPIED = ("results.parquet", "config.json", "failures.json")
 SECONDS_FILE = "recovery_seconds.csv"  # per unit: the recovery's wall time, where the run recorded it
 STRUCTURED_BASELINE = "taylor"  # Torch-Pruning's best built-in group importance here (BENCHMARKS.md)
@@ -124,7 +130,7 @@ def study_blocks(folder: Path) -> list[Block]:
     mean_chance = facts.chance(dict.fromkeys(results.target))
     fig3 = plot_fig3(results, folder / "fig3.png", mean_chance)
     chance = suite_chance(config["suite"]) if config else {}
-    pairwise, p2 = pairwise_table(results, chance=chance), p2_table(results, chance=chance)
+    pairwise, p2 = pairwise_table(results, chance=chance), p2_table(results, chance=chance, domains=facts.domains)
     cut = [Text("Structured pruning, " + what_is_cut(config))] if config.get("structure") == "channels" else []
     blocks: list[Block] = [Heading(folder.name, 2), *cut, Heading("Source and mean transfer accuracy", 3),
                            results_table(results),
@@ -135,6 +141,20 @@ def study_blocks(folder: Path) -> list[Block]:
         sections += pairwise_blocks(pairwise_table(results, STRUCTURED_BASELINE), STRUCTURED_BASELINE)
     blocks += [Heading(b.text, 3) if isinstance(b, Heading) else b for b in sections]
     return blocks + seconds_blocks(folder) + agreement_blocks(folder)
+
+
+def dose_blocks(findings: Path = FINDINGS) -> list[Block]:
+    """The P2 dose-response section over the recipes of RECIPES found under ``findings`` (none found: no section)."""
+    runs, domains, chance = {}, {}, {}
+    for study, label in RECIPES.items():
+        folder = findings / study
+        if not (folder / "results.parquet").is_file():
+            continue
+        runs[label] = read_results(folder)
+        config = read_run_config(folder) if (folder / CONFIG_FILE).is_file() else {}
+        domains |= suite_facts(config.get("suite")).domains
+        chance |= suite_chance(config["suite"]) if config else {}
+    return p2_dose_blocks(p2_dose_table(runs, domains, chance=chance)) if runs else []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
              "by hand. The discussion is in [../findings.md](../findings.md).")]
     for folder in folders:
         blocks += study_blocks(folder)
+    blocks += dose_blocks()
     (FINDINGS / "tables.md").write_text(to_markdown(blocks))
     print(f"wrote {FINDINGS / 'tables.md'} ({len(folders)} studies)")
     return 0

@@ -23,10 +23,11 @@ from pait.report.fig4 import plot_fig4
 from pait.report.html import to_html
 from pait.report.own_mask_blocks import own_mask_blocks
 from pait.report.p1 import agreement_summary, mask_agreement, plot_agreement
+from pait.report.p2_blocks import p2_blocks
 from pait.report.palette import baseline_first
 from pait.report.pairwise import pairwise_table
 from pait.report.recoveries import recovery_pair_blocks
-from pait.report.stat_blocks import INTERVAL, both_counts, claim_blocks, fmt_ci, fmt_n, fmt_p, pairwise_blocks, verdict_counts
+from pait.report.stat_blocks import INTERVAL, claim_blocks, fmt_ci, pairwise_blocks, verdict_counts
 from pait.report.stats import accuracy_ci
 from pait.report.replicates import POINTS_UP_TO
 from pait.report.run_folder import check_run_dir, read_json, read_results, read_run_config
@@ -168,23 +169,6 @@ def _value(x: float) -> str:
     return "— (one seed)" if pd.isna(x) else f"{x:.3f}"
 
 
-def p2_blocks(table: pd.DataFrame) -> list[Block]:
-    """P2 from ``claims.p2_table``: the mean transfer gain of each recovery per setting, with interval and verdict."""
-    heading = Heading("P2: does recovery on the source (re-training, or a one-shot update) hurt transfer?")
-    if table.empty:
-        return [heading, Text("Not measured: no unit in this run has a recovery other than `none`.")]
-    rows = [[r.encoder, r.score, r.recovery, f"{r.sparsity:.2%}", fmt_n(r), fmt_ci(r.mean, r.low, r.high, "signed"),
-             fmt_p(r.wilcoxon_p), fmt_p(r.sign_p), f"{r.worst:+.3f}", f"{r.violations} / {r.pairs}",
-             f"**{r.verdict}**", f"**{r.holm_verdict}**"] for r in table.itertuples()]
-    return [heading,
-            Text("Recovered minus zero-shot pruned mean transfer accuracy per unit (mean over the unit's transfer "
-                 "tasks); n units (sources x seeds), the 95% CI of the mean gain (two-way cluster) and paired p-values; for "
-                 "information, the worst single (source, seed, transfer task) pair and the count of negative pairs."),
-            Table(["encoder", "score", "recovery", "sparsity", "n", "transfer gain [95% CI]", "Wilcoxon p", "sign p",
-                   "worst pair", "negative pairs", "verdict", "verdict, Holm"], rows),
-            Text(f"P2 {both_counts(table)} (rule under Verdicts).")]
-
-
 def landscape_blocks(run_dir: Path, figures: Path) -> list[Block]:
     blocks: list[Block] = [Heading("Fig. 4: loss landscapes")]
     surfaces = sorted((run_dir / "landscape").glob("*.npz"))
@@ -250,7 +234,7 @@ def build_report(run_dir: str | Path) -> Path:
             name = f"transfer_{encoder}_{score}" + (f"_{recovery}" if len(recoveries) > 1 else "")
             path = plot_transfer(one, encoder, score, figures / f"{name}.png")
             blocks.append(Figure(f"figures/{path.name}", f"Transfer matrix, {encoder}, {score}, recovery {recovery}."))
-    p2 = p2_table(results, chance=chance)
+    p2 = p2_table(results, chance=chance, domains=facts.domains)
     blocks += own_mask_blocks(results, facts, figures, "figures", level) + agreement_blocks(run_dir, figures, level)
     blocks += magnitude_blocks(results, pairwise) + p2_blocks(p2) + claim_blocks(pairwise, p2)
     blocks += landscape_blocks(run_dir, figures)

@@ -4,7 +4,9 @@ P1 (pruning with source data preserves transfer): the zero-shot pruned accuracy 
 one (relative drops, mean and two-way cluster 95% CI over source x seed); the verdict compares each
 data-dependent score with `magnitude` on mean transfer accuracy, paired on identical units.
 P2 (re-training on the source does not hurt transfer): re-trained minus pruned mean transfer accuracy
-per unit; the verdict comes from the interval of its mean.
+per unit; the verdict comes from the interval of its mean. With task domains (``Task.domain``) the mean is
+also taken over near targets (the source's domain) and far ones (another domain) apart; across recipes
+(several runs) ``p2_dose_table`` puts the runs' tables side by side.
 Second-order scores (`fisher_diag`, `kfac`) at least as good as `magnitude` at each encoder's highest
 sparsity in the run: paired differences on source and mean transfer accuracy, both stages.
 
@@ -20,13 +22,18 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from pait.report.pairwise import PAIRED_FIELDS, chance_levels
+from pait.report.own_mask import split_by_domain
+from pait.report.pairwise import PAIRED_FIELDS, target_chance
 from pait.report.stats import COLLAPSED, MARGIN, collapsed, crossed_ci, crossed_paired, holm_verdicts, margin_p_values, verdict
 from pait.report.tables import UNIT_KEYS, per_unit
 
 KEYS = ["encoder", "score", "recovery", "sparsity"]
 DATA_FREE = ("magnitude", "random", "synflow")
 SECOND_ORDER = ("fisher_diag", "kfac")
+TRANSFER = ("all", "near", "far")  # a unit's transfer targets: every one, those of the source's domain, of another
+P2_KEYS = KEYS + ["transfer"]
+P2_COLUMNS = P2_KEYS + PAIRED_FIELDS + ["mean_a", "mean_b", "chance", "v_low", "v_high", "p_holds", "p_fails",
+                                        "verdict", "holm_verdict", "worst", "violations", "pairs"]
 
 
 def _drop_columns(g: pd.DataFrame, column: str) -> dict[str, float]:
@@ -82,24 +89,56 @@ def _with_verdicts(table: pd.DataFrame, margin: float) -> pd.DataFrame:
     return table
 
 
-def p2_table(results: pd.DataFrame, margin: float = MARGIN, chance: Mapping[str, float] | None = None) -> pd.DataFrame:
-    """Per setting: the mean transfer gain per unit (n, mean, two-way cluster CI, p-values, verdicts), worst pair,
-    violations (``chance``: task -> chance accuracy, see ``pairwise.chance_levels``)."""
+def transfer_kinds(pairs: pd.DataFrame, domains: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """``pairs`` (``p2_pairs``) with a ``transfer`` column: every pair once as ``all`` and, when ``domains`` (task
+    -> domain) split the tasks (``own_mask.split_by_domain``), once more as ``near`` (the target is in the
+    source's domain) or ``far`` (in another)."""
+    kinds = [pairs.assign(transfer="all")]
+    if split_by_domain(domains, set(pairs.source) | set(pairs.target)):
+        near = pairs.source.map(domains) == pairs.target.map(domains)
+        kinds.append(pairs.assign(transfer=np.where(near, "near", "far")))
+    return pd.concat(kinds, ignore_index=True)
+
+
+def p2_table(results: pd.DataFrame, margin: float = MARGIN, chance: Mapping[str, float] | None = None,
+             domains: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Per setting and transfer kind (``transfer_kinds``): the mean transfer gain per unit over its targets of that
+    kind (n, mean, two-way cluster CI clipped into [-1, 1], p-values, verdicts), worst pair, violations
+    (``chance``: task -> chance accuracy, see ``pairwise.target_chance``). A unit without a target of a kind
+    counts in no row of it, and a setting without any has no row of it. The whole table is one Holm family,
+    near and far rows included."""
     pairs = p2_pairs(results)
     if pairs.empty:
-        return pd.DataFrame(columns=KEYS + PAIRED_FIELDS + ["verdict", "holm_verdict", "worst", "violations", "pairs"])
-    per_unit_gain = pairs.groupby(UNIT_KEYS)[["gain", "recovered", "pruned"]].mean().reset_index()
-    chance = chance_levels(results, chance).set_index("source").transfer_acc_chance
+        return pd.DataFrame(columns=P2_COLUMNS)
+    pairs = transfer_kinds(pairs, domains).assign(chance=lambda p: p.target.map(target_chance(results, chance)))
+    values = ["gain", "recovered", "pruned", "chance"]
+    per_unit_gain = pairs.groupby(UNIT_KEYS + ["transfer"])[values].mean().reset_index()
     rows = []
-    for key, g in per_unit_gain.groupby(KEYS):
+    for key, g in per_unit_gain.groupby(P2_KEYS):
         p = crossed_paired(g.gain, g.source, g.seed)
         rows.append([*key, *(getattr(p, f) for f in PAIRED_FIELDS), g.recovered.mean(), g.pruned.mean(),
-                     float(np.mean([chance.get(s, np.nan) for s in g.source]))])
-    table = _with_verdicts(pd.DataFrame(rows, columns=KEYS + PAIRED_FIELDS + ["mean_a", "mean_b", "chance"]), margin)
-    grouped = pairs.groupby(KEYS).gain
+                     g.chance.mean(skipna=False)])
+    table = pd.DataFrame(rows, columns=P2_KEYS + PAIRED_FIELDS + ["mean_a", "mean_b", "chance"])
+    table[["low", "high"]] = table[["low", "high"]].clip(-1.0, 1.0)  # a gain lies in [-1, 1]; the verdict is unchanged
+    order = {k: i for i, k in enumerate(TRANSFER)}
+    table = _with_verdicts(table.sort_values(P2_KEYS, key=lambda c: c.map(order) if c.name == "transfer" else c),
+                           margin)
+    grouped = pairs.groupby(P2_KEYS).gain
     extra = pd.DataFrame({"worst": grouped.min(), "violations": grouped.apply(lambda g: int((g < 0).sum())),
                           "pairs": grouped.size()}).reset_index()
-    return table.merge(extra, on=KEYS)
+    return table.merge(extra, on=P2_KEYS)[P2_COLUMNS]
+
+
+def p2_dose_table(runs: Mapping[str, pd.DataFrame], domains: Mapping[str, str] | None = None, margin: float = MARGIN,
+                  chance: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """P2 across recipes: ``p2_table`` of each run (recipe label -> its results table) with a ``recipe`` column,
+    in the runs' order. Each run is its own Holm family: a recipe's verdicts do not depend on the recipes shown
+    beside it."""
+    tables = [p2_table(r, margin, chance, domains).assign(recipe=label) for label, r in runs.items()]
+    tables = [t for t in tables if not t.empty]
+    if not tables:
+        return pd.DataFrame(columns=["recipe", *P2_COLUMNS])
+    return pd.concat(tables, ignore_index=True)[["recipe", *P2_COLUMNS]]
 
 
 def p1_verdicts(table: pd.DataFrame, margin: float = MARGIN) -> pd.DataFrame:

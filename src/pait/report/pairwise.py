@@ -24,17 +24,20 @@ SIDES = ["mean_a", "mean_b", "chance"]  # the score's and the baseline's mean ac
 PAIR_COLUMNS = ["encoder", "score", "recovery", "sparsity", "stage", "metric", *PAIRED_FIELDS, *SIDES]
 
 
-def chance_levels(results: pd.DataFrame, chance: Mapping[str, float] | None = None) -> pd.DataFrame:
-    """Per source: chance accuracy on the source task and averaged over its transfer targets, from ``chance``
-    (task -> 1 / classes, ``chance.suite_chance``) or else a ``num_classes`` column of the results; NaN when
-    neither knows a task (then nothing is called collapsed)."""
+def target_chance(results: pd.DataFrame, chance: Mapping[str, float] | None = None) -> pd.Series:
+    """Per target task: its chance accuracy, from ``chance`` (task -> 1 / classes, ``chance.suite_chance``) or else
+    a ``num_classes`` column of the results; NaN when neither knows a task (then nothing is called collapsed)."""
     targets = results.drop_duplicates("target")
     if chance:
-        chance = pd.Series({t: chance.get(t, np.nan) for t in targets.target}, dtype=float)
-    elif "num_classes" in targets:
-        chance = 1 / targets.set_index("target").num_classes
-    else:
-        chance = pd.Series(np.nan, index=targets.target)
+        return pd.Series({t: chance.get(t, np.nan) for t in targets.target}, dtype=float)
+    if "num_classes" in targets:
+        return 1 / targets.set_index("target").num_classes
+    return pd.Series(np.nan, index=targets.target)
+
+
+def chance_levels(results: pd.DataFrame, chance: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """Per source: chance accuracy on the source task and averaged over its transfer targets (``target_chance``)."""
+    chance = target_chance(results, chance)
     rows = [{"source": s, "source_acc_chance": chance.get(s, np.nan),
              "transfer_acc_chance": chance.drop(s, errors="ignore").mean()} for s in results.source.dropna().unique()]
     return pd.DataFrame(rows, columns=["source", "source_acc_chance", "transfer_acc_chance"])

@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from pait.report.claims import p1_verdicts, second_order_verdicts
+from pait.report.claims import TRANSFER, p1_verdicts, second_order_verdicts
 from pait.report.document import Block, Bullets, Heading, Table, Text
 from pait.report.pairwise import BASELINE, METRICS
 from pait.report.stats import COLLAPSE_MARGIN, COLLAPSED, FAILS, HOLDS, MARGIN, UNCLEAR
@@ -82,6 +82,17 @@ def both_counts(table: pd.DataFrame) -> str:
     return f"{verdict_counts(table)}; with Holm's correction: {verdict_counts(table, 'holm_verdict')}"
 
 
+TRANSFER_NAMES = dict(zip(TRANSFER, ("all transfer tasks", "near transfer", "far transfer")))
+
+
+def p2_counts(table: pd.DataFrame) -> str:
+    """``both_counts`` of a ``claims.p2_table``, of each transfer kind apart when it has near and far rows."""
+    kinds = [k for k in TRANSFER_NAMES if (table.transfer == k).any()]
+    if kinds == ["all"]:
+        return both_counts(table)
+    return "; ".join(f"{TRANSFER_NAMES[k]}, {both_counts(table[table.transfer == k])}" for k in kinds)
+
+
 def fmt_interval(low: float, high: float) -> str:
     """``[low, high]`` signed; "none" if undefined (one source and one seed)."""
     return "none (one cell)" if math.isnan(low) or math.isnan(high) else f"[{low:+.3f}, {high:+.3f}]"
@@ -109,7 +120,7 @@ def claim_blocks(pairwise: pd.DataFrame, p2: pd.DataFrame) -> list[Block]:
         items.append(f"Data-dependent scores vs `{BASELINE}` (a data-dependent score keeps zero-shot mean transfer "
                      f"accuracy at least as well as data-free `{BASELINE}`; score minus `{BASELINE}`): {both_counts(p1)}.")
     items.append("P2 (recovery on the source does not hurt transfer; recovered minus zero-shot mean transfer "
-                 f"accuracy per unit): {both_counts(p2)}." if not p2.empty else "P2: no recovered units.")
+                 f"accuracy per unit): {p2_counts(p2)}." if not p2.empty else "P2: no recovered units.")
     if so.empty:
         items.append(f"Second-order scores at high sparsity: no verdict; it needs `{BASELINE}` and `fisher_diag` or "
                      "`kfac` on the same units.")
