@@ -3,13 +3,13 @@ choose per-group widths for each target speed-up, prune, and time the result aga
 
 Per target: the predicted speed-up (the table's additive model) and the achieved one (median of the paired
 ratio dense / pruned over interleaved repeats, with its range), so the additivity of the table is checked
-on every final choice; with ``--rounds 2`` a target missed is asked again, raised by the measured
-shortfall (:func:`pait.prune.structured.widths.retargeted`). ``--saving`` picks which measured saving the
-choice trusts (default: the lower quartile of the paired differences). Group scores: ``magnitude``
+on every final choice; a target missed is asked again, corrected by the measured error
+(:func:`pait.prune.structured.widths.calibrated`, both ways, up to ``--rounds`` attempts). ``--saving`` picks
+which measured saving the choice trusts (default: the lower quartile of the paired differences). Group scores: ``magnitude``
 (data-free; the latency, not the accuracy, is measured). The table is cached in ``--cache`` (a second run
 with the same setting on the same machine reuses it).
 
-    PYTHONPATH=src python bench/latency_target.py [--targets 1.3 1.5] [--round-to 8] [--rounds 2]
+    PYTHONPATH=src python bench/latency_target.py [--targets 1.3 1.5] [--round-to 8] [--rounds 4]
         [--cache runs/latency-tables] [--out bench/results/latency_target.json]
 """
 
@@ -33,7 +33,7 @@ from pait.prune.structured.groups import build_graph, find_groups, remove_units
 from pait.prune.structured.latency import ESTIMATORS, LatencySetting, latency_table
 from pait.prune.structured.prune import size
 from pait.prune.structured.scores import summed_scores
-from pait.prune.structured.widths import SAVINGS, latency_targeted_removals, retargeted
+from pait.prune.structured.widths import ROUNDS, SAVINGS, calibrated, latency_targeted_removals, reachable_speedup
 from pait.scores import get_score
 
 
@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--table-inner", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--estimator", choices=ESTIMATORS, default="median")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--saving", choices=SAVINGS, default="lower_quartile")
     parser.add_argument("--cache", type=Path, default=Path("runs/latency-tables"))
     parser.add_argument("--out", type=Path, default=Path("bench/results/latency_target.json"))
@@ -80,7 +80,8 @@ def main() -> None:
 
     for target in args.targets:
         try:
-            result["targets"].append({"target_speedup": target, "attempts": retargeted(attempt, target, args.rounds)})
+            result["targets"].append({"target_speedup": target, "attempts": calibrated(
+                attempt, target, reachable_speedup(table, args.saving), args.rounds)})
         except ConfigError as err:
             result["targets"].append({"target_speedup": target, "error": str(err)})
     result["loadavg_after"] = os.getloadavg()

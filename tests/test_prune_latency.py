@@ -1,7 +1,7 @@
 """`pait prune --target-speedup`: a channel unit whose axis is a target speed-up. The widths are exactly the
 ones latency_targeted_removals picks from the (here synthetic) latency table and the cached group scores,
-the report carries target / predicted / achieved, and a rerun reuses the cached table and unit. No timing is
-asserted: only that the pruned module was timed against the dense one."""
+the report carries target / predicted / achieved, and a rerun reuses the cached table and unit. The timing is
+a deterministic stand-in (the ratio of parameter counts), so the measured search is checked on known answers."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ from colour_images import write_colour_folder
 
 import test_structured_prune
 from pait.cli import main
+from pait.export import speed
+from pait.export.speed import Comparison
 from pait.prune.structured import latency
 from pait.prune.structured.groups import build_graph, find_groups
 from pait.prune.structured.latency import GroupLatency, LatencySetting, LatencyTable, candidate_widths, table_key
-from pait.prune.structured.widths import latency_targeted_removals
+from pait.prune.structured.widths import ROUNDS, TOLERANCE, latency_targeted_removals
 from test_structured import tiny_efficientnet
 
 HEADS = ("classifier",)
@@ -38,6 +40,22 @@ def synthetic_table(model, head_prefixes, setting, show_progress=True):
     return LatencyTable(table_key(model, groups, setting), float(len(groups)), rows)
 
 
+def params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def by_parameters(dense, pruned, runtime, threads, batch, input_size, *args, **kwargs):
+    """A deterministic stand-in for ``compare``: the speed-up is the ratio of parameter counts."""
+    s = params(dense) / params(pruned)
+    return Comparison(runtime, threads, batch, input_size, 1, 1.0, 1.0 / s, s, s, s)
+
+
+@pytest.fixture
+def timing(monkeypatch):
+    """Every timing of the measured search and of the final module through ``by_parameters``."""
+    monkeypatch.setattr(speed, "compare", by_parameters)
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     return write_colour_folder(tmp_path_factory.mktemp("images"), 32)
@@ -55,7 +73,7 @@ def _logged(cache):
 
 
 def test_a_target_speedup_prunes_to_the_chosen_widths_reports_them_and_reruns_from_cache(folder, tmp_path,
-                                                                                       monkeypatch):
+                                                                                       monkeypatch, timing):
     monkeypatch.setattr(latency, "measure_table", synthetic_table)
     cache = tmp_path / "cache"
     assert _prune(folder, tmp_path / "out", cache, "--target-speedup", "1.5", "--recovery", "none") == 0
@@ -72,13 +90,18 @@ def test_a_target_speedup_prunes_to_the_chosen_widths_reports_them_and_reruns_fr
     groups = find_groups(model, build_graph(model, torch.zeros(1, 3, 32, 32)), HEADS)
     (scores_file,) = (cache / "stages" / "scores").glob("*/scores.safetensors")
     scores = safetensors.torch.load_file(str(scores_file))
-    removed, plan = latency_targeted_removals(table, groups, [scores[g.name] for g in groups], 1.5)
+    block = report["latency"]
+    attempts = block["plan"]["attempts"]
+    kept = attempts[block["plan"]["kept_attempt"]]
+    assert attempts[0]["asked_speedup"] == 1.5 and 1 <= len(attempts) <= 4
+    removed, plan = latency_targeted_removals(table, groups, [scores[g.name] for g in groups], kept["asked_speedup"])
     assert [g["kept"] for g in report["groups"]] == [g.units - len(r) for g, r in zip(groups, removed)]
     assert [g["kept"] for g in report["groups"]] == [g["kept"] for g in plan["groups"]]
+    assert kept["achieved_speedup"] == pytest.approx(report["size"]["params_before"] / report["size"]["params_after"])
+    for before, after in zip(attempts, attempts[1:]):  # each ask corrects the last measurement towards 1.5
+        assert (after["asked_speedup"] - before["asked_speedup"]) * (1.5 - before["achieved_speedup"]) > 0
 
-    block = report["latency"]
     assert block["target_speedup"] == 1.5 and block["predicted_speedup"] == pytest.approx(plan["predicted_speedup"])
-    assert block["predicted_speedup"] >= 1.5
     assert block["timing"]["runtime"] == "onnxruntime" and block["timing"]["input_size"] == 32
     assert block["achieved_speedup"] > 0 and block["achieved_min"] <= block["achieved_speedup"] <= block["achieved_max"]
     assert block["prediction_error"] == pytest.approx(block["achieved_speedup"] / block["predicted_speedup"] - 1)
@@ -93,7 +116,7 @@ def test_a_target_speedup_prunes_to_the_chosen_widths_reports_them_and_reruns_fr
     assert json.loads((tmp_path / "again" / "report.json").read_text())["latency"] == block
 
 
-def test_a_different_target_is_another_unit_that_reads_the_cached_table(folder, tmp_path, monkeypatch):
+def test_a_different_target_is_another_unit_that_reads_the_cached_table(folder, tmp_path, monkeypatch, timing):
     monkeypatch.setattr(latency, "measure_table", synthetic_table)
     cache = tmp_path / "cache"
     assert _prune(folder, tmp_path / "a", cache, "--target-speedup", "1.5", "--recovery", "none") == 0
@@ -115,9 +138,10 @@ def test_the_runtimes_of_the_command_line_are_the_timed_ones_and_the_help_names_
     (field,) = [f for f in PruneOptions.__dataclass_fields__.values() if f.name == "target_speedup"]
     text = field.metadata["flag"].help
     assert f"{setting.repeats} repeats of {setting.inner} calls" in text and f"at most {setting.max_widths} widths" in text
+    assert f"up to {ROUNDS} cut copies" in text and f"within {TOLERANCE * 100:g}%% of X" in text
 
 
-def test_a_channel_grid_with_latency_reads_its_axis_as_target_speedups(folder, tmp_path, monkeypatch):
+def test_a_channel_grid_with_latency_reads_its_axis_as_target_speedups(folder, tmp_path, monkeypatch, timing):
     from test_prune_grid import grid_of, run_grid
 
     monkeypatch.setattr(latency, "measure_table", synthetic_table)

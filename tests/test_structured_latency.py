@@ -19,7 +19,8 @@ from pait.prune.structured.latency import (GroupLatency, LatencySetting, Latency
                                            latency_table, table_path)
 from pait.prune.structured.selection import floor
 from pait.prune.structured.widths import (Option, best_reachable_speedup, check_target, choose_widths, kept_scores,
-                                          latency_targeted_removals, outcome, removals_for_widths, retargeted)
+                                          latency_targeted_removals, outcome, removals_for_widths, calibrated,
+                                          closest)
 from test_structured import tiny_efficientnet, tiny_vit
 
 FAST = {"repeats": 2, "inner": 1, "max_widths": 3}
@@ -90,6 +91,16 @@ def test_an_unreachable_target_names_itself_and_the_best_reachable_speedup():
         choose_widths(options, 10.0, 2.0)
     message = str(err.value)
     assert "target_speedup 2.0" in message and "1.429x" in message and "\n" not in message  # 10 / (10 - 3)
+
+
+def test_the_most_the_table_allows_is_met_by_every_largest_saving_despite_the_rounding():
+    rng = np.random.default_rng(1)
+    options = [[Option(w, float(rng.random()), float(s)) for w, s in enumerate(rng.random(4) / 7)] for _ in range(23)]
+    most = max(o.saving for o in options[0])
+    best = best_reachable_speedup(options, 10.0)
+    chosen = choose_widths(options, 10.0, best)  # the ceiling itself: the rounded DP has no feasible state
+    assert [o.saving for o in chosen] == [max(o.saving for o in g) for g in options] and most > 0
+    assert 10.0 / (10.0 - sum(o.saving for o in chosen)) >= best * (1 - 1e-12)
 
 
 @pytest.mark.parametrize("target", [1.0, 0.5, -2, float("nan"), "fast", None])
@@ -256,24 +267,52 @@ def test_interleaved_timing_runs_every_function_once_per_repeat_in_order():
     assert paired_speedup([2.0, 4.0, 3.0], [1.0, 1.0, 2.0]) == (1.5, 2.0, 4.0)
 
 
-def test_retargeting_asks_for_more_by_the_measured_shortfall_until_the_target_is_met():
-    asked = []
-
-    def attempt(t):  # a table that over-promises by 1.2x, with a best reachable predicted speed-up of 2
+def _measured(curve, asked):
+    """An ``attempt`` whose measured speed-up is ``curve(predicted)``; the asks are appended to ``asked``."""
+    def attempt(t):
         asked.append(t)
-        if t > 2.0:
-            raise ConfigError(f"target_speedup {t} is not reachable")
-        return {"target_speedup": t, "predicted_speedup": t}, Comparison("torch", 1, 1, 8, 3, 1.0, 1.0, t / 1.2,
-                                                                            t / 1.3, t / 1.1)
+        m = curve(t)
+        return {"target_speedup": t, "predicted_speedup": t}, Comparison("torch", 1, 1, 8, 3, 1.0, 1.0 / m, m, m, m)
+    return attempt
 
-    results = retargeted(attempt, 1.5, rounds=3)
-    assert asked == [1.5, pytest.approx(1.8)] and results[-1]["met"] and results[0]["met"] is False
-    assert all(r["target_speedup"] == 1.5 for r in results) and results[-1]["asked_speedup"] == pytest.approx(1.8)
-    assert len(retargeted(attempt, 1.5, rounds=1)) == 1
-    results = retargeted(attempt, 1.8, rounds=3)  # 1.8 -> 2.16: unreachable, the first attempt stands
-    assert len(results) == 1 and not results[0]["met"]
-    with pytest.raises(ConfigError, match="not reachable"):
-        retargeted(attempt, 2.5)
+
+def test_a_pessimistic_table_is_corrected_down_until_the_measurement_is_within_tolerance():
+    asked = []
+    results = calibrated(_measured(lambda t: t ** 1.6, asked), 1.5, reachable=3.0)  # 1.5 predicted -> 1.91 measured
+    assert asked[0] == 1.5 and asked[1] == pytest.approx(1.5 * 1.5 / 1.5 ** 1.6) and asked[1] < asked[0]
+    assert abs(results[-1]["achieved_speedup"] / 1.5 - 1) <= 0.05 and len(results) <= 4
+    assert all(r["target_speedup"] == 1.5 for r in results) and closest(results) == len(results) - 1
+
+
+def test_an_optimistic_table_is_corrected_up_and_bracketing_attempts_are_interpolated():
+    asked = []
+    results = calibrated(_measured(lambda t: t / 1.2, asked), 1.5, reachable=2.0)
+    assert asked == [1.5, pytest.approx(1.8)] and results[-1]["achieved_speedup"] == pytest.approx(1.5)
+    asked = []  # 1.3 -> 1.0833 (below), then 1.3 x 1.5 / 1.0833 = 1.8 -> 1.5 (within)
+    calibrated(_measured(lambda t: t / 1.2, asked), 1.5, reachable=2.0, tolerance=0.0)
+    assert len(asked) == 2  # exact on the second: no third attempt
+    asked = []  # measured curve steeper than the ratio rule: the third ask interpolates the bracket in log space
+    calibrated(_measured(lambda t: t ** 3 / 2, asked), 1.5, reachable=3.0, tolerance=0.001, rounds=3)
+    (a0, m0), (a1, m1) = sorted((a, a ** 3 / 2) for a in asked[:2])
+    w = (math.log(1.5) - math.log(m0)) / (math.log(m1) - math.log(m0))
+    assert m0 < 1.5 < m1 and asked[2] == pytest.approx(math.exp(math.log(a0) + w * (math.log(a1) - math.log(a0))))
+
+
+def test_the_table_most_measured_short_is_not_reachable_and_one_round_is_one_attempt():
+    asked = []
+    with pytest.raises(ConfigError, match=r"target_speedup 1.8 is not reachable: the fastest widths the per-group "
+                                          r"floors allow measured 1.333x \(predicted 1.600x\)"):
+        calibrated(_measured(lambda t: t / 1.2, asked), 1.8, reachable=1.6)
+    assert asked == [1.6]  # the most is asked at once, and not asked twice
+    assert len(calibrated(_measured(lambda t: t / 1.2, []), 1.5, reachable=2.0, rounds=1)) == 1
+    results = calibrated(_measured(lambda t: t * 1.02, []), 1.5, reachable=1.6)  # within 5%: kept, not an error
+    assert len(results) == 1 and results[0]["achieved_speedup"] == pytest.approx(1.53)
+
+
+def test_closest_is_nearest_on_a_log_scale_and_the_faster_on_a_tie():
+    attempts = [{"target_speedup": 1.5, "achieved_speedup": a} for a in (1.2, 1.5 * 1.5 / 1.2, 1.55)]
+    assert closest(attempts) == 2
+    assert closest(attempts[:2]) == 1  # 1.2 and 1.875 are equally far from 1.5 on a log scale
 
 
 @pytest.mark.parametrize("case", ["efficientnet", "vit"])

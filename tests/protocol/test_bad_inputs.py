@@ -620,7 +620,7 @@ CASES: dict[str, Case] = {
     "prune --target-speedup unreachable": lambda e, m: (  # a synthetic latency table: no timing
         m.setattr("pait.prune.structured.latency.measure_table", synthetic_table) or [*prune_argv(e, "--structure", "channels", "--target-speedup", "100", "--latency-runtime", "torch",
                      "--no-probes"), "--encoder", STRUCTURED_ENCODER],
-        "target speed-up 100.0 is not reachable: the best predicted speed-up within the per-group floors is"),
+        "target speed-up 100.0 is not reachable: the fastest widths the per-group floors allow measured"),
     # --- transfer probes and the INT8 model of `pait prune` ---
     "prune --probe a folder with one class": lambda e, m: (
         prune_argv(e, "--probe", str(one_class_folder(e))), f"probe folder {e.tmp / 'one'} has 1 class sub-folder(s)"),

@@ -4,9 +4,12 @@ sets ``latency: {runtime, threads, batch}``, a target speed-up over the dense en
 
 A target is met through the dense encoder's measured latency table (:mod:`pait.prune.structured.latency`,
 cached as JSON under ``<stage store>/latency/``, keyed by architecture, setting and machine) and the exact
-width choice :func:`pait.prune.structured.widths.latency_targeted_removals` on the unit's group scores;
-after recovery the pruned module is timed against the dense one interleaved (:func:`pait.export.speed.compare`)
-and the unit records target, predicted and achieved speed-up. The other knobs are the library's defaults:
+width choice :func:`pait.prune.structured.widths.latency_targeted_removals` on the unit's group scores,
+corrected by measurement: up to ``widths.ROUNDS`` choices are cut and timed against dense, each asking for
+the predicted speed-up that the last ones' measurements say gives the target (``widths.calibrated``), and
+the one measured nearest the target is kept. After recovery the pruned module is timed against the dense
+one again, interleaved (:func:`pait.export.speed.compare`), and the unit records target, predicted and
+achieved speed-up, with every attempt. The other knobs are the library's defaults:
 the table's :class:`LatencySetting` fields besides runtime, threads, batch, input size and ``round_to``, the
 ``lower_quartile`` saving of the width choice, ``compare``'s repeats.
 """
@@ -17,6 +20,7 @@ import copy
 from dataclasses import asdict
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from pait.config import ExperimentConfig
@@ -27,6 +31,7 @@ from pait.prune.structured.selection import choose_removals
 
 LATENCY_KEYS = ("runtime", "threads", "batch")  # the config's ``latency`` mapping, all required
 LATENCY_DIR = "latency"  # below the stage store's root: the cached latency tables
+ATTEMPT_FIELDS = ("asked_speedup", "predicted_speedup", "achieved_speedup", "achieved_min", "achieved_max")
 
 
 class RatioAxis:
@@ -79,19 +84,43 @@ class LatencyAxis:
 
     def key(self, ctx: Context) -> dict[str, Any]:
         """The latency table's cache key without the architecture (the encoder, in the heads' key, fixes it):
-        format, setting and machine; the target is the unit's axis value."""
+        format, setting and machine, and the measured search's bounds; the target is the unit's axis value."""
         from pait.prune.structured.latency import FORMAT, machine
+        from pait.prune.structured.widths import ROUNDS, TOLERANCE
 
-        return {"latency": {"format": FORMAT, "setting": asdict(self._setting(ctx)), "machine": machine()}}
+        return {"latency": {"format": FORMAT, "setting": asdict(self._setting(ctx)), "machine": machine(),
+                            "calibration": {"rounds": ROUNDS, "tolerance": TOLERANCE}}}
 
     def removals(self, ctx: Context, groups: list[Group], scores: list[Tensor],
                  value: float) -> tuple[list[list[int]], dict[str, Any] | None]:
+        """The widths of the attempt whose *measured* speed-up came nearest ``value``
+        (:func:`pait.prune.structured.widths.calibrated`): each attempt cuts a copy of the dense encoder to
+        the widths chosen for a predicted speed-up and times it against dense; the plan lists every attempt."""
+        from pait.export.speed import compare
+        from pait.prune.structured.groups import build_graph, find_groups, remove_units
         from pait.prune.structured.latency import latency_table
-        from pait.prune.structured.widths import latency_targeted_removals
+        from pait.prune.structured.widths import calibrated, closest, latency_targeted_removals, reachable_speedup
 
-        table = latency_table(ctx.encoder.model, ctx.encoder.head_prefixes, self._setting(ctx),
-                              ctx.store.root / LATENCY_DIR, show_progress=False)
-        return latency_targeted_removals(table, groups, scores, value, where=self.name)
+        setting = self._setting(ctx)
+        table = latency_table(ctx.encoder.model, ctx.encoder.head_prefixes, setting, ctx.store.root / LATENCY_DIR,
+                              show_progress=False)
+        dense = _timed_copy(ctx.encoder.model)
+        example = torch.zeros(1, 3, setting.input_size, setting.input_size)
+        chosen: list[list[list[int]]] = []
+
+        def attempt(asked: float) -> tuple[dict[str, Any], Any]:
+            removed, plan = latency_targeted_removals(table, groups, scores, asked, where=self.name)
+            trial = copy.deepcopy(dense)
+            graph = build_graph(trial, example)
+            remove_units(trial, graph, find_groups(trial, graph, ctx.encoder.head_prefixes), removed)
+            chosen.append(removed)
+            return plan, compare(dense, trial, setting.runtime, setting.threads, setting.batch, setting.input_size)
+
+        attempts = calibrated(attempt, value, reachable_speedup(table), where=self.name)
+        best = closest(attempts)
+        plan = attempts[best]["plan"] | {"attempts": [{k: a[k] for k in ATTEMPT_FIELDS} for a in attempts],
+                                         "kept_attempt": best, "goal_speedup": value}
+        return chosen[best], plan
 
     def record(self, ctx: Context, pruned: nn.Module, plan: dict[str, Any] | None) -> dict[str, Any]:
         from pait.export.speed import compare
@@ -99,10 +128,10 @@ class LatencyAxis:
 
         assert plan is not None
         setting = self._setting(ctx)
-
-        def timed_copy(model: nn.Module) -> nn.Module:
-            return copy.deepcopy(model).float().cpu().eval()
-
-        timing = compare(timed_copy(ctx.encoder.model), timed_copy(pruned), setting.runtime, setting.threads,
+        timing = compare(_timed_copy(ctx.encoder.model), _timed_copy(pruned), setting.runtime, setting.threads,
                          setting.batch, setting.input_size)
-        return {"latency": outcome(plan, timing)}
+        return {"latency": outcome(plan, timing, plan["goal_speedup"])}
+
+
+def _timed_copy(model: nn.Module) -> nn.Module:
+    return copy.deepcopy(model).float().cpu().eval()

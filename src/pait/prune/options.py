@@ -100,8 +100,9 @@ class PruneOptions:
         None, "mask", "with --structure, instead of --ratio: the widths that keep the most group score within a "
         "latency budget of (dense latency / X), from a latency table measured on this machine (cached; "
         "lower-quartile savings, exact knapsack; the library's defaults: 7 repeats of 10 calls, at most 8 widths "
-        "per group, a 10%% floor per group); the pruned module is then timed against the dense one (15 "
-        "repeats) and the report gives target, predicted and achieved speed-up", metavar="X")
+        "per group, a 10%% floor per group), corrected by measurement (up to 4 cut copies timed against dense, "
+        "stopping within 5%% of X; the one measured nearest X is kept); the pruned module is then timed against "
+        "the dense one (15 repeats) and the report gives target, predicted and achieved speed-up", metavar="X")
     latency_runtime: str | None = option(None, "mask", "with --target-speedup: where latency is measured, one of "
                                          f"{', '.join(LATENCY_RUNTIMES)} (default {LATENCY_RUNTIMES[0]}; at the "
                                          "encoder's input size)", metavar="NAME")
