@@ -57,9 +57,13 @@ def _role(module: nn.Module) -> str:
     return "conv" if isinstance(module, nn.Conv2d) else "linear"
 
 
+class _Captured(Exception):
+    """Raised by the tap once the layer's rows are taken: the rest of the forward is not needed."""
+
+
 def _layer_rows(model: nn.Module, name: str, images: Tensor, feature_fn: FeatureFn) -> tuple[Tensor, Tensor]:
-    """One forward of ``images``: the rows of layer ``name``'s inputs (as its weight's columns) and of its
-    outputs (one row per position or token, one column per output channel)."""
+    """The forward of ``images`` up to layer ``name`` (then stopped): the rows of its inputs (as its weight's
+    columns) and of its outputs (one row per position or token, one column per output channel)."""
     module = model.get_submodule(name)
     seen: list[tuple[Tensor, Tensor]] = []
 
@@ -69,10 +73,14 @@ def _layer_rows(model: nn.Module, name: str, images: Tensor, feature_fn: Feature
         rows = patch_rows(module, x.detach()) if role == "conv" else x.detach().reshape(-1, x.shape[-1])
         out = out.detach().movedim(1, -1) if role == "conv" else out.detach()
         seen.append((rows, out.reshape(-1, out.shape[-1])))
+        raise _Captured  # applied once per forward (checked by consumers()): nothing later is read
 
-    with tapping_layers({name: (module, _role(module))}, on_layer):
-        feature_fn(model, images)
-    return seen[0]  # applied once per forward: checked by consumers()
+    try:
+        with tapping_layers({name: (module, _role(module))}, on_layer):
+            feature_fn(model, images)
+    except _Captured:
+        pass
+    return seen[0]
 
 
 @torch.no_grad()
