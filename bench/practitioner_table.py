@@ -18,7 +18,7 @@ Reads a finished ``pait run`` of a study with ``latency:`` and ``target_speedups
    runtime (INT8 against dense fp32 ONNX Runtime).
 
     PYTHONPATH=src python bench/practitioner_table.py --run runs/study-efficientnet_lite0_latency
-        [--int8-seeds 0 1 2] [--batches 1 32] [--repeats 15] [--out bench/results/<study>.json]
+        [--int8-seeds 0 1 2] [--no-int8] [--no-speed] [--batches 1 32] [--repeats 15] [--out bench/results/<study>.json]
 """
 
 from __future__ import annotations
@@ -219,6 +219,8 @@ def markdown(result: dict[str, Any]) -> str:
                   "|---|---|---|---|---|"]
         lines += [f"| {_label(r['target'])} | {r['n']} | {_ci(r['source'])} | {_ci(r['transfer'])} | "
                   f"{_ci(r['retention'])} |" for r in result["int8"]]
+    if not result["speed"]:
+        return "\n".join(lines) + "\n"
     lines += ["", "| variant | precision | runtime | batch | median ms | speed-up vs dense fp32, same runtime: median "
               "[min, max] |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['variant']} | {r['precision']} | {r['runtime']} | {r['batch']} | {r['median_ms']:.2f} | "
@@ -231,6 +233,7 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True, help="a finished run folder of a latency study")
     parser.add_argument("--int8-seeds", type=int, nargs="*", default=None, help="default: every seed of the run")
     parser.add_argument("--no-int8", action="store_true")
+    parser.add_argument("--no-speed", action="store_true", help="accuracy only (another run of the study timed them)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=15)
@@ -253,8 +256,8 @@ def main() -> None:
         "args": {k: str(v) for k, v in vars(args).items()}, "latency_setting": config.latency,
         "units": units.drop(columns="unit_dir").to_dict("records"), "targets": target_table(units)}
     log(f"{len(units)} units read")
-    result["speed"] = speed_rows(prepare(config, config.encoders[0], store, 0), units, args.batches, args.threads,
-                                 args.repeats, log)
+    result["speed"] = [] if args.no_speed else speed_rows(prepare(config, config.encoders[0], store, 0), units,
+                                                          args.batches, args.threads, args.repeats, log)
     result["loadavg_after_speed"] = os.getloadavg()
     if not args.no_int8:
         seeds = sorted(set(units.seed)) if args.int8_seeds is None else args.int8_seeds
