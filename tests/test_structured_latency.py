@@ -355,3 +355,18 @@ def test_the_lower_quartile_saving_is_the_default_and_the_median_is_available():
     assert plan["predicted_ms"] == pytest.approx(10.0 - 2.0) and removed == [[], [0, 1]]
     with pytest.raises(ConfigError, match="saving 'mean'"):
         latency_targeted_removals(table, groups, scores, 1.25, saving="mean")
+
+
+def test_a_measured_table_records_when_and_under_what_load_and_reads_back(tmp_path, monkeypatch):
+    model = tiny_efficientnet().float()
+    setting = latency.LatencySetting("torch", 1, 1, 32, round_to=8, repeats=1, inner=1)
+    table = latency.latency_table(model, ("classifier",), setting, tmp_path, show_progress=False)
+    measured = table.measured
+    assert set(measured) == {"started", "seconds", "loadavg_before", "loadavg_after"} and measured["seconds"] > 0
+    assert len(measured["loadavg_before"]) == 3 and measured["started"].endswith("Z")
+    monkeypatch.setattr(latency, "measure_table", lambda *a, **k: pytest.fail("measured again"))
+    again = latency.latency_table(model, ("classifier",), setting, tmp_path, show_progress=False)
+    assert again.measured == measured and again.key == table.key
+    old = json.loads(next(tmp_path.glob("latency-*.json")).read_text())
+    del old["measured"]  # a table written before the field: still read, with nothing recorded
+    assert latency.LatencyTable.from_json(json.dumps(old)).measured == {}

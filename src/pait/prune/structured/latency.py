@@ -30,6 +30,7 @@ import os
 import platform
 import statistics
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -98,6 +99,7 @@ class LatencyTable:
     key: dict[str, Any]
     dense_ms: float
     groups: list[GroupLatency]
+    measured: dict[str, Any] = field(default_factory=dict)  # when and under what load (not part of the key)
 
     def predicted_ms(self, widths: Sequence[int]) -> float:
         """Additive prediction of the module's latency when group ``i`` keeps ``widths[i]`` units."""
@@ -110,14 +112,15 @@ class LatencyTable:
 
     def to_json(self) -> str:
         return json.dumps({"format": FORMAT, "key": self.key, "dense_ms": self.dense_ms,
-                           "groups": [asdict(g) for g in self.groups]}, indent=1)
+                           "groups": [asdict(g) for g in self.groups], "measured": self.measured}, indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> LatencyTable:
         data = json.loads(text)
         if data.get("format") != FORMAT:
             raise ValueError(f"not a {FORMAT} table")
-        return cls(data["key"], float(data["dense_ms"]), [GroupLatency(**g) for g in data["groups"]])
+        return cls(data["key"], float(data["dense_ms"]), [GroupLatency(**g) for g in data["groups"]],
+                   dict(data.get("measured", {})))
 
 
 def candidate_widths(group: Group, round_to: int = 1, min_keep: float = MIN_KEEP,
@@ -245,7 +248,9 @@ def _quartiles(values: list[float]) -> list[float]:
 def latency_table(model: nn.Module, head_prefixes: Sequence[str], setting: LatencySetting,
                   cache_dir: str | Path | None, show_progress: bool = True) -> LatencyTable:
     """The latency table of ``model`` for ``setting``: read from ``cache_dir`` when a table of the same key is
-    there, else measured (:func:`measure_table`) and written there atomically (``None``: no cache)."""
+    there, else measured (:func:`measure_table`) and written there atomically (``None``: no cache). A measured
+    table records when, for how long and under what load average it was measured (``measured``): timings
+    from a loaded machine are noisier, and the key does not say so."""
     setting.validate()
     if cache_dir is not None:
         copied = _cpu_copy(model)
@@ -259,7 +264,10 @@ def latency_table(model: nn.Module, head_prefixes: Sequence[str], setting: Laten
                 return table
         except (OSError, ValueError, KeyError, TypeError):
             pass  # absent, unreadable or another table: measure again
+    start, load = time.time(), os.getloadavg()
     table = measure_table(model, head_prefixes, setting, show_progress)
+    table.measured = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)),
+                      "seconds": time.time() - start, "loadavg_before": list(load), "loadavg_after": list(os.getloadavg())}
     if cache_dir is not None:
         write_atomic(table_path(cache_dir, table.key), table.to_json().encode())
     return table
