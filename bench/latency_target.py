@@ -16,7 +16,6 @@ with the same setting on the same machine reuses it).
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime
 import json
 import os
@@ -29,8 +28,8 @@ from pait.cache import write_atomic
 from pait.encoders.registry import load_encoder
 from pait.errors import ConfigError
 from pait.export.speed import RUNTIMES, Comparison, compare
-from pait.prune.structured.groups import build_graph, find_groups, remove_units
-from pait.prune.structured.latency import ESTIMATORS, LatencySetting, latency_table
+from pait.prune.structured.groups import build_graph, find_groups
+from pait.prune.structured.latency import ESTIMATORS, LatencySetting, cut_copy, latency_table
 from pait.prune.structured.prune import size
 from pait.prune.structured.scores import summed_scores
 from pait.prune.structured.widths import ROUNDS, SAVINGS, calibrated, latency_targeted_removals, reachable_speedup
@@ -70,9 +69,7 @@ def main() -> None:
     scores = summed_scores(groups, get_score("magnitude")(dense, [], encoder.prunable_parameters()))
     def attempt(target: float) -> tuple[dict, Comparison]:
         removed, plan = latency_targeted_removals(table, groups, scores, target, saving=args.saving)
-        pruned = copy.deepcopy(dense)
-        graph = build_graph(pruned, example)
-        remove_units(pruned, graph, find_groups(pruned, graph, encoder.head_prefixes), removed)
+        pruned = cut_copy(dense, encoder.head_prefixes, removed, args.size)
         macs, params = size(pruned, args.size, torch.device("cpu"))
         plan |= {"macs": macs, "params": params}
         return plan, compare(dense, pruned, args.runtime, args.threads, args.batch, args.size, args.repeats,

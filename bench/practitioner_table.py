@@ -148,13 +148,13 @@ def int8_rows(config: Any, store: StageStore, units: pd.DataFrame, seeds: list[i
 
 def int8_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per target (None: dense), INT8 source and transfer accuracy and transfer retention with crossed intervals."""
-    frame = pd.DataFrame(rows).assign(target=lambda f: f.target.fillna(0.0))
-    out = []
-    for target, g in frame.groupby("target"):
-        out.append({"target": float(target) or None, "n": len(g), "source": _interval(g.int8_source, g, True),
-                    "transfer": _interval(g.int8_transfer, g, True),
-                    "retention": _interval(g.int8_transfer / g.unpruned_transfer, g, False)})
-    return out
+    frame = pd.DataFrame(rows)
+    dense = frame[frame.target.isna()]
+    groups = ([(None, dense)] if len(dense) else []) + [(float(t), g) for t, g in frame.dropna(subset=["target"])
+                                                         .groupby("target")]
+    return [{"target": target, "n": len(g), "source": _interval(g.int8_source, g, True),
+             "transfer": _interval(g.int8_transfer, g, True),
+             "retention": _interval(g.int8_transfer / g.unpruned_transfer, g, False)} for target, g in groups]
 
 
 def speed_rows(ctx: Context, units: pd.DataFrame, batches: list[int], threads: int, repeats: int,

@@ -16,11 +16,9 @@ the table's :class:`LatencySetting` fields besides runtime, threads, batch, inpu
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from pait.config import ExperimentConfig
@@ -97,22 +95,18 @@ class LatencyAxis:
         (:func:`pait.prune.structured.widths.calibrated`): each attempt cuts a copy of the dense encoder to
         the widths chosen for a predicted speed-up and times it against dense; the plan lists every attempt."""
         from pait.export.speed import compare
-        from pait.prune.structured.groups import build_graph, find_groups, remove_units
-        from pait.prune.structured.latency import latency_table
+        from pait.prune.structured.latency import cpu_copy, cut_copy, latency_table
         from pait.prune.structured.widths import calibrated, closest, latency_targeted_removals, reachable_speedup
 
         setting = self._setting(ctx)
         table = latency_table(ctx.encoder.model, ctx.encoder.head_prefixes, setting, ctx.store.root / LATENCY_DIR,
                               show_progress=False)
-        dense = _timed_copy(ctx.encoder.model)
-        example = torch.zeros(1, 3, setting.input_size, setting.input_size)
+        dense = cpu_copy(ctx.encoder.model)
         chosen: list[list[list[int]]] = []
 
         def attempt(asked: float) -> tuple[dict[str, Any], Any]:
             removed, plan = latency_targeted_removals(table, groups, scores, asked, where=self.name)
-            trial = copy.deepcopy(dense)
-            graph = build_graph(trial, example)
-            remove_units(trial, graph, find_groups(trial, graph, ctx.encoder.head_prefixes), removed)
+            trial = cut_copy(dense, ctx.encoder.head_prefixes, removed, setting.input_size)
             chosen.append(removed)
             return plan, compare(dense, trial, setting.runtime, setting.threads, setting.batch, setting.input_size)
 
@@ -124,14 +118,12 @@ class LatencyAxis:
 
     def record(self, ctx: Context, pruned: nn.Module, plan: dict[str, Any] | None) -> dict[str, Any]:
         from pait.export.speed import compare
+        from pait.prune.structured.latency import cpu_copy
         from pait.prune.structured.widths import outcome
 
         assert plan is not None
         setting = self._setting(ctx)
-        timing = compare(_timed_copy(ctx.encoder.model), _timed_copy(pruned), setting.runtime, setting.threads,
+        timing = compare(cpu_copy(ctx.encoder.model), cpu_copy(pruned), setting.runtime, setting.threads,
                          setting.batch, setting.input_size)
         return {"latency": outcome(plan, timing, plan["goal_speedup"])}
 
-
-def _timed_copy(model: nn.Module) -> nn.Module:
-    return copy.deepcopy(model).float().cpu().eval()

@@ -31,7 +31,7 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,7 +172,7 @@ def table_path(cache_dir: str | Path, key: dict[str, Any]) -> Path:
     return Path(cache_dir) / f"latency-{digest}.json"
 
 
-def _cpu_copy(model: nn.Module) -> nn.Module:
+def cpu_copy(model: nn.Module) -> nn.Module:
     """A float32 copy on the CPU, in eval mode: what is timed, whatever device and precision ``model`` has."""
     return copy.deepcopy(model).float().cpu().eval()
 
@@ -182,16 +182,22 @@ def _example(model: nn.Module, input_size: int) -> torch.Tensor:
     return torch.zeros(1, 3, input_size, input_size, dtype=dtype)
 
 
-def narrowed(model: nn.Module, head_prefixes: Sequence[str], index: int, keep: int, input_size: int) -> nn.Module:
-    """A copy of ``model`` whose group ``index`` keeps its first ``keep`` units, every other group whole (which
-    units go does not change the latency)."""
+def cut_copy(model: nn.Module, head_prefixes: Sequence[str], removed: Callable[[list[Group]], list[list[int]]]
+             | list[list[int]], input_size: int) -> nn.Module:
+    """A copy of ``model`` (eval mode) with ``removed[i]`` units cut from its group ``i`` (or ``removed(groups)``,
+    computed from the copy's groups)."""
     copied = copy.deepcopy(model).eval()
     graph = build_graph(copied, _example(copied, input_size))
     groups = find_groups(copied, graph, head_prefixes)
-    removed: list[list[int]] = [[] for _ in groups]
-    removed[index] = list(range(keep, groups[index].units))
-    remove_units(copied, graph, groups, removed)
+    remove_units(copied, graph, groups, removed(groups) if callable(removed) else removed)
     return copied
+
+
+def narrowed(model: nn.Module, head_prefixes: Sequence[str], index: int, keep: int, input_size: int) -> nn.Module:
+    """A copy of ``model`` whose group ``index`` keeps its first ``keep`` units, every other group whole (which
+    units go does not change the latency)."""
+    return cut_copy(model, head_prefixes, lambda groups: [list(range(keep, g.units)) if i == index else []
+                                                          for i, g in enumerate(groups)], input_size)
 
 
 def measure_table(model: nn.Module, head_prefixes: Sequence[str], setting: LatencySetting,
@@ -199,7 +205,7 @@ def measure_table(model: nn.Module, head_prefixes: Sequence[str], setting: Laten
     """Measure the latency table of ``model`` (not modified; timed as a float32 copy on the CPU) on this
     machine; a progress bar over groups."""
     setting.validate()
-    model = _cpu_copy(model)
+    model = cpu_copy(model)
     graph = build_graph(model, _example(model, setting.input_size))
     groups = find_groups(model, graph, head_prefixes)
     del graph
@@ -253,7 +259,7 @@ def latency_table(model: nn.Module, head_prefixes: Sequence[str], setting: Laten
     from a loaded machine are noisier, and the key does not say so."""
     setting.validate()
     if cache_dir is not None:
-        copied = _cpu_copy(model)
+        copied = cpu_copy(model)
         graph = build_graph(copied, _example(copied, setting.input_size))
         key = table_key(copied, find_groups(copied, graph, head_prefixes), setting)
         del copied, graph
