@@ -10,7 +10,7 @@ sources, computed from the run's stage cache (masks and scores are too large to 
 ``recovery_seconds.csv``: each unit's recovery wall time, where the run recorded it. Everything
 else is computed from those committed files: ``docs/findings/tables.md`` (results with 95% CIs over
 source x seed, P1 own mask vs other sources' masks, each score against `magnitude` paired, P1 / P2 /
-second-order verdicts, mask agreement, and the P2 dose-response across the recovery recipes of RECIPES)
+second-order verdicts, mask agreement, the P2 dose-response across the recovery recipes of RECIPES, and P1 and P2 on the suites of SUITE_STUDIES)
 and the figures ``docs/findings/<study>/fig3.png``, ``p1_own_vs_other.png`` and ``agreement.png``.
 """
 
@@ -37,6 +37,8 @@ from pait.report.pairwise import pairwise_table
 from pait.report.recoveries import recovery_pair_blocks
 from pait.report.run_folder import CONFIG_FILE, read_results, read_run_config
 from pait.report.stat_blocks import claim_blocks, pairwise_blocks
+from pait.report.suite_compare import SuiteRun
+from pait.report.suite_compare_blocks import suite_compare_blocks
 from pait.report.suite_facts import suite_facts
 from pait.report.tables import level_name
 
@@ -47,11 +49,14 @@ STUDIES = ("study-efficientnet_lite0", "study-vits14_dinov2_imgfocus", "study-ef
            "study-efficientnet_lite0_recoveries", "study-vits14_dinov2_imgfocus_recoveries",
            "study-efficientnet_lite0_channels", "study-vits14_dinov2_imgfocus_channels",
            "study-efficientnet_lite0_channels_sequential", "study-efficientnet_lite0_allocation_zeroshot",
-           "study-efficientnet_lite0_p2_steps", "study-efficientnet_lite0_p2_lr", "study-vits14_dinov2_imgfocus_p2")
+           "study-efficientnet_lite0_p2_steps", "study-efficientnet_lite0_p2_lr", "study-vits14_dinov2_imgfocus_p2",
+           "study-efficientnet_lite0_emoji10")
 # the recovery recipes of the P2 dose-response table: study -> label, those found under docs/findings/ shown
 RECIPES = {"study-efficientnet_lite0": "16 steps, lr 3e-3", "study-efficientnet_lite0_p2_steps": "64 steps, lr 3e-3",
            "study-efficientnet_lite0_p2_lr": "16 steps, lr 3e-2",
            "study-vits14_dinov2_imgfocus_p2": "ViT, 16 steps, lr 3e-3"}
+# the suites compared side by side (P1 and P2 on the settings both studies hold): study -> label
+SUITE_STUDIES = {"study-efficientnet_lite0": "embedded (grey)", "study-efficientnet_lite0_emoji10": "emoji10 (colour)"}
 COPIED = ("results.parquet", "config.json", "failures.json")
 SECONDS_FILE = "recovery_seconds.csv"  # per unit: the recovery's wall time, where the run recorded it
 STRUCTURED_BASELINE = "taylor"  # Torch-Pruning's best built-in group importance here (BENCHMARKS.md)
@@ -157,6 +162,17 @@ def dose_blocks(findings: Path = FINDINGS) -> list[Block]:
     return p2_dose_blocks(p2_dose_table(runs, domains, chance=chance)) if runs else []
 
 
+def suite_blocks(findings: Path = FINDINGS) -> list[Block]:
+    """P1 and P2 on the suites of SUITE_STUDIES side by side, when at least two are found under ``findings``."""
+    runs = {}
+    for study, label in SUITE_STUDIES.items():
+        folder = findings / study
+        if (folder / "results.parquet").is_file() and (folder / CONFIG_FILE).is_file():
+            suite = read_run_config(folder)["suite"]
+            runs[label] = SuiteRun(read_results(folder), suite_facts(suite), suite_chance(suite))
+    return suite_compare_blocks(runs) if len(runs) > 1 else []
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, help="run root (pait run --out) to copy the studies' results from")
@@ -176,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
              "by hand. The discussion is in [../findings.md](../findings.md).")]
     for folder in folders:
         blocks += study_blocks(folder)
-    blocks += dose_blocks()
+    blocks += dose_blocks() + suite_blocks()
     (FINDINGS / "tables.md").write_text(to_markdown(blocks))
     print(f"wrote {FINDINGS / 'tables.md'} ({len(folders)} studies)")
     return 0

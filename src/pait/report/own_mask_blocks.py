@@ -20,7 +20,7 @@ from pait.report.tables import stage_label
 HEADING = "P1: is pruning with the source alone approximately optimal?"
 
 
-def _ci(r, prefix: str, style: str = "signed") -> str:
+def group_ci(r, prefix: str, style: str = "signed") -> str:
     """``mean [low, high]`` of a ``{prefix}_mean/_low/_high/_n`` group; "—" where it has no value."""
     if getattr(r, f"{prefix}_n") == 0:
         return "—"
@@ -69,7 +69,7 @@ def own_mask_blocks(results: pd.DataFrame, facts: SuiteFacts, figures: Path, lin
         row = [r.encoder, r.score, f"{r.sparsity:.2%}", stage_label(r.stage, r.recovery), str(r.n), f"{r.own_acc:.3f}",
                f"{r.other_acc:.3f}", fmt_ci(r.mean, r.low, r.high, "signed"),
                f"— ({r.note})" if r.note else f"**{r.verdict}**"]
-        rows.append(row + ([_ci(r, "gap_near"), _ci(r, "gap_far")] if split else []))
+        rows.append(row + ([group_ci(r, "gap_near"), group_ci(r, "gap_far")] if split else []))
     targets = [t for t in dict.fromkeys(results.target) if t in set(pairs.target)]
     by_target = retention_by_target(pairs).set_index(KEYS + ["target"])
     kinds = ("own", "other", "near", "far") if split else ("own", "other")
