@@ -3,9 +3,15 @@ statistics, equal to its own study's on the restricted results."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
+from pait.cache import to_jsonable
+from pait.config import config_from_dict
 from pait.report.claims import p2_table
 from pait.report.document import Table, to_markdown
 from pait.report.own_mask import own_other_pairs, own_other_table
@@ -14,6 +20,7 @@ from pait.report.suite_compare_blocks import suite_compare_blocks
 from pait.report.suite_facts import SuiteFacts
 
 GREY = {"digits-a": "digits", "digits-b": "digits", "clothing-a": "clothing", "clothing-b": "clothing"}
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "findings.py"
 COLOUR = {"birds": "animals", "mammals": "animals", "food": "food", "fruit": "food"}
 
 
@@ -90,3 +97,21 @@ def test_runs_that_share_no_setting_say_not_measured():
     given["colour"] = SuiteRun(given["colour"].results.assign(seed=7), given["colour"].facts, given["colour"].chance)
     text = to_markdown(suite_compare_blocks(given))
     assert "Not measured" in text and "|" not in text
+
+
+def test_findings_suite_section_needs_both_studies(tmp_path):
+    spec = importlib.util.spec_from_file_location("findings", SCRIPT)
+    findings = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(findings)
+    assert set(findings.SUITE_STUDIES) <= set(findings.STUDIES)
+    config = config_from_dict({"name": "s", "encoders": ["tiny-test-cnn"], "scores": ["kfac"], "sparsities": [0.5]})
+    studies = list(findings.SUITE_STUDIES)
+    for k, study in enumerate(studies):
+        assert findings.suite_blocks(tmp_path) == []  # fewer than two suites: no section
+        (tmp_path / study).mkdir()
+        frame(GREY, ["kfac"], [0.4], [0], own_bonus=0.03 * k).to_parquet(tmp_path / study / "results.parquet")
+        (tmp_path / study / "config.json").write_text(json.dumps(to_jsonable(config)))
+    md = to_markdown(findings.suite_blocks(tmp_path))
+    assert md.startswith("## P1 and P2 on a grey suite and a colour suite")
+    labels = [line.split(" | ")[0].lstrip("| ") for line in md.splitlines() if line.startswith("| ")][1:3]  # after the header
+    assert labels == [findings.SUITE_STUDIES[s] for s in studies]
