@@ -20,7 +20,6 @@ from pait.report.stats import (
     crossed_paired,
     holm,
     holm_verdicts,
-    interval_or_points,
     margin_p_values,
     mean_ci,
     paired,
@@ -264,11 +263,3 @@ def test_accuracy_intervals_stay_in_the_unit_interval():
     crossed = accuracy_ci([0.0, 0.02, 0.0, 0.1], ["a", "a", "b", "b"], [0, 1, 0, 1])
     assert crossed.low == 0.0 and crossed.high <= 1.0
     assert math.isnan(accuracy_ci([0.7]).low)
-
-
-def test_interval_or_points_draws_few_replicates_as_points():
-    points = interval_or_points([0.9, 1.0, 0.95])
-    assert isinstance(points, np.ndarray) and points.tolist() == [0.9, 1.0, 0.95]
-    mean, low, high = interval_or_points([0.9, 1.0, 0.95, 1.0])
-    ci = accuracy_ci([0.9, 1.0, 0.95, 1.0])
-    assert (mean, low, high) == (ci.mean, ci.low, ci.high) and high == 1.0

@@ -6,7 +6,7 @@ cluster intervals (``crossed_ci``, ``crossed_paired``: Cameron-Gelbach-Miller va
 min(G_source, G_seed) − 1 df); paired p-values (Wilcoxon signed-rank, sign test, from scipy) are shown
 for information. Verdicts within one table of settings get Holm's correction beside the raw ones
 (``holm_verdicts``); a comparison of two near-chance encoders is ``collapsed``; accuracy intervals are
-clipped to [0, 1] (``accuracy_ci``) and fewer than 4 replicates are drawn as points (``interval_or_points``).
+clipped to [0, 1] (``accuracy_ci``) and figures draw fewer than ``MIN_INTERVAL_N`` replicates as points (``replicates``).
 The transfer tasks are a third shared factor (each task is in the transfer mean of every source but its
 own); it is not resampled: the intervals are for the study's own set of tasks.
 
@@ -298,14 +298,4 @@ def accuracy_ci(values, sources=None, seeds=None) -> MeanCI:
     return MeanCI(ci.mean, max(ci.low, 0.0), min(ci.high, 1.0), ci.n)
 
 
-MIN_INTERVAL_N = 4
-
-
-def interval_or_points(values, sources=None, seeds=None) -> tuple[float, float, float] | np.ndarray:
-    """``(mean, low, high)`` from ``accuracy_ci`` with at least ``MIN_INTERVAL_N`` replicates, else the replicate
-    values themselves (to draw as points: a t interval on 1-2 df is mostly the width of the axis)."""
-    x = _values(values)
-    if len(x) < MIN_INTERVAL_N:
-        return x
-    ci = accuracy_ci(x, sources, seeds)
-    return ci.mean, ci.low, ci.high
+MIN_INTERVAL_N = 4  # fewer replicates: figures draw them as points (a t interval on 1-2 df spans most of the axis)
