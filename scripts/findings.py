@@ -54,7 +54,7 @@ STUDIES = ("study-efficientnet_lite0", "study-vits14_dinov2_imgfocus", "study-ef
 # the recovery recipes of the P2 dose-response table: study -> label, those found under docs/findings/ shown
 RECIPES = {"study-efficientnet_lite0": "16 steps, lr 3e-3", "study-efficientnet_lite0_p2_steps": "64 steps, lr 3e-3",
            "study-efficientnet_lite0_p2_lr": "16 steps, lr 3e-2",
-           "study-vits14_dinov2_imgfocus_p2": "ViT, 16 steps, lr 3e-3"}
+           "study-vits14_dinov2_imgfocus_p2": "ViT, 16 steps, lr 5e-5"}
 # the suites compared side by side (P1 and P2 on the settings both studies hold): study -> label
 SUITE_STUDIES = {"study-efficientnet_lite0": "embedded (grey)", "study-efficientnet_lite0_emoji10": "emoji10 (colour)"}
 COPIED = ("results.parquet", "config.json", "failures.json")
