@@ -15,7 +15,7 @@ from scipy import stats as scipy_stats
 from pait.cache import to_jsonable
 from pait.config import config_from_dict
 from pait.report import build_report
-from pait.report.claims import p2_dose_table, p2_table
+from pait.report.claims import p2_dose_table, p2_table, source_fit
 from pait.report.document import Table, to_markdown
 from pait.report.p2_blocks import p2_blocks, p2_dose_blocks
 from pait.report.pairwise import pairwise_table
@@ -122,7 +122,8 @@ def test_dose_table_labels_each_recipe_and_corrects_each_as_its_own_family():
     run = results_frame(_borderline(0.006))
     runs = {"16 steps": run, "64 steps": run.copy(), "no recovery": run.assign(recovery="none")}
     table = p2_dose_table(runs, DOMAINS)
-    assert table.columns[0] == "recipe" and list(table.columns[1:]) == list(p2_table(run).columns)
+    assert table.columns[0] == "recipe" and list(table.columns[1:-2]) == list(p2_table(run).columns)
+    assert list(table.columns[-2:]) == ["source_pruned", "source_recovered"]
     assert table.recipe.tolist() == ["16 steps"] * 3 + ["64 steps"] * 3  # recovery none: no row, quietly
     assert table.p_holds.to_numpy() == pytest.approx(0.006, rel=1e-6)
     # three equal p-values in a family: Holm multiplies by 3 (0.018, holds); the six together by 6 (0.036)
@@ -182,3 +183,18 @@ def test_findings_dose_section_uses_the_studies_found(tmp_path):
     rows = [line for line in md.splitlines() if line.startswith("| 16 steps")]
     assert [r.split(" | ")[0] for r in rows] == ["| 16 steps, lr 3e-3", "| 16 steps, lr 3e-2"] * 3
     assert "64 steps" not in md and "ViT" not in md and "nan" not in md.lower()
+
+
+def test_source_fit_is_the_mean_source_accuracy_per_setting_and_the_dose_table_shows_it():
+    results = results_frame()
+    fit = source_fit(results)
+    assert len(fit) == 1 and fit.columns.tolist() == ["encoder", "score", "recovery", "sparsity", "source_pruned",
+                                                      "source_recovered"]
+    pruned = [0.6 + 0.01 * TASKS.index(s) + 0.005 * seed for s in TASKS for seed in SEEDS]
+    recovered = [p + _gain_by_index(s, s, seed) for p, (s, seed) in zip(pruned, [(s, k) for s in TASKS for k in SEEDS])]
+    assert fit.source_pruned.iat[0] == pytest.approx(np.mean(pruned), abs=1e-12)
+    assert fit.source_recovered.iat[0] == pytest.approx(np.mean(recovered), abs=1e-12)
+    dose = p2_dose_table({"a": results}, DOMAINS)
+    assert (dose.source_pruned == fit.source_pruned.iat[0]).all() and len(dose) == 3
+    md = to_markdown(p2_dose_blocks(dose))
+    assert f"| {fit.source_pruned.iat[0]:.3f} → {fit.source_recovered.iat[0]:.3f} |" in md

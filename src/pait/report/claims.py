@@ -129,16 +129,29 @@ def p2_table(results: pd.DataFrame, margin: float = MARGIN, chance: Mapping[str,
     return table.merge(extra, on=P2_KEYS)[P2_COLUMNS]
 
 
+def source_fit(results: pd.DataFrame) -> pd.DataFrame:
+    """Per setting (``KEYS``): mean source accuracy zero-shot pruned (``source_pruned``) and recovered
+    (``source_recovered``), over its units: whether a recipe still fits the source it re-trains on."""
+    source = results[results.is_source & results.stage.isin(["pruned", "recovered"])]
+    if "recovery" not in source:
+        source = source.assign(recovery="sgd")
+    means = source.pivot_table(index=KEYS, columns="stage", values="accuracy", aggfunc="mean")
+    means = means.reindex(columns=["pruned", "recovered"])
+    return means.rename(columns=lambda c: f"source_{c}").reset_index().rename_axis(columns=None)
+
+
 def p2_dose_table(runs: Mapping[str, pd.DataFrame], domains: Mapping[str, str] | None = None, margin: float = MARGIN,
                   chance: Mapping[str, float] | None = None) -> pd.DataFrame:
-    """P2 across recipes: ``p2_table`` of each run (recipe label -> its results table) with a ``recipe`` column,
-    in the runs' order. Each run is its own Holm family: a recipe's verdicts do not depend on the recipes shown
-    beside it."""
-    tables = [p2_table(r, margin, chance, domains).assign(recipe=label) for label, r in runs.items()]
+    """P2 across recipes: ``p2_table`` of each run (recipe label -> its results table) with a ``recipe`` column and
+    the run's ``source_fit``, in the runs' order. Each run is its own Holm family: a recipe's verdicts do not
+    depend on the recipes shown beside it."""
+    columns = ["recipe", *P2_COLUMNS, "source_pruned", "source_recovered"]
+    tables = [p2_table(r, margin, chance, domains).assign(recipe=label).merge(source_fit(r), on=KEYS, how="left")
+              for label, r in runs.items()]
     tables = [t for t in tables if not t.empty]
     if not tables:
-        return pd.DataFrame(columns=["recipe", *P2_COLUMNS])
-    return pd.concat(tables, ignore_index=True)[["recipe", *P2_COLUMNS]]
+        return pd.DataFrame(columns=columns)
+    return pd.concat(tables, ignore_index=True)[columns]
 
 
 def p1_verdicts(table: pd.DataFrame, margin: float = MARGIN) -> pd.DataFrame:

@@ -45,6 +45,13 @@ def p2_blocks(table: pd.DataFrame) -> list[Block]:
             Table(_header(near_far), _rows(table, near_far)), Text(f"P2 {p2_counts(table)} (rule under Verdicts).")]
 
 
+def _fit(r) -> str:
+    """``zero-shot → recovered`` source accuracy of one dose-table row ("—" where the run has none)."""
+    if pd.isna(r.source_pruned) or pd.isna(r.source_recovered):
+        return "—"
+    return f"{r.source_pruned:.3f} → {r.source_recovered:.3f}"
+
+
 def p2_dose_blocks(table: pd.DataFrame) -> list[Block]:
     """P2 across recipes (``claims.p2_dose_table``): each setting's rows side by side, one per recipe in the table's
     order; the verdict counts per recipe."""
@@ -56,9 +63,11 @@ def p2_dose_blocks(table: pd.DataFrame) -> list[Block]:
     order = {"recipe": {r: i for i, r in enumerate(recipes)}, "transfer": {k: i for i, k in enumerate(TRANSFER)}}
     keys = ["encoder", "score", "recovery", "sparsity", "transfer", "recipe"]
     table = table.sort_values(keys, key=lambda c: c.map(order[c.name]) if c.name in order else c, kind="stable")
-    rows = [[recipe, *row] for recipe, row in zip(table.recipe, _rows(table, near_far))]
+    rows = [[recipe, *row, _fit(r)] for recipe, row, r in zip(table.recipe, _rows(table, near_far), table.itertuples())]
     return [heading,
             Text("P2 under each recovery recipe. " + GAIN + (NEAR_FAR if near_far else "") + " Each recipe's rows"
                  + (", near and far included," if near_far else "") + " are one family for Holm's correction."),
-            Table(["recipe", *_header(near_far)], rows),
+            Text("Source: the mean accuracy on the source task, zero-shot pruned → recovered, over the setting's "
+                 "units: a recipe that no longer fits its own source says little about P2."),
+            Table(["recipe", *_header(near_far), "source"], rows),
             *(Text(f"{recipe}: P2 {p2_counts(table[table.recipe == recipe])}.") for recipe in recipes)]
