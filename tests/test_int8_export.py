@@ -161,3 +161,15 @@ def test_measure_int8_reads_source_and_probes_through_the_frozen_heads(tmp_path)
     assert [r["batch"] for r in entry["latency"]["rows"]] == [1, 32]
     assert entry["quantization"]["per_channel_weights"] == 2
     assert "| source |" in int8_markdown(entry) and "| probe p |" in int8_markdown(entry)
+
+
+@pytest.mark.parametrize("flags, expected", [("fpu sse2 avx avx2 fma", True),  # AVX2, no VNNI: 7-bit weights
+                                             ("fpu avx2 avx512f avx512bw", True),  # AVX-512 without VNNI
+                                             ("fpu avx2 avx512f avx512_vnni", False),
+                                             ("fpu avx2 avx_vnni", False),
+                                             (None, False)])  # no flags line (not x86)
+def test_reduce_range_follows_whether_the_cpu_saturates(flags, expected, tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: x\n" + (f"flags\t\t: {flags}\n" if flags else "Features\t: neon\n"))
+    assert int8.saturates(info) is expected
+    assert int8.saturates(tmp_path / "absent") is False
