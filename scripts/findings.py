@@ -10,8 +10,9 @@ sources, computed from the run's stage cache (masks and scores are too large to 
 ``recovery_seconds.csv``: each unit's recovery wall time, where the run recorded it. Everything
 else is computed from those committed files: ``docs/findings/tables.md`` (results with 95% CIs over
 source x seed, P1 own mask vs other sources' masks, each score against `magnitude` paired, P1 / P2 /
-second-order verdicts, mask agreement, the P2 dose-response across the recovery recipes of RECIPES, and P1 and P2 on the suites of SUITE_STUDIES)
-and the figures ``docs/findings/<study>/fig3.png``, ``p1_own_vs_other.png`` and ``agreement.png``.
+second-order verdicts, mask agreement, the P2 dose-response across the recovery recipes of RECIPES, and
+P1 and P2 on the suites of SUITE_STUDIES) and the figures ``docs/findings/<study>/fig3.png``,
+``p1_own_vs_other.png`` and ``agreement.png``.
 """
 
 from __future__ import annotations
@@ -148,6 +149,12 @@ def study_blocks(folder: Path) -> list[Block]:
     return blocks + seconds_blocks(folder) + agreement_blocks(folder)
 
 
+def suite_run(folder: Path) -> SuiteRun:
+    """One committed study: its results, and its suite's facts and per-task chance (none without a config)."""
+    suite = read_run_config(folder)["suite"] if (folder / CONFIG_FILE).is_file() else None
+    return SuiteRun(read_results(folder), suite_facts(suite), suite_chance(suite))
+
+
 def dose_blocks(findings: Path = FINDINGS) -> list[Block]:
     """The P2 dose-response section over the recipes of RECIPES found under ``findings`` (none found: no section)."""
     runs, domains, chance = {}, {}, {}
@@ -155,21 +162,17 @@ def dose_blocks(findings: Path = FINDINGS) -> list[Block]:
         folder = findings / study
         if not (folder / "results.parquet").is_file():
             continue
-        runs[label] = read_results(folder)
-        config = read_run_config(folder) if (folder / CONFIG_FILE).is_file() else {}
-        domains |= suite_facts(config.get("suite")).domains
-        chance |= suite_chance(config["suite"]) if config else {}
+        run = suite_run(folder)
+        runs[label] = run.results
+        domains |= run.facts.domains
+        chance |= run.chance
     return p2_dose_blocks(p2_dose_table(runs, domains, chance=chance)) if runs else []
 
 
 def suite_blocks(findings: Path = FINDINGS) -> list[Block]:
     """P1 and P2 on the suites of SUITE_STUDIES side by side, when at least two are found under ``findings``."""
-    runs = {}
-    for study, label in SUITE_STUDIES.items():
-        folder = findings / study
-        if (folder / "results.parquet").is_file() and (folder / CONFIG_FILE).is_file():
-            suite = read_run_config(folder)["suite"]
-            runs[label] = SuiteRun(read_results(folder), suite_facts(suite), suite_chance(suite))
+    runs = {label: suite_run(findings / study) for study, label in SUITE_STUDIES.items()
+            if (findings / study / "results.parquet").is_file() and (findings / study / CONFIG_FILE).is_file()}
     return suite_compare_blocks(runs) if len(runs) > 1 else []
 
 
