@@ -10,7 +10,7 @@ sources, computed from the run's stage cache (masks and scores are too large to 
 ``recovery_seconds.csv``: each unit's recovery wall time, where the run recorded it. Everything
 else is computed from those committed files: ``docs/findings/tables.md`` (results with 95% CIs over
 source x seed, P1 own mask vs other sources' masks, each score against `magnitude` paired, P1 / P2 /
-second-order verdicts, mask agreement, the P2 dose-response across the recovery recipes of RECIPES, and
+second-order verdicts, the allocation decomposition where a study has transplant masks, mask agreement, the P2 dose-response across the recovery recipes of RECIPES, and
 P1 and P2 on the suites of SUITE_STUDIES) and the figures ``docs/findings/<study>/fig3.png``,
 ``p1_own_vs_other.png`` and ``agreement.png``.
 """
@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from pait.errors import PaitError
+from pait.report.allocation_blocks import allocation_blocks
 from pait.report.build import fig3_caption, results_table, what_is_cut
 from pait.report.chance import suite_chance
 from pait.report.claims import p2_dose_table, p2_table
@@ -142,7 +143,7 @@ def study_blocks(folder: Path) -> list[Block]:
                            results_table(results),
                            Figure(f"{folder.name}/{fig3.name}", f"{folder.name}: {fig3_caption(results, mean_chance)}")]
     sections = (own_mask_blocks(results, facts, folder, folder.name, level_name(results)) + pairwise_blocks(pairwise)
-                + recovery_pair_blocks(results) + p2_blocks(p2) + claim_blocks(pairwise, p2))
+                + allocation_blocks(results) + recovery_pair_blocks(results) + p2_blocks(p2) + claim_blocks(pairwise, p2))
     if cut and STRUCTURED_BASELINE in config.get("scores", ()):  # pait's group scores against Torch-Pruning's
         sections += pairwise_blocks(pairwise_table(results, STRUCTURED_BASELINE), STRUCTURED_BASELINE)
     blocks += [Heading(b.text, 3) if isinstance(b, Heading) else b for b in sections]

@@ -7,6 +7,9 @@ import pandas as pd
 import pytest
 
 from pait.report.allocation import allocation_differences, allocation_table
+from pait.report.allocation_blocks import allocation_blocks
+from pait.report.pairwise import METRICS
+from pait.report.stat_blocks import fmt_ci
 from pait.report.stats import crossed_ci
 
 SOURCES, SEEDS, SPARSITIES = ("a", "b", "c"), (0, 1), (0.2, 0.6)
@@ -95,3 +98,24 @@ def test_a_table_without_transplants_or_a_mask_column_gives_an_empty_table():
     plain = results[results["mask"] == ""].drop(columns="mask")
     assert allocation_table(plain).empty and list(allocation_table(plain).columns)[:7] == [
         "encoder", "score", "recovery", "sparsity", "stage", "metric", "part"]
+
+
+def test_the_report_block_shows_each_part_of_the_table_in_its_row():
+    table = allocation_table(_table())
+    [heading, _, shown] = allocation_blocks(_table())
+    assert "Allocation" in heading.text
+    assert shown.header[-3:] == ["total", "allocation", "selection"]
+    assert len(shown.rows) == len(table) // 3  # one row per (score, sparsity, stage, metric), a column per part
+    for row in shown.rows:
+        sparsity, stage, metric = float(row[2].rstrip("%")) / 100, row[3], row[4]
+        for part, cell in zip(("total", "allocation", "selection"), row[-3:]):
+            [r] = table[(table.sparsity == sparsity) & (table.part == part) & (table.metric.map(METRICS) == metric)
+                        & (table.stage.map({"pruned": "zero-shot", "recovered": "after sgd"}) == stage)].itertuples()
+            assert cell == fmt_ci(r.mean, r.low, r.high, "signed")
+        assert row[5] == f"{len(SOURCES) * len(SEEDS)} ({len(SOURCES)} x {len(SEEDS)})"
+    assert "nan" not in str(shown.rows)
+
+
+def test_the_report_block_is_absent_without_transplants():
+    results = _table()
+    assert allocation_blocks(results[results["mask"] == ""]) == []

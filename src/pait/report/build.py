@@ -21,6 +21,7 @@ from pait.report.examples import example_blocks
 from pait.report.fig3 import plot_fig3
 from pait.report.fig4 import plot_fig4
 from pait.report.html import to_html
+from pait.report.allocation_blocks import allocation_blocks
 from pait.report.own_mask_blocks import own_mask_blocks
 from pait.report.p1 import agreement_summary, mask_agreement, plot_agreement
 from pait.report.p2_blocks import p2_blocks
@@ -236,7 +237,7 @@ def build_report(run_dir: str | Path) -> Path:
             blocks.append(Figure(f"figures/{path.name}", f"Transfer matrix, {encoder}, {score}, recovery {recovery}."))
     p2 = p2_table(results, chance=chance, domains=facts.domains)
     blocks += own_mask_blocks(results, facts, figures, "figures", level) + agreement_blocks(run_dir, figures, level)
-    blocks += magnitude_blocks(results, pairwise) + p2_blocks(p2) + claim_blocks(pairwise, p2)
+    blocks += magnitude_blocks(results, pairwise) + allocation_blocks(results) + p2_blocks(p2) + claim_blocks(pairwise, p2)
     blocks += landscape_blocks(run_dir, figures)
     blocks += failure_blocks(run_dir)
     path = run_dir / "report.md"
