@@ -51,6 +51,7 @@ STUDIES = ("study-efficientnet_lite0", "study-vits14_dinov2_imgfocus", "study-ef
            "study-efficientnet_lite0_recoveries", "study-vits14_dinov2_imgfocus_recoveries",
            "study-efficientnet_lite0_channels", "study-vits14_dinov2_imgfocus_channels",
            "study-efficientnet_lite0_channels_sequential", "study-efficientnet_lite0_allocation_zeroshot",
+           "study-efficientnet_lite0_allocation", "study-vits14_dinov2_imgfocus_allocation",
            "study-efficientnet_lite0_p2_steps", "study-efficientnet_lite0_p2_lr", "study-vits14_dinov2_imgfocus_p2",
            "study-efficientnet_lite0_emoji10")
 # the recovery recipes of the P2 dose-response table: study -> label, those found under docs/findings/ shown
