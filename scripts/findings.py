@@ -3,6 +3,7 @@
     python scripts/findings.py                 # from docs/findings/<study>/ (committed results) only
     python scripts/findings.py --runs runs     # first copy each study's results from runs/<study>/
     python scripts/findings.py --runs runs --only study-efficientnet_lite0   # copy one study
+    python scripts/findings.py --runs runs --only study-x --add-seeds   # add a run's seeds to the committed copy
 
 ``--runs`` copies ``results.parquet``, ``config.json`` and ``failures.json`` of every study in STUDIES
 found under the run root, and writes ``agreement.csv``: the per-pair mask and score agreement across
@@ -18,6 +19,7 @@ P1 and P2 on the suites of SUITE_STUDIES) and the figures ``docs/findings/<study
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import shutil
 import sys
@@ -25,7 +27,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from pait.errors import PaitError
+from pait.cache import write_atomic
+from pait.errors import ConfigError, PaitError
 from pait.report.allocation_blocks import allocation_blocks
 from pait.report.build import fig3_caption, results_table, what_is_cut
 from pait.report.chance import suite_chance
@@ -37,7 +40,7 @@ from pait.report.p1 import agreement_summary, mask_agreement, plot_agreement
 from pait.report.p2_blocks import p2_blocks, p2_dose_blocks
 from pait.report.pairwise import pairwise_table
 from pait.report.recoveries import recovery_pair_blocks
-from pait.report.run_folder import CONFIG_FILE, read_results, read_run_config
+from pait.report.run_folder import CONFIG_FILE, read_json, read_results, read_run_config
 from pait.report.stat_blocks import claim_blocks, pairwise_blocks
 from pait.report.suite_compare import SuiteRun
 from pait.report.suite_compare_blocks import suite_compare_blocks
@@ -60,28 +63,68 @@ RECIPES = {"study-efficientnet_lite0": "16 steps, lr 3e-3", "study-efficientnet_
            "study-vits14_dinov2_imgfocus_p2": "ViT, 16 steps, lr 5e-5"}
 # the suites compared side by side (P1 and P2 on the settings both studies hold): study -> label
 SUITE_STUDIES = {"study-efficientnet_lite0": "embedded (grey)", "study-efficientnet_lite0_emoji10": "emoji10 (colour)"}
-COPIED = ("results.parquet", "config.json", "failures.json")
+FAILURES_FILE = "failures.json"
+COPIED = ("results.parquet", CONFIG_FILE, FAILURES_FILE)
+AGREEMENT_FILE = "agreement.csv"
 SECONDS_FILE = "recovery_seconds.csv"  # per unit: the recovery's wall time, where the run recorded it
 STRUCTURED_BASELINE = "taylor"  # Torch-Pruning's best built-in group importance here (BENCHMARKS.md)
 
 
-def copy_run(run_root: Path, study: str) -> bool:
-    """Copy one study's results from ``run_root/study`` (and its mask agreement); False if it is absent."""
+def copy_run(run_root: Path, study: str, add: bool = False) -> bool:
+    """Copy one study's results from ``run_root/study`` (and its mask agreement); False if it is absent. With
+    ``add``, the run's seeds are added to (or replace) those of the committed copy (``add_seeds``)."""
     source = run_root / study
     if not (source / "results.parquet").is_file():
         return False
     target = FINDINGS / study
-    target.mkdir(parents=True, exist_ok=True)
-    for name in COPIED:
-        if (source / name).is_file():
-            shutil.copyfile(source / name, target / name)
-    mask_agreement(source).to_csv(target / "agreement.csv", index=False, float_format="%.6g")
-    seconds = recovery_seconds(source)
+    tables = {AGREEMENT_FILE: mask_agreement(source), SECONDS_FILE: recovery_seconds(source)}
+    if add and (target / "results.parquet").is_file():
+        tables = add_seeds(source, target, tables)
+    else:
+        target.mkdir(parents=True, exist_ok=True)
+        for name in COPIED:
+            if (source / name).is_file():
+                shutil.copyfile(source / name, target / name)
+    tables[AGREEMENT_FILE].to_csv(target / AGREEMENT_FILE, index=False, float_format="%.6g")
+    seconds = tables[SECONDS_FILE]
     if seconds["seconds"].notna().any():
         seconds.to_csv(target / SECONDS_FILE, index=False, float_format="%.4g")
     else:  # no stale times from an earlier copy
         (target / SECONDS_FILE).unlink(missing_ok=True)
     return True
+
+
+def _other_seeds(table: pd.DataFrame, seeds: set[int]) -> pd.DataFrame:
+    """The rows of a per-unit (``seed``) or per-pair (``seed_a``, ``seed_b``) table that touch none of ``seeds``."""
+    columns = [c for c in ("seed", "seed_a", "seed_b") if c in table]
+    return table[~table[columns].isin(seeds).any(axis=1)]
+
+
+def add_seeds(source: Path, target: Path, tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """A study run seed by seed (on one machine after another): write to ``target`` its committed results with the
+    seeds of the run folder ``source`` replaced by the run's, its config's ``seeds`` the union and its failures
+    both lists; return the run's per-seed ``tables`` merged with ``target``'s in the same way. Agreement pairs
+    across a committed and an added seed are not computed (their masks are in two stage caches). The two configs
+    must agree on everything but ``seeds`` (a ConfigError naming the keys that differ)."""
+    config, committed_config = read_run_config(source), read_run_config(target)
+    differ = sorted(k for k in config.keys() | committed_config.keys()
+                    if k != "seeds" and config.get(k) != committed_config.get(k))
+    if differ:
+        raise ConfigError(f"{source / CONFIG_FILE}: {', '.join(differ)} differ from {target / CONFIG_FILE}; "
+                          "only the seeds of a run can be added to a committed study")
+    read_results(source), read_results(target)  # checked, then read as written (transplant scores not renamed)
+    results, committed = pd.read_parquet(source / "results.parquet"), pd.read_parquet(target / "results.parquet")
+    seeds = {int(s) for s in results.seed.unique()}
+    merged = pd.concat([_other_seeds(committed, seeds), results], ignore_index=True)
+    buffer = io.BytesIO()
+    merged.to_parquet(buffer, index=False)
+    write_atomic(target / "results.parquet", buffer.getvalue())
+    config["seeds"] = sorted(seeds | {int(s) for s in committed_config.get("seeds") or []})
+    write_atomic(target / CONFIG_FILE, json.dumps(config, indent=1).encode())
+    failures = [read_json(f, list) if f.is_file() else [] for f in (target / FAILURES_FILE, source / FAILURES_FILE)]
+    write_atomic(target / FAILURES_FILE, json.dumps(failures[0] + failures[1], indent=1).encode())
+    return {name: pd.concat([_other_seeds(pd.read_csv(target / name), seeds), table], ignore_index=True)
+            if (target / name).is_file() else table for name, table in tables.items()}
 
 
 def recovery_seconds(run: Path) -> pd.DataFrame:
@@ -116,7 +159,7 @@ def seconds_blocks(folder: Path) -> list[Block]:
 
 def agreement_blocks(folder: Path) -> list[Block]:
     """The mask and score agreement across sources (mean over source pairs and seeds), with its figure."""
-    path = folder / "agreement.csv"
+    path = folder / AGREEMENT_FILE
     pairs = pd.read_csv(path) if path.is_file() else pd.DataFrame()
     if pairs.empty:
         return []
@@ -183,9 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, help="run root (pait run --out) to copy the studies' results from")
     parser.add_argument("--only", nargs="+", choices=STUDIES, metavar="STUDY",
                         help="with --runs: copy only these studies (default: every one found)")
+    parser.add_argument("--add-seeds", action="store_true",
+                        help="with --runs: add each run's seeds to the committed copy of its study (replacing those "
+                             "seeds there) instead of replacing the copy: a study run seed by seed")
     args = parser.parse_args(argv)
     if args.runs is not None:
-        copied = [s for s in args.only or STUDIES if copy_run(args.runs, s)]
+        copied = [s for s in args.only or STUDIES if copy_run(args.runs, s, args.add_seeds)]
         print(f"copied {', '.join(copied) or 'nothing'} from {args.runs}")
     folders = [FINDINGS / s for s in STUDIES if (FINDINGS / s / "results.parquet").is_file()]
     if not folders:

@@ -83,3 +83,43 @@ def test_a_study_gets_the_p1_own_vs_other_section_and_figure(findings, tmp_path)
     assert "| enc | kfac | 40.00% | zero-shot | 4 | 0.855 | 0.805 | +0.050 [+0.050, +0.050] |" in md
     assert "(study-x/p1_own_vs_other.png)" in md and (folder / "p1_own_vs_other.png").is_file()
     assert "nan" not in md.lower()
+
+
+def _study(folder: Path, seed: int, accuracy: float, **config) -> Path:
+    """A run folder of one unit per source at ``seed``, every accuracy ``accuracy``, a config with ``config``."""
+    import pandas as pd
+
+    rows = [{"encoder": "enc", "score": "kfac", "mask": "", "sparsity": 0.4, "source": s, "seed": seed, "target": t,
+             "is_source": s == t, "stage": "pruned", "accuracy": accuracy, "unit": f"u{s}{seed}"}
+            for s in ("a", "b") for t in ("a", "b")]
+    folder.mkdir(parents=True)
+    pd.DataFrame(rows).to_parquet(folder / "results.parquet", index=False)
+    (folder / "config.json").write_text(json.dumps({"name": "study-x", "seeds": [seed], **config}))
+    (folder / "failures.json").write_text(json.dumps([{"unit": f"f{seed}"}]))
+    (folder / "agreement.csv").write_text(f"score,seed_a,seed_b,iou\nkfac,{seed},{seed},0.{seed + 1}\n")
+    return folder
+
+
+def test_adding_a_run_s_seeds_keeps_the_committed_ones_and_replaces_its_own(findings, tmp_path):
+    import pandas as pd
+
+    committed = _study(tmp_path / "committed", 1, 0.5)
+    run = _study(tmp_path / "run", 0, 0.9)
+    tables = {"agreement.csv": pd.read_csv(run / "agreement.csv")}
+    merged = findings.add_seeds(run, committed, tables)
+    results = pd.read_parquet(committed / "results.parquet")
+    assert sorted(results.groupby("seed").accuracy.unique().map(tuple).items()) == [(0, (0.9,)), (1, (0.5,))]
+    assert json.loads((committed / "config.json").read_text())["seeds"] == [0, 1]
+    assert [f["unit"] for f in json.loads((committed / "failures.json").read_text())] == ["f1", "f0"]
+    assert sorted(merged["agreement.csv"].seed_a) == [0, 1]
+    again = findings.add_seeds(run, committed, tables)  # the same seed added twice replaces, never doubles
+    assert len(pd.read_parquet(committed / "results.parquet")) == len(results) and len(again["agreement.csv"]) == 2
+
+
+def test_a_run_of_another_config_is_not_added(findings, tmp_path):
+    committed = _study(tmp_path / "committed", 1, 0.5, finetune={"lr": 0.003})
+    run = _study(tmp_path / "run", 0, 0.9, finetune={"lr": 0.03})
+    before = (committed / "results.parquet").read_bytes()
+    with pytest.raises(findings.ConfigError, match=r"run/config.json: finetune differ"):
+        findings.add_seeds(run, committed, {})
+    assert (committed / "results.parquet").read_bytes() == before
