@@ -40,7 +40,7 @@ from pait.report.p1 import agreement_summary, mask_agreement, plot_agreement
 from pait.report.p2_blocks import p2_blocks, p2_dose_blocks
 from pait.report.pairwise import pairwise_table
 from pait.report.recoveries import recovery_pair_blocks
-from pait.report.run_folder import CONFIG_FILE, read_json, read_results, read_run_config
+from pait.report.run_folder import CONFIG_FILE, RESULTS_FILE, read_json, read_results, read_run_config
 from pait.report.stat_blocks import claim_blocks, pairwise_blocks
 from pait.report.suite_compare import SuiteRun
 from pait.report.suite_compare_blocks import suite_compare_blocks
@@ -64,7 +64,7 @@ RECIPES = {"study-efficientnet_lite0": "16 steps, lr 3e-3", "study-efficientnet_
 # the suites compared side by side (P1 and P2 on the settings both studies hold): study -> label
 SUITE_STUDIES = {"study-efficientnet_lite0": "embedded (grey)", "study-efficientnet_lite0_emoji10": "emoji10 (colour)"}
 FAILURES_FILE = "failures.json"
-COPIED = ("results.parquet", CONFIG_FILE, FAILURES_FILE)
+COPIED = (RESULTS_FILE, CONFIG_FILE, FAILURES_FILE)
 AGREEMENT_FILE = "agreement.csv"
 SECONDS_FILE = "recovery_seconds.csv"  # per unit: the recovery's wall time, where the run recorded it
 STRUCTURED_BASELINE = "taylor"  # Torch-Pruning's best built-in group importance here (BENCHMARKS.md)
@@ -74,11 +74,11 @@ def copy_run(run_root: Path, study: str, add: bool = False) -> bool:
     """Copy one study's results from ``run_root/study`` (and its mask agreement); False if it is absent. With
     ``add``, the run's seeds are added to (or replace) those of the committed copy (``add_seeds``)."""
     source = run_root / study
-    if not (source / "results.parquet").is_file():
+    if not (source / RESULTS_FILE).is_file():
         return False
     target = FINDINGS / study
     tables = {AGREEMENT_FILE: mask_agreement(source), SECONDS_FILE: recovery_seconds(source)}
-    if add and (target / "results.parquet").is_file():
+    if add and (target / RESULTS_FILE).is_file():
         tables = add_seeds(source, target, tables)
     else:
         target.mkdir(parents=True, exist_ok=True)
@@ -113,12 +113,12 @@ def add_seeds(source: Path, target: Path, tables: dict[str, pd.DataFrame]) -> di
         raise ConfigError(f"{source / CONFIG_FILE}: {', '.join(differ)} differ from {target / CONFIG_FILE}; "
                           "only the seeds of a run can be added to a committed study")
     read_results(source), read_results(target)  # checked, then read as written (transplant scores not renamed)
-    results, committed = pd.read_parquet(source / "results.parquet"), pd.read_parquet(target / "results.parquet")
+    results, committed = pd.read_parquet(source / RESULTS_FILE), pd.read_parquet(target / RESULTS_FILE)
     seeds = {int(s) for s in results.seed.unique()}
     merged = pd.concat([_other_seeds(committed, seeds), results], ignore_index=True)
     buffer = io.BytesIO()
     merged.to_parquet(buffer, index=False)
-    write_atomic(target / "results.parquet", buffer.getvalue())
+    write_atomic(target / RESULTS_FILE, buffer.getvalue())
     config["seeds"] = sorted(seeds | {int(s) for s in committed_config.get("seeds") or []})
     write_atomic(target / CONFIG_FILE, json.dumps(config, indent=1).encode())
     failures = [read_json(f, list) if f.is_file() else [] for f in (target / FAILURES_FILE, source / FAILURES_FILE)]
@@ -205,7 +205,7 @@ def dose_blocks(findings: Path = FINDINGS) -> list[Block]:
     runs, domains, chance = {}, {}, {}
     for study, label in RECIPES.items():
         folder = findings / study
-        if not (folder / "results.parquet").is_file():
+        if not (folder / RESULTS_FILE).is_file():
             continue
         run = suite_run(folder)
         runs[label] = run.results
@@ -217,7 +217,7 @@ def dose_blocks(findings: Path = FINDINGS) -> list[Block]:
 def suite_blocks(findings: Path = FINDINGS) -> list[Block]:
     """P1 and P2 on the suites of SUITE_STUDIES side by side, when at least two are found under ``findings``."""
     runs = {label: suite_run(findings / study) for study, label in SUITE_STUDIES.items()
-            if (findings / study / "results.parquet").is_file() and (findings / study / CONFIG_FILE).is_file()}
+            if (findings / study / RESULTS_FILE).is_file() and (findings / study / CONFIG_FILE).is_file()}
     return suite_compare_blocks(runs) if len(runs) > 1 else []
 
 
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs is not None:
         copied = [s for s in args.only or STUDIES if copy_run(args.runs, s, args.add_seeds)]
         print(f"copied {', '.join(copied) or 'nothing'} from {args.runs}")
-    folders = [FINDINGS / s for s in STUDIES if (FINDINGS / s / "results.parquet").is_file()]
+    folders = [FINDINGS / s for s in STUDIES if (FINDINGS / s / RESULTS_FILE).is_file()]
     if not folders:
         print(f"no committed study results under {FINDINGS}", file=sys.stderr)
         return 2

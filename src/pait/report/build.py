@@ -14,6 +14,7 @@ import pandas as pd
 
 from pait.cache import write_atomic
 from pait.report.surface import Surface
+from pait.report.allocation_blocks import allocation_blocks
 from pait.report.chance import suite_chance
 from pait.report.claims import p1_table, p1_verdicts, p2_table
 from pait.report.document import Block, Bullets, Figure, Heading, Table, Text, to_markdown
@@ -21,7 +22,6 @@ from pait.report.examples import example_blocks
 from pait.report.fig3 import plot_fig3
 from pait.report.fig4 import plot_fig4
 from pait.report.html import to_html
-from pait.report.allocation_blocks import allocation_blocks
 from pait.report.own_mask_blocks import own_mask_blocks
 from pait.report.p1 import agreement_summary, mask_agreement, plot_agreement
 from pait.report.p2_blocks import p2_blocks
